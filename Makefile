@@ -1,0 +1,27 @@
+# Pacing CDS: `make run` serves the service, `make test` runs the whole suite. Both bootstrap .venv.
+SHELL := /bin/bash
+VENV := .venv
+# The first interpreter that durable-rules and the project support (3.11 or 3.12).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,11) <= sys.version_info[:2] < (3,13)))'; \
+	then echo $$p; break; fi; done)
+
+.PHONY: run test venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "Python 3.11 or 3.12 is required (none found on PATH)"; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: venv
+	$(VENV)/bin/pacing-cds serve
+
+test: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .venv-fhir var .pytest_cache

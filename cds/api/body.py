@@ -1,0 +1,70 @@
+"""Reading a JSON request body into a wire model, with errors that name what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from cds.errors import CdsError
+
+M = TypeVar("M", bound=BaseModel)
+MAX_REPORTED = 8
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json() -> dict[str, Any]:
+    """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 if malformed or not an object."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise CdsError(415, f"Content-Type must be application/json, not {mimetype or 'absent'}")
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge as exc:
+        raise CdsError(413, f"request body is larger than the limit of {request.max_content_length} bytes") from exc
+    if not raw.strip():
+        raise CdsError(400, "request body is empty; expected a JSON object")
+    try:
+        body = json.loads(raw, parse_constant=_no_constants)
+    except RecursionError as exc:
+        raise CdsError(400, "request body is not valid JSON: nested too deeply") from exc
+    except json.JSONDecodeError as exc:
+        raise CdsError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                       ) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CdsError(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise CdsError(400, f"request body must be a JSON object, not a JSON {type(body).__name__}")
+    return body
+
+
+def _location(prefix: str, loc: tuple[Any, ...]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def validate(model: type[M], data: Any, prefix: str = "", what: str = "request") -> M:
+    """Validate data against a model; 400 listing each problem as `path: message` (values never echoed)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems, paths = [], []
+        for err in exc.errors(include_url=False, include_input=False, include_context=False):
+            path = _location(prefix, err["loc"]) or what
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{path}: {message}")
+            paths.append(path)
+        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
+        raise CdsError(400, f"invalid {what}: " + "; ".join(problems[:MAX_REPORTED]) + more,
+                       expression=paths[:MAX_REPORTED]) from exc

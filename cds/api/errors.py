@@ -1,0 +1,69 @@
+"""The one error handler: every failure becomes a FHIR OperationOutcome naming the problem, never a trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, request
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+
+from cds.errors import CdsError
+
+log = logging.getLogger("cds.api")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json", headers=headers)
+
+
+def operation_outcome(error: CdsError) -> dict[str, Any]:
+    issue: dict[str, Any] = {
+        "severity": "fatal" if error.status >= 500 else "error",
+        "code": error.issue_code,
+        "details": {"text": error.message},
+    }
+    if error.expression:
+        issue["expression"] = error.expression
+    resource = OperationOutcome.model_validate({"resourceType": "OperationOutcome", "issue": [issue]})
+    return resource.model_dump(mode="json", exclude_none=True)
+
+
+def error_response(error: CdsError) -> Response:
+    return json_response(operation_outcome(error), error.status, error.headers)
+
+
+def from_http_exception(exc: HTTPException) -> CdsError:
+    """Werkzeug's routing and body errors in our words."""
+    status = exc.code or 500
+    path = request.path[:200]
+    if isinstance(exc, MethodNotAllowed):
+        allowed = ", ".join(sorted(exc.valid_methods or []))
+        return CdsError(405, f"method {request.method} is not allowed on {path}; allowed: {allowed}",
+                        headers={"Allow": allowed})
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.max_content_length
+        return CdsError(413, f"request body is larger than the limit of {limit} bytes")
+    if status == 404:
+        return CdsError(404, f"no endpoint at {path}; the discovery endpoint is /cds-services")
+    return CdsError(status, exc.description or exc.name)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(CdsError)
+    def _cds_error(error: CdsError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return error_response(from_http_exception(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        reference = uuid.uuid4().hex[:12]
+        log.exception("unhandled error, reference %s, on %s %s", reference, request.method, request.path[:200])
+        return error_response(CdsError(500, f"internal error; reference {reference}"))

@@ -1,0 +1,31 @@
+"""POST /cds-services/{id}/feedback: validate, store each item once, acknowledge only what is stored."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds.api.body import read_json, validate
+from cds.api.errors import json_response
+from cds.api.service_call import find_service
+from cds.errors import CdsError
+from cds.hooks.models import FeedbackRequest
+from cds.runtime import runtime
+
+bp = Blueprint("feedback", __name__)
+log = logging.getLogger("cds.api")
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    service = find_service(service_id)
+    body = validate(FeedbackRequest, read_json(), what="feedback")
+    try:
+        stored = runtime().store.add_feedback(service.id, body.feedback)
+    except SQLAlchemyError as exc:
+        log.exception("feedback not stored for service %s", service.id)
+        raise CdsError(503, "feedback could not be stored; send it again") from exc
+    log.info("feedback service=%s received=%d stored=%d", service.id, len(body.feedback), stored)
+    return json_response({"received": len(body.feedback), "stored": stored})

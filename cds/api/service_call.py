@@ -1,0 +1,64 @@
+"""POST /cds-services/{id}: validate the call, resolve prefetch, run the service, audit the call."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from cds.api.body import read_json, validate
+from cds.api.errors import json_response
+from cds.errors import CdsError
+from cds.fhir.prefetch import resolve
+from cds.hooks.models import CdsRequest
+from cds.runtime import runtime
+from cds.services.base import CdsService
+from cds.store import AuditRecord
+
+bp = Blueprint("service_call", __name__)
+log = logging.getLogger("cds.api")
+
+
+def find_service(service_id: str) -> CdsService:
+    services = runtime().services
+    if service_id not in services:
+        raise CdsError(404, f"no CDS service with id {service_id[:64]!r}; known: {', '.join(services)}")
+    return services[service_id]
+
+
+@bp.post("/cds-services/<service_id>")
+def call(service_id: str) -> Response:
+    service = find_service(service_id)
+    rt = runtime()
+    record = AuditRecord(service_id=service.id)
+    status = 500
+    try:
+        request = validate(CdsRequest, read_json())
+        record.hook_instance, record.hook = request.hookInstance, request.hook
+        if request.hook != service.hook:
+            raise CdsError(400, f"service {service.id} answers the {service.hook} hook, not {request.hook[:64]!r}",
+                           expression=["hook"])
+        context = validate(service.context_model, request.context, prefix="context")
+        record.patient_id, record.user_id = context.patientId, context.userId
+        data = resolve(service.templates, request, context.patientId, rt.fhir)
+        record.data_sources = data.summary()
+        response = service.handler(request, context, data)
+        record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
+                        for card in response.cards]
+        status = 200
+        return json_response(response.to_json())
+    except CdsError as error:
+        status, record.message = error.status, error.message
+        raise
+    except HTTPException as exc:
+        status = exc.code or 500
+        raise
+    finally:
+        try:
+            rt.store.audit(record, status)
+        except SQLAlchemyError:
+            log.exception("audit record not written for hookInstance %s", record.hook_instance)
+        log.info("service call service=%s hookInstance=%s status=%s cards=%d", service.id,
+                 record.hook_instance, status, len(record.cards))

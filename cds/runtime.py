@@ -1,0 +1,30 @@
+"""The objects create_app builds once per process and the request handlers share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from cds.fhir.client import FhirClient
+from cds.services.base import CdsService
+from cds.settings import Settings
+from cds.store import Store
+
+EXTENSION = "pacing_cds"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: Store
+    fhir: FhirClient
+    services: dict[str, CdsService]
+
+    def close(self) -> None:
+        self.fhir.close()
+        self.store.close()
+
+
+def runtime() -> Runtime:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,45 @@
+"""What a CDS service is: its discovery entry, the context model of its hook, its prefetch, its handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cds.fhir.prefetch import PrefetchData
+from cds.fhir.templates import PrefetchTemplate
+from cds.hooks.models import HOOK_CONTEXTS, CdsRequest, CdsResponse, CdsServiceDefinition, PatientViewContext
+
+Handler = Callable[[CdsRequest, PatientViewContext, PrefetchData], CdsResponse]
+
+
+def no_guidance(request: CdsRequest, context: PatientViewContext, data: PrefetchData) -> CdsResponse:
+    """The answer while a service has no rules to apply: 200 with no cards."""
+    return CdsResponse()
+
+
+@dataclass(frozen=True)
+class CdsService:
+    """A service as discovery declares it, plus the function that answers its calls."""
+
+    definition: CdsServiceDefinition
+    handler: Handler = no_guidance
+
+    def __post_init__(self) -> None:
+        for template in self.templates:
+            template.check(self.hook)
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+    @property
+    def hook(self) -> str:
+        return self.definition.hook
+
+    @property
+    def context_model(self) -> type[PatientViewContext]:
+        return HOOK_CONTEXTS[self.hook]
+
+    @property
+    def templates(self) -> tuple[PrefetchTemplate, ...]:
+        return tuple(PrefetchTemplate(k, q) for k, q in (self.definition.prefetch or {}).items())

@@ -1,0 +1,104 @@
+"""Typed settings from PACING_CDS_* environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """The environment holds a setting that cannot be used; the message names each one."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune; every field is an environment variable PACING_CDS_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="PACING_CDS_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = Field(
+        "development", description="development or production; production is stricter about security"
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="address the HTTP server binds to")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port the HTTP server listens on")
+    database_url: str = Field(
+        "sqlite:///var/pacing-cds.db",
+        min_length=1,
+        description="SQLAlchemy URL of the feedback and audit database (SQLite file or PostgreSQL)",
+    )
+    rules_dir: Path = Field(Path("rules"), description="folder holding the rule files and parameters.yaml")
+    public_base_url: str | None = Field(
+        None, description="URL the EHR uses to reach this service (default http://HOST:PORT); JWT audience"
+    )
+    fhir_timeout_s: float = Field(3.0, gt=0, le=60, description="timeout of each FHIR request, in seconds")
+    fhir_max_pages: int = Field(10, ge=1, le=100, description="most pages followed through Bundle 'next' links")
+    max_body_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="largest request body accepted (413 above)"
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("*",), description="comma-separated origins allowed by CORS, or * for any"
+    )
+    workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
+    threads: int = Field(4, ge=1, le=64, description="threads per gunicorn worker")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"origin {origin!r} must be * or start with http:// or https://")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be an SQLAlchemy URL such as sqlite:///var/pacing-cds.db")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """The public URL of this service: PUBLIC_BASE_URL or the address it listens on."""
+        return self.public_base_url or f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the environment; raise SettingsError naming every bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = "PACING_CDS_" + "_".join(str(p) for p in err["loc"][:1]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for the README and `pacing-cds settings`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        rows.append((f"PACING_CDS_{name.upper()}", "" if default is None else str(default), field.description or ""))
+    return rows

@@ -1,0 +1,102 @@
+"""Shared fixtures: settings on a temporary database, the app in-process, real FHIR and CDS servers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds import create_app
+from cds.settings import Settings, load_settings
+from tests.support.fhir_server import FhirServer
+from tests.support.processes import ServerProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the PACING_CDS_* variables they set themselves."""
+    for name in list(os.environ):
+        if name.startswith("PACING_CDS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(database_url=f"sqlite:///{tmp_path / 'cds.db'}")
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    yield application
+    application.extensions["pacing_cds"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    server = FhirServer(tmp_path_factory.mktemp("sekmet"))
+    yield server
+    server.stop()
+
+
+class LiveService:
+    """`pacing-cds serve` (gunicorn) as a real process on 127.0.0.1."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], port: int) -> None:
+        self.workdir, self.env, self.port = workdir, env, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: ServerProcess | None = None
+
+    def start(self, command: list[str] | None = None) -> LiveService:
+        args = command or [str(VENV_BIN / "pacing-cds"), "serve"]
+        self.process = ServerProcess(args, env=self.env, cwd=self.workdir, log_path=self.workdir / "service.log")
+        self.process.wait_ready(f"{self.url}/healthz")
+        return self
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.process is not None:
+            self.process.stop() if sig is None else self.process.stop(sig)
+            self.process = None
+
+    def log(self) -> str:
+        return (self.workdir / "service.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def live_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
+    """Factory: start the service with extra PACING_CDS_* settings; every one started is stopped after the test."""
+    started: list[LiveService] = []
+
+    def start(**settings: str) -> LiveService:
+        port = int(settings.pop("port", free_port()))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
+        env.update({"PACING_CDS_PORT": str(port), "PACING_CDS_HOST": "127.0.0.1", "PACING_CDS_WORKERS": "2",
+                    "PACING_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}", "PYTHONUNBUFFERED": "1"})
+        env.update({f"PACING_CDS_{k.upper()}": v for k, v in settings.items()})
+        service = LiveService(tmp_path, env, port).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30.0) as client:
+        yield client
