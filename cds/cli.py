@@ -37,6 +37,9 @@ def serve(settings: Settings) -> int:
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "pacing-cds")
             self.cfg.set("loglevel", settings.log_level.lower())
+            if "control_socket_disable" in self.cfg.settings:
+                # A shared control socket in $HOME would let one instance's tooling reach another.
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return create_app(settings)

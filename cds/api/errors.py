@@ -11,6 +11,7 @@ from flask import Flask, Response, request
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
+from cds.api.body import too_large
 from cds.errors import CdsError
 
 log = logging.getLogger("cds.api")
@@ -46,8 +47,7 @@ def from_http_exception(exc: HTTPException) -> CdsError:
         return CdsError(405, f"method {request.method} is not allowed on {path}; allowed: {allowed}",
                         headers={"Allow": allowed})
     if isinstance(exc, RequestEntityTooLarge):
-        limit = request.max_content_length
-        return CdsError(413, f"request body is larger than the limit of {limit} bytes")
+        return too_large(request.max_content_length)
     if status == 404:
         return CdsError(404, f"no endpoint at {path}; the discovery endpoint is /cds-services")
     return CdsError(status, exc.description or exc.name)

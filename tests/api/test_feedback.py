@@ -1,0 +1,128 @@
+"""POST /cds-services/{id}/feedback: spec examples stored once each; the report counts them."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cds.cli import feedback_report
+from cds.settings import Settings
+from tests.support import data
+
+FEEDBACK = "/cds-services/pacing-review/feedback"
+
+
+def post(client: FlaskClient, body: Any, path: str = FEEDBACK) -> Any:
+    return client.post(path, data=json.dumps(body), content_type="application/json")
+
+
+def stored(app: Flask) -> list[dict[str, Any]]:
+    return app.extensions["pacing_cds"].store.feedback()
+
+
+@pytest.mark.parametrize("name", ["feedback-accepted.json", "feedback-overridden.json",
+                                  "feedback-overridden-reason.json"])
+def test_spec_examples_are_stored(app: Flask, client: FlaskClient, name: str) -> None:
+    example = data.spec_example(name)
+    response = post(client, example)
+    assert response.status_code == 200
+    assert response.get_json() == {"received": 1, "stored": 1}
+    [row] = stored(app)
+    item = example["feedback"][0]
+    assert (row["card_uuid"], row["outcome"], row["service_id"]) == (item["card"], item["outcome"], "pacing-review")
+    if "acceptedSuggestions" in item:
+        assert row["accepted_suggestions"] == [item["acceptedSuggestions"][0]["id"]]
+    if "overrideReason" in item:
+        assert row["override_code"] == "d7ecf885"
+        assert row["user_comment"] == "A comment entered by the clinician."
+
+
+def test_a_repeated_item_is_stored_once(app: Flask, client: FlaskClient) -> None:
+    example = data.spec_example("feedback-accepted.json")
+    assert post(client, example).get_json() == {"received": 1, "stored": 1}
+    assert post(client, example).get_json() == {"received": 1, "stored": 0}
+    twice_in_one = {"feedback": example["feedback"] * 2}
+    assert post(client, twice_in_one).get_json() == {"received": 2, "stored": 0}
+    assert len(stored(app)) == 1
+
+
+def test_the_same_card_acted_on_again_later_is_a_new_item(app: Flask, client: FlaskClient) -> None:
+    first = data.spec_example("feedback-overridden.json")
+    later = data.with_change(first, "feedback.0.outcomeTimestamp", "2020-12-12T09:00:00Z")
+    post(client, first)
+    assert post(client, later).get_json()["stored"] == 1
+    assert len(stored(app)) == 2
+
+
+def test_the_same_item_for_another_service_is_kept_apart(app: Flask, client: FlaskClient) -> None:
+    example = data.spec_example("feedback-overridden.json")
+    post(client, example)
+    post(client, example, "/cds-services/exercise-order-sign/feedback")
+    assert sorted(r["service_id"] for r in stored(app)) == ["exercise-order-sign", "pacing-review"]
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ({}, "feedback: Field required"),
+    ({"feedback": []}, "feedback: List should have at least 1 item"),
+    ({"feedback": [{"card": "c", "outcome": "accepted", "outcomeTimestamp": "2021-12-11T10:05:31Z"}]},
+     "an accepted outcome needs acceptedSuggestions"),
+    ({"feedback": [{"card": "c", "outcome": "dismissed", "outcomeTimestamp": "2021-12-11T10:05:31Z"}]},
+     "feedback[0].outcome"),
+    ({"feedback": [{"card": "c", "outcome": "overridden"}]}, "feedback[0].outcomeTimestamp: Field required"),
+    ({"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"}]},
+     "feedback[0].outcomeTimestamp"),
+    ({"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": 1607644800}]},
+     "must be an RFC 3339 date-time string"),
+    ({"feedback": [{"card": 5, "outcome": "overridden", "outcomeTimestamp": "2021-12-11T10:05:31Z"}]},
+     "feedback[0].card"),
+])
+def test_invalid_feedback_is_400_and_nothing_is_stored(app: Flask, client: FlaskClient, body: Any,
+                                                       fragment: str) -> None:
+    response = post(client, body)
+    assert response.status_code == 400
+    assert fragment in response.get_json()["issue"][0]["details"]["text"]
+    assert stored(app) == []
+
+
+def test_feedback_for_an_unknown_service_is_404(client: FlaskClient) -> None:
+    response = post(client, data.spec_example("feedback-accepted.json"), "/cds-services/nope/feedback")
+    assert response.status_code == 404
+
+
+def test_report_counts_per_service_and_topic_with_reasons(app: Flask, client: FlaskClient,
+                                                          settings: Settings) -> None:
+    store = app.extensions["pacing_cds"].store
+    store.record_issued_cards("pacing-review", "hook-1", [("card-progress", "progress"), ("card-hold", "hold")])
+    reason = {"code": "patient-declined", "system": "https://pacing-cds.example/override-reason",
+              "display": "Patient declined"}
+    items = [
+        {"card": "card-progress", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
+         "outcomeTimestamp": "2026-11-20T10:00:00Z"},
+        {"card": "card-progress", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
+         "outcomeTimestamp": "2026-11-20T11:00:00Z"},
+        {"card": "card-progress", "outcome": "overridden", "overrideReason": {"reason": reason},
+         "outcomeTimestamp": "2026-11-20T12:00:00Z"},
+        {"card": "card-hold", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T12:00:00Z"},
+        {"card": "card-from-elsewhere", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T12:00:00Z"},
+    ]
+    assert post(client, {"feedback": items}).get_json() == {"received": 5, "stored": 5}
+    out = io.StringIO()
+    assert feedback_report(settings, out) == 0
+    lines = out.getvalue().splitlines()
+    assert any(line.split() == ["pacing-review", "progress", "2", "1"] for line in lines)
+    assert any(line.split() == ["pacing-review", "hold", "0", "1"] for line in lines)
+    assert any(line.split()[:2] == ["pacing-review", "(card"] and line.split()[-2:] == ["0", "1"] for line in lines)
+    assert any(line.split() == ["total", "2", "3"] for line in lines)
+    assert any("Patient declined [patient-declined]" in line and "progress" in line for line in lines)
+    assert any("(no reason given)" in line and "hold" in line for line in lines)
+
+
+def test_report_on_an_empty_database(settings: Settings) -> None:
+    out = io.StringIO()
+    assert feedback_report(settings, out) == 0
+    assert "No feedback stored." in out.getvalue()

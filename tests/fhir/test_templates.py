@@ -1,0 +1,59 @@
+"""Prefetch templates use only CDS Hooks 2.0 tokens and render safely."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds.fhir.templates import PrefetchTemplate
+from cds.services import SERVICES
+
+
+@pytest.mark.parametrize("query", [
+    "Observation?patient={{context.patientId}}&date=ge{{today()}}",
+    "Patient/{{context.draftOrders.id}}",
+    "Observation?patient={{context.medication.id}}",
+    "Patient/{{patientId}}",
+    "Patient/{{context.patientId}",
+    "patient/{{context.patientId}}",
+])
+def test_tokens_outside_cds_hooks_2_0_are_refused(query: str) -> None:
+    with pytest.raises(ValueError):
+        PrefetchTemplate("k", query).check("patient-view")
+
+
+@pytest.mark.parametrize("query", [
+    "Patient/{{context.patientId}}",
+    "Encounter/{{context.encounterId}}",
+    "PractitionerRole?_id={{userPractitionerRoleId}}",
+    "{{context.userId}}".replace("{{", "Practitioner?_id={{"),
+])
+def test_cds_hooks_2_0_tokens_are_accepted(query: str) -> None:
+    PrefetchTemplate("k", query).check("order-sign")
+
+
+def test_every_service_template_is_a_2_0_template_on_patient_id() -> None:
+    for service in SERVICES:
+        for template in service.templates:
+            template.check(service.hook)
+            assert template.tokens() == ["context.patientId"], template.key
+            assert "today" not in template.query
+
+
+def test_rendering_encodes_values_so_they_cannot_add_parameters() -> None:
+    template = PrefetchTemplate("k", "Observation?patient={{context.patientId}}&code=1")
+    assert template.render({"patientId": "a&b=c"}) == "Observation?patient=a%26b%3Dc&code=1"
+    assert PrefetchTemplate("k", "Patient/{{context.patientId}}").render({"patientId": "../x"}) == "Patient/..%2Fx"
+
+
+def test_user_tokens_come_from_user_id() -> None:
+    template = PrefetchTemplate("u", "PractitionerRole?_id={{userPractitionerRoleId}}")
+    assert template.render({"userId": "PractitionerRole/123"}) == "PractitionerRole?_id=123"
+    with pytest.raises(KeyError):
+        template.render({"userId": "Practitioner/123"})
+
+
+def test_reads_and_searches_are_told_apart() -> None:
+    read = PrefetchTemplate("p", "Patient/{{context.patientId}}")
+    search = PrefetchTemplate("o", "Observation?patient={{context.patientId}}")
+    assert (read.resource_type, read.is_search) == ("Patient", False)
+    assert (search.resource_type, search.is_search) == ("Observation", True)
