@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///var/pacing-cds.db",
         min_length=1,
-        description="SQLAlchemy URL of the feedback and audit database (SQLite file or PostgreSQL)",
+        description="SQLAlchemy URL of the feedback and audit database",
     )
     rules_dir: Path = Field(Path("rules"), description="folder holding the rule files and parameters.yaml")
     public_base_url: str | None = Field(

@@ -157,6 +157,13 @@ def test_invalid_request_is_400_naming_the_field(client: FlaskClient, change: tu
     assert body_out["issue"][0]["code"] == "invalid"
 
 
+def test_request_extension_object_is_accepted(client: FlaskClient) -> None:
+    body = data.patient_view("p1", data.full_prefetch("p1"))
+    body["extension"] = {"com.example.timestamp": "2017-11-27T22:13:25Z"}
+    assert post(client, body).status_code == 200
+    assert_outcome(post(client, {**body, "extension": "x"}), 400, "extension: Input should be a valid dictionary")
+
+
 def test_wrong_hook_for_the_service_is_400(client: FlaskClient) -> None:
     body = data.order_request("order-sign", "p1")
     assert_outcome(post(client, body, PATIENT_VIEW), 400, "answers the patient-view hook, not 'order-sign'")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from cds.fhir.templates import PrefetchTemplate
@@ -31,12 +33,22 @@ def test_cds_hooks_2_0_tokens_are_accepted(query: str) -> None:
     PrefetchTemplate("k", query).check("order-sign")
 
 
+ALLOWED_PARAMETERS = {"patient", "code", "status", "clinical-status", "_count", "_sort"}
+
+
 def test_every_service_template_is_a_2_0_template_on_patient_id() -> None:
+    """Reads or type-level searches; token equality without modifiers, _count and _sort (req 58)."""
     for service in SERVICES:
         for template in service.templates:
             template.check(service.hook)
             assert template.tokens() == ["context.patientId"], template.key
-            assert "today" not in template.query
+            if not template.is_search:
+                assert template.query == f"{template.resource_type}/{{{{context.patientId}}}}"
+                continue
+            params = parse_qs(urlsplit(template.query).query, keep_blank_values=True)
+            assert set(params) <= ALLOWED_PARAMETERS, template.key
+            assert all(len(values) == 1 for values in params.values())
+            assert params["patient"] == ["{{context.patientId}}"]
 
 
 def test_rendering_encodes_values_so_they_cannot_add_parameters() -> None:
