@@ -21,6 +21,8 @@ run: venv
 	$(VENV)/bin/pacing-cds serve
 
 test: venv
+	$(VENV)/bin/pacing-cds rules check
+	$(VENV)/bin/pacing-cds rules test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -25,8 +25,9 @@ def configure_logging(level: str) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the application: settings, database, FHIR client, services and HTTP edge."""
+    """Build the application: settings, rule engine, database, FHIR client, services and HTTP edge."""
     from cds import api
+    from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.client import FhirClient
     from cds.runtime import EXTENSION, Runtime
     from cds.services import by_id
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    services = by_id()
+    engine = RuleEngine(load_knowledge(settings.rules_path, services))
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -43,7 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         store=store,
         fhir=FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages),
-        services=by_id(),
+        engine=engine,
+        services=services,
     )
     api.register(app, settings)
     return app

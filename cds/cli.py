@@ -23,6 +23,9 @@ def serve(settings: Settings) -> int:
     from cds import create_app
     from cds.store import Store
 
+    knowledge = check_rules(settings)  # refuse to start on broken knowledge, before any worker boots
+    if knowledge is None:
+        return 2
     store = Store(settings.database_url)
     store.create_schema()  # once, before the workers start
     store.close()
@@ -92,6 +95,54 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
     return 0
 
 
+def check_rules(settings: Settings, out: Any = sys.stderr) -> Any:
+    """Load and validate rules/; print every problem and return None when there are any."""
+    from cds.engine import RuleError, load_knowledge
+    from cds.services import by_id
+
+    try:
+        return load_knowledge(settings.rules_path, by_id())
+    except RuleError as exc:
+        print(f"pacing-cds: {len(exc.problems)} problem(s) in {settings.rules_path}:", file=out)
+        for problem in exc.problems:
+            print(f"  {problem}", file=out)
+        return None
+
+
+def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
+    knowledge = check_rules(settings)
+    if knowledge is None:
+        return 1
+    print(f"{knowledge.info.name} {knowledge.version}: {len(knowledge.rules)} rules, "
+          f"{len(knowledge.parameters)} parameters, {len(knowledge.scenarios)} scenarios, "
+          f"services {', '.join(sorted(knowledge.services))}: OK", file=out)
+    return 0
+
+
+def rules_test(settings: Settings, out: Any = sys.stdout) -> int:
+    """Run every scenario; one line per rule, then the failures, then a closing count."""
+    from cds.engine import RuleEngine
+    from cds.engine.scenarios import run_scenarios
+
+    knowledge = check_rules(settings)
+    if knowledge is None:
+        return 1
+    results = run_scenarios(knowledge, RuleEngine(knowledge))
+    width = max(len(c.rule.id) for c in knowledge.rules)
+    for compiled in knowledge.rules:
+        mine = [r for r in results if r.scenario.rule == compiled.rule.id]
+        failed = [r for r in mine if not r.ok]
+        fires = sum(1 for r in mine if r.scenario.fires)
+        status = "FAIL" if failed else "ok"
+        print(f"{status:<4}  {compiled.rule.id:<{width}}  v{compiled.rule.version}  {len(mine)} scenarios "
+              f"({fires} fire, {len(mine) - fires} do not)  {compiled.file}", file=out)
+        for result in failed:
+            print(f"      - {result.scenario.name!r} [{result.service}]: {result.problem}", file=out)
+    passed = sum(1 for r in results if r.ok)
+    print(f"{passed} passed, {len(results) - passed} failed", file=out)
+    return 0 if passed == len(results) else 1
+
+
 def show_settings(out: Any = sys.stdout) -> int:
     for name, default, description in settings_table():
         print(f"{name:<28} {default or '(unset)':<28} {description}", file=out)
@@ -106,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
     feedback_commands.add_parser("report", help="accepted / overridden counts per service and card topic")
     commands.add_parser("settings", help="list the PACING_CDS_* settings with their defaults")
+    rules = commands.add_parser("rules", help="the rule set in PACING_CDS_RULES_DIR")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios")
+    rules_commands.add_parser("test", help="run the scenarios; a line per rule")
     return parser
 
 
@@ -120,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(settings)
+    if args.command == "rules":
+        return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
     return feedback_report(settings)
 
 

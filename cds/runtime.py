@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
 from cds.services.base import CdsService
 from cds.settings import Settings
@@ -19,6 +20,7 @@ class Runtime:
     settings: Settings
     store: Store
     fhir: FhirClient
+    engine: RuleEngine
     services: dict[str, CdsService]
 
     def close(self) -> None:

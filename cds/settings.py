@@ -28,7 +28,9 @@ class Settings(BaseSettings):
         min_length=1,
         description="SQLAlchemy URL of the feedback and audit database",
     )
-    rules_dir: Path = Field(Path("rules"), description="folder holding the rule files and parameters.yaml")
+    rules_dir: Path | None = Field(
+        None, description="folder of the rule files and parameters.yaml (default: the project's rules/)"
+    )
     public_base_url: str | None = Field(
         None, description="URL the EHR uses to reach this service (default http://HOST:PORT); JWT audience"
     )
@@ -74,6 +76,11 @@ class Settings(BaseSettings):
         if "://" not in value:
             raise ValueError("must be an SQLAlchemy URL such as sqlite:///var/pacing-cds.db")
         return value
+
+    @property
+    def rules_path(self) -> Path:
+        """RULES_DIR, or the rules/ folder beside the cds package."""
+        return self.rules_dir if self.rules_dir is not None else Path(__file__).resolve().parents[1] / "rules"
 
     @property
     def base_url(self) -> str:

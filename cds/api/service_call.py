@@ -32,7 +32,7 @@ def find_service(service_id: str) -> CdsService:
 def call(service_id: str) -> Response:
     service = find_service(service_id)
     rt = runtime()
-    record = AuditRecord(service_id=service.id)
+    record = AuditRecord(service_id=service.id, rule_set_version=rt.engine.knowledge.version)
     status = 500
     try:
         request = validate(CdsRequest, read_json())
