@@ -1,0 +1,144 @@
+"""Evaluations: findings with their trace, precedence as CLINICAL.md section 5, failures surfaced."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from cds.engine import EngineError, Knowledge, RuleEngine
+from cds.engine.host import Fired, resolve_precedence
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+ON_TRACK: dict[str, Any] = {
+    "t": "patient", "has_prescription": True, "valid_days": 14, "days_since_activity": 0, "days_since_pain": 0,
+    "adherence": 0.9, "pain_delta": 0.0, "flare": False, "flare_weeks": 0, "planned_below_start": False,
+    "acwr": 1.0, "boom_bust": False, "inactive": False, "weekly_minutes": 60, "mean_daily_steps": 5500}
+
+
+def test_progress_finding_carries_its_trace(engine: RuleEngine, knowledge: Knowledge) -> None:
+    evaluation = engine.evaluate("pacing-review", [ON_TRACK], NOW)
+    assert evaluation.codes == ["progress"]
+    [finding] = evaluation.findings
+    assert finding.rule_id == "progress" and finding.rule_version == "0.1.0"
+    assert finding.facts == {"p": ON_TRACK}
+    assert finding.parameters == {"adherence_min": 0.8, "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
+    assert evaluation.version == knowledge.version
+    assert evaluation.now == NOW
+
+
+def test_red_flag_outranks_and_suppresses(engine: RuleEngine) -> None:
+    facts = [{**ON_TRACK, "inactive": True, "boom_bust": True},
+             {"t": "vitals", "systolic": 190.0, "diastolic": 100.0, "temperature_max": 38.4},
+             {"t": "condition", "red_flag": "fracture", "code": "417746004"}]
+    evaluation = engine.evaluate("pacing-review", facts, NOW)
+    assert evaluation.codes == ["red-flag", "boom-bust"]
+    assert {f.rule_id for f in evaluation.findings if f.code == "red-flag"} == {
+        "red-flag-blood-pressure", "red-flag-fever", "red-flag-condition"}
+    outcomes = {f.rule_id: f.outcome for f in evaluation.trace}
+    assert outcomes["progress"] == "suppressed by red-flag"
+    assert outcomes["inactivity"] == "suppressed by red-flag"
+    assert outcomes["boom-bust"] == "selected"
+
+
+def test_one_dose_recommendation_the_lowest_precedence(engine: RuleEngine) -> None:
+    facts = [{**ON_TRACK, "flare": True, "pain_delta": 2.5, "flare_weeks": 2, "weekly_minutes": 200}]
+    evaluation = engine.evaluate("pacing-review", facts, NOW)
+    assert evaluation.codes == ["re-baseline"]
+    outcomes = {f.rule_id: f.outcome for f in evaluation.trace}
+    assert outcomes == {"re-baseline": "selected", "step-back": "outranked by re-baseline",
+                        "goal-met": "outranked by re-baseline"}  # hold: a flare is not a hold
+
+
+def test_each_draft_order_gets_its_own_finding(engine: RuleEngine) -> None:
+    facts = [{"t": "order", "ref": "ServiceRequest/a", "has_tolerance_data": True, "jump": 0.5},
+             {"t": "order", "ref": "ServiceRequest/b", "has_tolerance_data": False},
+             {"t": "order", "ref": "ServiceRequest/c", "has_tolerance_data": True, "jump": 0.1}]
+    evaluation = engine.evaluate("exercise-order-sign", facts, NOW)
+    assert [(f.code, f.subject) for f in evaluation.findings] == [
+        ("order-dose-jump", "ServiceRequest/a"), ("order-no-baseline", "ServiceRequest/b")]
+
+
+def test_services_only_see_their_rules(engine: RuleEngine) -> None:
+    order = {"t": "order", "ref": "ServiceRequest/a", "has_tolerance_data": True, "jump": 0.5}
+    assert engine.evaluate("pacing-review", [order], NOW).codes == []
+    assert engine.evaluate("exercise-order-select", [ON_TRACK], NOW).codes == []
+
+
+def test_no_facts_no_findings(engine: RuleEngine) -> None:
+    evaluation = engine.evaluate("pacing-review", [], NOW)
+    assert evaluation.findings == () and evaluation.trace == ()
+
+
+def test_evaluations_do_not_share_facts(engine: RuleEngine) -> None:
+    flagged = engine.evaluate("pacing-review", [ON_TRACK, {"t": "vitals", "temperature_max": 39.0}], NOW)
+    clean = engine.evaluate("pacing-review", [ON_TRACK], NOW)
+    assert flagged.codes == ["red-flag"]
+    assert clean.codes == ["progress"]
+
+
+def test_identical_facts_are_harmless(engine: RuleEngine) -> None:
+    assert engine.evaluate("pacing-review", [ON_TRACK, dict(ON_TRACK)], NOW).codes == ["progress"]
+
+
+@pytest.mark.parametrize(("fact", "message"), [
+    ({"t": "patient", "adherence": "high"}, "adherence: 'high' is not a number"),
+    ({"t": "patient", "id": "p1"}, "field 'id' is not in the vocabulary"),
+    ({"t": "lab"}, "t must be one of"),
+    ({"t": "condition", "red_flag": "headache"}, "is not one of"),
+])
+def test_facts_outside_the_vocabulary_are_refused(engine: RuleEngine, fact: dict[str, Any], message: str) -> None:
+    with pytest.raises(EngineError, match=message):
+        engine.evaluate("pacing-review", [fact], NOW)
+
+
+def test_unknown_service_is_refused(engine: RuleEngine) -> None:
+    with pytest.raises(EngineError, match="no rules for service"):
+        engine.evaluate("nope", [], NOW)
+
+
+def test_an_action_that_raises_is_surfaced(knowledge: Knowledge) -> None:
+    """The engine swallows action exceptions into the session state; the adapter must raise them."""
+
+    class Faulty(RuleEngine):
+        def _action(self, rule_id: str) -> Any:
+            normal = super()._action(rule_id)
+
+            def run(c: Any) -> None:
+                if rule_id == "progress":
+                    raise ValueError("broken action")
+                normal(c)
+
+            return run
+
+    faulty = Faulty(knowledge)
+    with pytest.raises(EngineError, match="broken action"):
+        faulty.evaluate("pacing-review", [ON_TRACK], NOW)
+    assert faulty.evaluate("pacing-review", [{**ON_TRACK, "flare": True}], NOW).codes == ["step-back"]
+
+
+def test_building_starts_no_thread_and_leaves_the_knowledge_intact(knowledge: Knowledge) -> None:
+    before = copy.deepcopy([c.conditions for c in knowledge.rules])
+    threads = threading.active_count()
+    RuleEngine(knowledge)
+    RuleEngine(knowledge)  # a second host over the same definitions works: nothing was consumed
+    assert threading.active_count() == threads
+    assert [c.conditions for c in knowledge.rules] == before
+
+
+def test_precedence_resolution_on_its_own() -> None:
+    def fired(rule_id: str, code: str, kind: str, precedence: int, ref: str | None = None,
+              suppressed_by: tuple[str, ...] = ()) -> Fired:
+        facts = {"o": {"t": "order", "ref": ref}} if ref else {"p": {"t": "patient"}}
+        return Fired(rule_id, "1.0.0", code, kind, precedence, facts, {}, suppressed_by)
+
+    trace = [fired("progress", "progress", "dose", 9, suppressed_by=("red-flag",)),
+             fired("hold", "hold", "dose", 7),
+             fired("boom", "boom-bust", "pattern", 1),
+             fired("jump", "order-dose-jump", "order", 1, "ServiceRequest/x")]
+    findings, decided = resolve_precedence(trace)
+    assert [f.code for f in findings] == ["hold", "order-dose-jump", "boom-bust"]
+    assert [f.outcome for f in decided] == ["outranked by hold", "selected", "selected", "selected"]

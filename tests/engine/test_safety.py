@@ -1,0 +1,74 @@
+"""Proof that the engine is safe under concurrency: threads in one process, and gunicorn workers x threads.
+
+Each run is a separate process, so that a crash of the engine's C core fails the test instead of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cds.engine import Knowledge, RuleEngine
+from tests.support.processes import ServerProcess, free_port
+from tests.support.stress import NOW, canonical, patient_case
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_8_threads_x_2000_distinct_patients() -> None:
+    result = subprocess.run([sys.executable, "-m", "tests.support.stress", "--threads", "8", "--per-thread", "2000",
+                             "--nothing", "5000", "--rounds", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), f"engine process died (code {result.returncode}): {result.stderr[-2000:]}"
+    report = json.loads(result.stdout)
+    assert report["error_count"] == 0, report["errors"]
+    assert report["evaluations_threaded"] == 48000
+    assert report["crossed"] == 0, "findings crossed patients"
+    assert report["mismatches"] == 0, "threaded results differ from the single-threaded run"
+    assert report["nothing_matches_findings"] == 0
+    assert len(report["codes_seen"]) == 13, "the stress reaches every recommendation code"
+    rss = report["rss_mb_after_each_round"]
+    assert rss[-1] - rss[0] < 5.0, f"resident memory keeps growing: {rss}"
+    assert rss[-1] - rss[-2] < 1.0, f"resident memory keeps growing: {rss}"
+    assert result.returncode == 0
+
+
+def test_under_gunicorn_workers_and_threads(tmp_path: Path, knowledge: Knowledge) -> None:
+    engine = RuleEngine(knowledge)
+    cases = [patient_case(i) for i in range(3000)]
+    expected = [canonical(engine.evaluate(service, facts, NOW)) for service, facts in cases]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
+    env.update({"PACING_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "PYTHONPATH": str(ROOT)})
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    server = ServerProcess([str(gunicorn), "-k", "gthread", "-w", "3", "--threads", "4", "-b", f"127.0.0.1:{port}",
+                            "--no-control-socket", "tests.support.engine_wsgi:create()"],
+                           env=env, cwd=ROOT, log_path=tmp_path / "gunicorn.log")
+    try:
+        server.wait_ready(f"http://127.0.0.1:{port}/healthz")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0,
+                          limits=httpx.Limits(max_connections=16)) as client:
+
+            def call(i: int) -> dict[str, Any]:
+                service, facts = cases[i]
+                return client.post("/_stress/evaluate", json={"service": service, "facts": facts}).json()
+
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                answers = list(pool.map(call, range(len(cases))))
+        assert server.proc.poll() is None, "gunicorn died"
+    finally:
+        server.stop()
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert "SIGSEGV" not in log and "exited with code" not in log and "Traceback" not in log, log[-2000:]
+    assert sum(a["crossed"] for a in answers) == 0
+    assert [{"codes": a["codes"], "trace": [tuple(t) for t in a["trace"]]} for a in answers] == \
+        [{"codes": e["codes"], "trace": [tuple(t) for t in e["trace"]]} for e in expected]
+    assert len({a["pid"] for a in answers}) == 3, "all three workers answered"
+    assert log.count("Booting worker") == 3, "no worker was restarted"
