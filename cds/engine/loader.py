@@ -107,12 +107,39 @@ def _read(path: Path, model: type[M], problems: _Problems) -> M | None:
         where = f"{path.name} line {mark.line + 1}" if mark else path.name
         problems.add(where, f"is not valid YAML ({getattr(exc, 'problem', exc)})")
         return None
+    return _check(model, raw, path.name, problems)
+
+
+def _read_parameters(path: Path, problems: _Problems) -> dict[str, Parameter] | None:
+    """Each parameter validated on its own, so that one bad value does not hide the rules' problems."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        _read(path, ParameterFile, problems)  # reports the read or YAML error
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("parameters"), dict):
+        _read(path, ParameterFile, problems)
+        return None
+    shell = {k: v for k, v in raw.items() if k != "parameters"}
+    if _check(ParameterFile, {**shell, "parameters": {}}, path.name, problems) is None:
+        return None
+    parameters: dict[str, Parameter] = {}
+    for name, body in raw["parameters"].items():
+        checked = _check(ParameterFile, {**shell, "parameters": {name: body}}, path.name, problems)
+        if checked is not None:
+            parameters.update(checked.parameters)
+        elif isinstance(body, dict) and isinstance(body.get("value"), (int, float)):
+            parameters[name] = Parameter.model_construct(**body)  # keep checking the rules that use it
+    return parameters
+
+
+def _check(model: type[M], raw: Any, name: str, problems: _Problems) -> M | None:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             loc = ".".join(str(p) for p in err["loc"])
-            problems.add(f"{path.name} {loc}".strip(), str(err["msg"]).removeprefix("Value error, "))
+            problems.add(f"{name} {loc}".strip(), str(err["msg"]).removeprefix("Value error, "))
         return None
 
 
@@ -123,7 +150,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     if not rules_dir.is_dir():
         raise RuleError([f"{rules_dir}: not a folder of rules"])
     info = _read(rules_dir / RULESET_FILE, RuleSetInfo, problems)
-    parameter_file = _read(rules_dir / PARAMETERS_FILE, ParameterFile, problems)
+    parameters = _read_parameters(rules_dir / PARAMETERS_FILE, problems)
     vocabulary = _read(rules_dir / FACTS_FILE, FactVocabulary, problems)
     special = {RULESET_FILE, PARAMETERS_FILE, FACTS_FILE}
     rule_paths = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in special
@@ -133,10 +160,9 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
                       for p in sorted(rules_dir.glob(f"*{SCENARIO_SUFFIX}"))}
     if not rule_paths:
         problems.add(str(rules_dir), "holds no rule files")
-    if problems.items or info is None or parameter_file is None or vocabulary is None:
+    if info is None or parameters is None or vocabulary is None:
         raise RuleError(problems.items)
 
-    parameters = parameter_file.parameters
     facts = vocabulary.facts
     known_services = set(service_ids) if service_ids is not None else None
     compiled: list[CompiledRule] = []
@@ -167,9 +193,10 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
                 problems.add(f"{c.file} rule {c.rule.id}", f"suppressed_by {code!r}, which no rule concludes")
     used_by_rules = {name for c in compiled for name in c.parameters}
     for name, parameter in parameters.items():
-        if "rules" in parameter.used_by and name not in used_by_rules:
+        used_by = getattr(parameter, "used_by", None) or ["rules"]  # a parameter that failed validation
+        if "rules" in used_by and name not in used_by_rules:
             problems.add(f"{PARAMETERS_FILE} {name}", "says used_by rules, but no rule uses it")
-        if "rules" not in parameter.used_by and name in used_by_rules:
+        if "rules" not in used_by and name in used_by_rules:
             problems.add(f"{PARAMETERS_FILE} {name}", "is used by a rule; add rules to used_by")
 
     scenarios: list[tuple[str, Scenario]] = []
@@ -214,7 +241,7 @@ def _digest(rules_dir: Path) -> str:
 
 def _check_evidence(rule: Rule, used: dict[str, float | int], parameters: dict[str, Parameter],
                     problems: _Problems, where: str) -> None:
-    derived = sorted(name for name in used if parameters[name].derived)
+    derived = sorted(name for name in used if getattr(parameters[name], "derived", False))
     if derived and not rule.evidence.derived:
         problems.add(where, f"uses derived parameters {derived}; set evidence.derived: true")
     if (derived or rule.evidence.derived) and "derived" not in rule.conclude.detail.lower():
