@@ -143,6 +143,82 @@ def rules_test(settings: Settings, out: Any = sys.stdout) -> int:
     return 0 if passed == len(results) else 1
 
 
+HOOK_SERVICES = {"patient-view": "pacing-review", "order-select": "exercise-order-select",
+                 "order-sign": "exercise-order-sign"}
+
+
+def evaluate(settings: Settings, path: str, now_text: str | None, service_id: str | None,
+             out: Any = sys.stdout) -> int:
+    """Evaluate a CDS Hooks request file in-process; print the cards and the trace."""
+    import json
+    import textwrap
+    from datetime import datetime, timezone
+
+    from pydantic import ValidationError
+
+    from cds.engine import RuleEngine
+    from cds.errors import CdsError
+    from cds.fhir.client import FhirClient
+    from cds.fhir.prefetch import resolve
+    from cds.hooks.models import CdsRequest
+    from cds.services import by_id
+
+    knowledge = check_rules(settings)
+    if knowledge is None:
+        return 2
+    try:
+        body = json.loads(open(path, encoding="utf-8").read())
+        request = CdsRequest.model_validate(body)
+        now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else \
+            settings.now or datetime.now(timezone.utc)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"pacing-cds: cannot read {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    service = by_id().get(service_id or HOOK_SERVICES.get(request.hook, ""))
+    if service is None:
+        print(f"pacing-cds: no service for hook {request.hook!r}; name one with --service", file=sys.stderr)
+        return 2
+    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages)
+    try:
+        context = service.context_model.model_validate(request.context)
+        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
+        outcome = service.handler(service.id, service.hook, request, context, data, RuleEngine(knowledge), now)
+    except (CdsError, ValidationError) as exc:
+        print(f"pacing-cds: {getattr(exc, 'message', str(exc).splitlines()[0])}", file=sys.stderr)
+        return 1
+    finally:
+        fhir.close()
+    print(f"{service.id} ({service.hook}) for Patient/{context.patientId} as of {now.isoformat()}", file=out)
+    print(f"{knowledge.info.name} {knowledge.version}\n", file=out)
+    cards = outcome.response.cards
+    if not cards:
+        print("No cards: nothing to recommend.\n", file=out)
+    for card in cards:
+        topic = card.source.topic.code if card.source.topic else "?"
+        print(f"[{card.indicator}] {topic}: {card.summary}", file=out)
+        for suggestion in card.suggestions or []:
+            actions = ", ".join(f"{a.type} {a.resource['resourceType'] if a.resource else a.resourceId}"
+                                for a in suggestion.actions or [])
+            print(f"    suggestion: {suggestion.label} ({actions})", file=out)
+        print(textwrap.indent(card.detail or "", "    | "), file=out)
+        print(file=out)
+    print("Trace", file=out)
+    for fact in outcome.facts:
+        print(f"    fact   {json.dumps(fact, separators=(', ', ': '))}", file=out)
+    for fired in outcome.evaluation.trace:
+        params = ", ".join(f"{k}={v}" for k, v in fired.parameters.items())
+        print(f"    fired  {fired.rule_id} v{fired.rule_version} -> {fired.code}: {fired.outcome}"
+              + (f" [{params}]" if params else ""), file=out)
+    for key, info in data.summary().items():
+        print(f"    data   {key}: {info['count']} from {info['source']}"
+              + (f" ({'; '.join(info['notes'])})" if info.get("notes") else ""), file=out)
+    for skipped in outcome.record.skipped:
+        print(f"    skipped {skipped}", file=out)
+    return 0
+
+
 def show_settings(out: Any = sys.stdout) -> int:
     for name, default, description in settings_table():
         print(f"{name:<28} {default or '(unset)':<28} {description}", file=out)
@@ -157,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
     feedback_commands.add_parser("report", help="accepted / overridden counts per service and card topic")
     commands.add_parser("settings", help="list the PACING_CDS_* settings with their defaults")
+    evaluate_cmd = commands.add_parser("evaluate", help="evaluate a CDS Hooks request file: cards and trace")
+    evaluate_cmd.add_argument("request", help="a CDS Hooks request (JSON)")
+    evaluate_cmd.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
+    evaluate_cmd.add_argument("--service", help="service id (default: the one for the request's hook)")
     rules = commands.add_parser("rules", help="the rule set in PACING_CDS_RULES_DIR")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios")
@@ -175,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(settings)
+    if args.command == "evaluate":
+        return evaluate(settings, args.request, args.now, args.service)
     if args.command == "rules":
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
     return feedback_report(settings)

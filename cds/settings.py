@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -45,6 +46,22 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
     threads: int = Field(4, ge=1, le=64, description="threads per gunicorn worker")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+    now: datetime | None = Field(
+        None, description="evaluate as of this instant, not the clock (demos, golden tests; not in production)"
+    )
+
+    @model_validator(mode="after")
+    def _no_fixed_clock_in_production(self) -> Settings:
+        if self.now is not None and self.env == "production":
+            raise ValueError("PACING_CDS_NOW must not be set in production")
+        return self
+
+    @field_validator("now")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2026-11-20T09:00:00Z")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -95,7 +112,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False, include_input=False):
-            name = "PACING_CDS_" + "_".join(str(p) for p in err["loc"][:1]).upper()
+            name = "PACING_CDS_" + ("_".join(str(p) for p in err["loc"][:1]).upper() or "NOW")
             problems.append(f"{name}: {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,13 +43,14 @@ def call(service_id: str) -> Response:
                            expression=["hook"])
         context = validate(service.context_model, request.context, prefix="context")
         record.patient_id, record.user_id = context.patientId, context.userId
-        data = resolve(service.templates, request, context.patientId, rt.fhir)
+        data = resolve(service.templates, request, context.patientId, rt.fhir, service.optional_keys)
         record.data_sources = data.summary()
-        response = service.handler(request, context, data)
+        now = rt.settings.now or datetime.now(timezone.utc)
+        outcome = service.handler(service.id, service.hook, request, context, data, rt.engine, now)
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
-                        for card in response.cards]
+                        for card in outcome.response.cards]
         status = 200
-        return json_response(response.to_json())
+        return json_response(outcome.response.to_json())
     except CdsError as error:
         status, record.message = error.status, error.message
         raise

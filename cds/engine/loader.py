@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cds.engine.schema import (
+    CodeLists,
     FactType,
     FactVocabulary,
     Parameter,
@@ -30,6 +31,7 @@ from cds.engine.schema import (
 RULESET_FILE = "ruleset.yaml"
 PARAMETERS_FILE = "parameters.yaml"
 FACTS_FILE = "facts.yaml"
+CODES_FILE = "codes.yaml"
 SCENARIO_SUFFIX = ".scenarios.yaml"
 COMPARISONS = {"$gt", "$gte", "$lt", "$lte", "$neq"}
 EXISTENCE = {"$ex", "$nex"}
@@ -65,6 +67,7 @@ class Knowledge:
     info: RuleSetInfo
     parameters: dict[str, Parameter]
     facts: dict[str, FactType]
+    codes: CodeLists
     rules: tuple[CompiledRule, ...]
     scenarios: tuple[tuple[str, Scenario], ...]
     digest: str
@@ -152,7 +155,8 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     info = _read(rules_dir / RULESET_FILE, RuleSetInfo, problems)
     parameters = _read_parameters(rules_dir / PARAMETERS_FILE, problems)
     vocabulary = _read(rules_dir / FACTS_FILE, FactVocabulary, problems)
-    special = {RULESET_FILE, PARAMETERS_FILE, FACTS_FILE}
+    code_lists = _read(rules_dir / CODES_FILE, CodeLists, problems)
+    special = {RULESET_FILE, PARAMETERS_FILE, FACTS_FILE, CODES_FILE}
     rule_paths = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in special
                         and not p.name.endswith(SCENARIO_SUFFIX))
     rule_files = {p.name: _read(p, RuleFile, problems) for p in rule_paths}
@@ -160,7 +164,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
                       for p in sorted(rules_dir.glob(f"*{SCENARIO_SUFFIX}"))}
     if not rule_paths:
         problems.add(str(rules_dir), "holds no rule files")
-    if info is None or parameters is None or vocabulary is None:
+    if info is None or parameters is None or vocabulary is None or code_lists is None:
         raise RuleError(problems.items)
 
     facts = vocabulary.facts
@@ -228,13 +232,17 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     if problems.items:
         raise RuleError(problems.items)
     digest = _digest(rules_dir)
-    return Knowledge(info, dict(parameters), dict(facts), tuple(compiled), tuple(scenarios), digest)
+    red_flag_values = facts["condition"].fields["red_flag"].values if "condition" in facts else None
+    if red_flag_values is not None and set(code_lists.red_flags) != set(red_flag_values):
+        raise RuleError([f"{CODES_FILE} red_flags: categories {sorted(code_lists.red_flags)} differ from "
+                         f"{FACTS_FILE} condition.red_flag values {sorted(red_flag_values)}"])
+    return Knowledge(info, dict(parameters), dict(facts), code_lists, tuple(compiled), tuple(scenarios), digest)
 
 
 def _digest(rules_dir: Path) -> str:
     sha = hashlib.sha256()
     for path in sorted(rules_dir.glob("*.yaml")):
-        if not path.name.endswith(SCENARIO_SUFFIX):
+        if not path.name.endswith(SCENARIO_SUFFIX):  # scenarios do not change what the service answers
             sha.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()
 

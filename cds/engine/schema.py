@@ -144,10 +144,25 @@ class RuleFile(Strict):
     rules: list[Rule] = Field(min_length=1)
 
 
+class OverrideReasonEntry(Strict):
+    code: Id
+    display: Text
+
+
 class RuleSetInfo(Strict):
     name: Text
     version: Version
     code_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    override_reason_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    override_reasons: list[OverrideReasonEntry] = Field(min_length=1)
+
+
+class CodeLists(Strict):
+    """rules/codes.yaml: the codes the FHIR layer reads the patient's data with."""
+
+    red_flags: dict[Id, list[Text]]
+    chronic_pain: dict[Literal["snomed", "icd10"], list[Text]]
+    exercise_orders: list[Text] = Field(min_length=1)
 
 
 # ---------------------------------------------------------------- scenarios

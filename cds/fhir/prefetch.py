@@ -108,6 +108,12 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
     return None
 
 
+def _without(data: PrefetchData, key: str, reason: str) -> None:
+    """An optional key whose data cannot be had: evaluated as no data, and said so in the audit."""
+    data.resources[key], data.sources[key] = None, "unobtainable (optional)"
+    data.notes.setdefault(key, []).append(reason)
+
+
 def _url(template: PrefetchTemplate, request: CdsRequest) -> str:
     try:
         return template.render(request.context)
@@ -117,7 +123,7 @@ def _url(template: PrefetchTemplate, request: CdsRequest) -> str:
 
 
 def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
-            client: FhirClient) -> PrefetchData:
+            client: FhirClient, optional: frozenset[str] = frozenset()) -> PrefetchData:
     """Resolve every template of a service for this request, or raise CdsError (400 bad data, 412 unobtainable)."""
     sent = request.prefetch or {}
     data = PrefetchData()
@@ -150,16 +156,18 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
         raise CdsError(400, "; ".join(invalid), expression=[f"prefetch.{t.key}" for t in templates
                                                             if any(f"prefetch.{t.key} " in m for m in invalid)])
     if to_fetch:
-        _fetch_missing(templates, request, patient_id, client, to_fetch, data)
+        _fetch_missing(templates, request, patient_id, client, to_fetch, data, optional)
     return data
 
 
 def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
                    client: FhirClient, to_fetch: dict[str, tuple[str, dict[str, Any] | None]],
-                   data: PrefetchData) -> None:
+                   data: PrefetchData, optional: frozenset[str]) -> None:
     continuing = {k for k, (_, first) in to_fetch.items() if first is not None}
     if request.fhirServer is None:
-        missing = sorted(set(to_fetch) - continuing)
+        for key in sorted(optional & (set(to_fetch) - continuing)):
+            _without(data, key, "not in the request and no fhirServer")
+        missing = sorted(set(to_fetch) - continuing - optional)
         for key in continuing:
             data.notes.setdefault(key, []).append("more pages exist but the request has no fhirServer")
         if missing:
@@ -189,6 +197,8 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         data.notes.setdefault(key, []).extend(result.notes)
         if not data.notes[key]:
             del data.notes[key]
+    for key in sorted(optional & set(failed)):
+        _without(data, key, failed.pop(key))
     if failed:
         by_reason: dict[str, list[str]] = {}
         for key in sorted(failed):

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
+from cds.engine import RuleEngine
 from cds.fhir.prefetch import PrefetchData
 from cds.fhir.templates import PrefetchTemplate
-from cds.hooks.models import HOOK_CONTEXTS, CdsRequest, CdsResponse, CdsServiceDefinition, PatientViewContext
+from cds.hooks.models import HOOK_CONTEXTS, CdsRequest, CdsServiceDefinition, PatientViewContext
+from cds.services.pipeline import Outcome, evaluate_call
+from cds.services.prefetch import OPTIONAL_KEYS
 
-Handler = Callable[[CdsRequest, PatientViewContext, PrefetchData], CdsResponse]
-
-
-def no_guidance(request: CdsRequest, context: PatientViewContext, data: PrefetchData) -> CdsResponse:
-    """The answer while a service has no rules to apply: 200 with no cards."""
-    return CdsResponse()
+Handler = Callable[[str, str, CdsRequest, PatientViewContext, PrefetchData, RuleEngine, datetime], Outcome]
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,8 @@ class CdsService:
     """A service as discovery declares it, plus the function that answers its calls."""
 
     definition: CdsServiceDefinition
-    handler: Handler = no_guidance
+    handler: Handler = evaluate_call
+    optional_keys: frozenset[str] = OPTIONAL_KEYS
 
     def __post_init__(self) -> None:
         for template in self.templates:

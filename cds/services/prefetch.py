@@ -26,6 +26,7 @@ PREFETCH = {
     "vitals": _observations(VITAL_CODES, 50),
     "weight": _observations(WEIGHT_CODES, 50),
     # Completed and revoked orders too: a step-back returns to the last well-tolerated dose.
+    "step-goals": "Goal?patient={{context.patientId}}&lifecycle-status=active",
     "exercise-orders": (
         "ServiceRequest?patient={{context.patientId}}&status=active,on-hold,completed,revoked"
         f"&code={_codes(SNOMED, EXERCISE_ORDER_CODES)}&_sort=-authored&_count=20"
@@ -37,3 +38,7 @@ USAGE = (
     "conditions and exercise orders. Works from prefetch; for keys not prefetched it needs fhirServer and an "
     "access token with read access to Patient, Condition, Observation and ServiceRequest."
 )
+
+# Keys the service can do without: when their data cannot be had, the evaluation goes on without it (and the
+# audit says so) instead of failing with 412. Only steps-only patients have a step Goal.
+OPTIONAL_KEYS = frozenset({"step-goals"})

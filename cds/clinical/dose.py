@@ -1,0 +1,68 @@
+"""Dose arithmetic of CLINICAL.md section 5: starting quota, progression, step-back. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from cds.clinical.records import Dose
+
+Params = Mapping[str, float]
+
+
+def round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+def round_steps(value: float) -> int:
+    """Step quotas are whole hundreds."""
+    return int(round_half_up(value / 100) * 100)
+
+
+def start_dose(mean_session_minutes: float, sessions_per_week: int, params: Params) -> Dose:
+    """baseline_fraction x the baseline's minutes per session, at the baseline's sessions per week."""
+    minutes = max(1, round_half_up(mean_session_minutes * params["baseline_fraction"]))
+    return Dose(minutes, max(1, sessions_per_week))
+
+
+def start_quota(mean_daily_steps: float, params: Params) -> int:
+    return max(100, round_steps(mean_daily_steps * params["baseline_fraction"]))
+
+
+def progress(dose: Dose, params: Params) -> Dose:
+    """Raise the weekly dose by progression_step; add a session while sessions would pass session_target_minutes
+    (up to frequency_max a week), then lengthen sessions up to session_max_minutes; at least +1 minute.
+
+    20 min x 3 (60) -> 66 -> 22 min x 3; 30 min x 3 (90) -> 99 -> 33 > 30, so 4 sessions -> 25 min x 4.
+    """
+    target = dose.weekly * (1 + params["progression_step"])
+    per_week = dose.per_week
+    if target / per_week > params["session_target_minutes"] and per_week < params["frequency_max"]:
+        per_week += 1
+        minutes = max(1, round_half_up(target / per_week))
+        return Dose(minutes, per_week)
+    minutes = max(dose.minutes + 1, round_half_up(target / per_week))
+    return Dose(min(minutes, max(dose.minutes, int(params["session_max_minutes"]))), per_week)
+
+
+def progress_quota(quota: float, params: Params) -> int:
+    return max(round_steps(quota) + 100, round_steps(quota * (1 + params["progression_step"])))
+
+
+def step_back(dose: Dose, tolerated: Sequence[Dose], params: Params) -> Dose:
+    """The last well-tolerated weekly dose or step_back_fraction x the current one, whichever is lower; the
+    sessions per week are kept and the minutes scaled."""
+    weekly = dose.weekly * params["step_back_fraction"]
+    lower = [d.weekly for d in tolerated if d.weekly < dose.weekly]
+    if lower:
+        weekly = min(weekly, max(lower))
+    return Dose(max(1, round_half_up(weekly / dose.per_week)), dose.per_week)
+
+
+def step_back_quota(quota: float, params: Params) -> int:
+    return max(100, round_steps(quota * params["step_back_fraction"]))
+
+
+def percent_change(before: float, after: float) -> str:
+    change = round_half_up((after / before - 1) * 100) if before else 0
+    return f"{change:+d} %"

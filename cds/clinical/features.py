@@ -1,0 +1,271 @@
+"""Derived features of CLINICAL.md section 3, and the facts the rules read. Pure: `now` and parameters come in."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from cds.clinical import dose as dosing
+from cds.clinical.records import Dose, PatientRecord, Reading
+
+Params = Mapping[str, float]
+DAY = timedelta(days=1)
+BASELINE_WINDOW_DAYS = 14
+
+
+@dataclass
+class Features:
+    """Everything the rules, the dose arithmetic and the card text need, computed once."""
+
+    now: datetime
+    measure: Literal["minutes", "steps"]
+    has_prescription: bool
+    plan: Dose | None = None  # minutes measure: the planned dose (order, else starting dose)
+    quota: float | None = None  # steps measure: the planned daily steps (goal, else starting quota)
+    plan_source: str | None = None
+    valid_days: int = 0
+    baseline_session_minutes: float | None = None
+    baseline_sessions_per_week: int | None = None
+    baseline_daily_steps: float | None = None
+    start: Dose | None = None
+    start_quota: int | None = None
+    weekly_minutes: float | None = None
+    sessions_last7: int = 0
+    mean_daily_steps: float | None = None
+    step_days_last7: int = 0
+    adherence: float | None = None
+    pain_now: float | None = None
+    pain_baseline: float | None = None
+    pain_readings: tuple[int, int] = (0, 0)
+    pain_scale: str = "NRS"
+    pain_delta: float | None = None
+    flare: bool = False
+    flare_weeks: int = 0
+    acwr: float | None = None
+    boom_bust: bool = False
+    inactive: bool = False
+    inactive_reason: str | None = None
+    days_since_activity: int | None = None
+    days_since_pain: int | None = None
+    planned_below_start: bool = False
+    tolerated: list[Dose] = field(default_factory=list)  # earlier exercise orders' doses, newest first
+
+    def patient_fact(self) -> dict[str, Any]:
+        fact: dict[str, Any] = {
+            "t": "patient", "has_prescription": self.has_prescription, "valid_days": self.valid_days,
+            "flare": self.flare, "flare_weeks": self.flare_weeks, "planned_below_start": self.planned_below_start,
+            "boom_bust": self.boom_bust, "inactive": self.inactive,
+        }
+        optional = {"days_since_activity": self.days_since_activity, "days_since_pain": self.days_since_pain,
+                    "adherence": self.adherence, "pain_delta": self.pain_delta, "acwr": self.acwr,
+                    "weekly_minutes": self.weekly_minutes, "mean_daily_steps": self.mean_daily_steps}
+        fact.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in optional.items() if v is not None})
+        return fact
+
+
+def _between(readings: list[Reading], start: datetime, end: datetime) -> list[Reading]:
+    """Readings with start < when <= end."""
+    return [r for r in readings if start < r.when <= end]
+
+
+def _median(readings: list[Reading], minimum: int) -> float | None:
+    return statistics.median(r.value for r in readings) if len(readings) >= minimum else None
+
+
+def daily_activity(record: PatientRecord, measure: str) -> dict[date, float]:
+    """Activity per valid day: the day's steps, or the day's summed session minutes."""
+    if measure == "steps":
+        return {day: reading.value for day, reading in record.steps.items()}
+    days: dict[date, float] = {}
+    for session in record.sessions:
+        days[session.when.date()] = days.get(session.when.date(), 0.0) + session.value
+    return days
+
+
+def compute(record: PatientRecord, now: datetime, params: Params) -> Features:
+    order = record.current_order
+    measure: Literal["minutes", "steps"] = "minutes"
+    if not record.sessions and order is None and (record.steps or record.step_goal is not None):
+        measure = "steps"
+    has_prescription = order is not None if measure == "minutes" else record.step_goal is not None
+    f = Features(now=now, measure=measure, has_prescription=has_prescription)
+    f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]
+    days = daily_activity(record, measure)
+    today = now.date()
+    _baseline(f, record, days, params)
+    _plan(f, record, params)
+    _activity(f, record, days, today, params)
+    _pain(f, record, now, params)
+    _patterns(f, record, days, today, params)
+    last_day = max((d for d in days if d <= today), default=None)
+    f.days_since_activity = (today - last_day).days if last_day else None
+    pain_times = [r.when for r in record.pain + record.peg if r.when <= now]
+    f.days_since_pain = (today - max(pain_times).date()).days if pain_times else None
+    return f
+
+
+def _baseline(f: Features, record: PatientRecord, days: dict[date, float], params: Params) -> None:
+    """Baseline tolerance from the 14 days before the prescription (or before now when there is none)."""
+    order = record.current_order
+    end = order.authored if order is not None and order.authored is not None else f.now
+    start = end - BASELINE_WINDOW_DAYS * DAY
+    window_days = [d for d in days if start.date() < d <= end.date()]
+    f.valid_days = len(window_days)
+    if f.valid_days < params["baseline_min_days"]:
+        return
+    if f.measure == "steps":
+        f.baseline_daily_steps = statistics.fmean(days[d] for d in window_days)
+        f.start_quota = dosing.start_quota(f.baseline_daily_steps, params)
+        return
+    sessions = _between(record.sessions, start, end)
+    if not sessions:
+        return
+    f.baseline_session_minutes = statistics.fmean(s.value for s in sessions)
+    f.baseline_sessions_per_week = max(1, round(len(sessions) * 7 / BASELINE_WINDOW_DAYS))
+    f.start = dosing.start_dose(f.baseline_session_minutes, f.baseline_sessions_per_week, params)
+
+
+def _plan(f: Features, record: PatientRecord, params: Params) -> None:
+    order = record.current_order
+    if f.measure == "minutes":
+        if order is not None and order.dose is not None:
+            f.plan, f.plan_source = order.dose, order.reference
+            f.planned_below_start = f.start is not None and order.dose.weekly < f.start.weekly
+        elif f.start is not None:
+            f.plan, f.plan_source = f.start, "starting dose"
+        return
+    if record.step_goal is not None:
+        f.quota, f.plan_source = record.step_goal.steps_per_day, record.step_goal.reference
+        f.planned_below_start = f.start_quota is not None and f.quota < f.start_quota
+    elif f.start_quota is not None:
+        f.quota, f.plan_source = float(f.start_quota), "starting quota"
+
+
+def _activity(f: Features, record: PatientRecord, days: dict[date, float], today: date, params: Params) -> None:
+    week_start = f.now - 7 * DAY
+    recent = _between(record.sessions, week_start, f.now)
+    f.sessions_last7 = len(recent)
+    if record.sessions:
+        f.weekly_minutes = sum(s.value for s in recent)
+    else:
+        evs = _between(record.evs_minutes, f.now - 28 * DAY, f.now)
+        f.weekly_minutes = evs[-1].value if evs else None
+    step_days = [r.value for d, r in record.steps.items() if today - timedelta(days=6) <= d <= today]
+    f.step_days_last7 = len(step_days)
+    f.mean_daily_steps = statistics.fmean(step_days) if step_days else None
+    if f.measure == "minutes" and f.plan is not None and f.weekly_minutes is not None:
+        f.adherence = f.weekly_minutes / f.plan.weekly
+    elif f.measure == "steps" and f.quota and f.mean_daily_steps is not None:
+        f.adherence = f.mean_daily_steps / f.quota
+    acute = [v for d, v in days.items() if today - timedelta(days=6) <= d <= today]
+    chronic = [v for d, v in days.items() if today - timedelta(days=27) <= d <= today]
+    first = min(days, default=None)
+    if first is not None and (today - first).days >= 13 and chronic:
+        if f.measure == "steps":
+            f.acwr = statistics.fmean(acute) / statistics.fmean(chronic) if acute else None
+        else:
+            span = min(28, (today - first).days + 1)
+            chronic_mean = sum(chronic) / span
+            f.acwr = (sum(acute) / 7) / chronic_mean if chronic_mean else None
+
+
+def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> None:
+    minimum = int(params["pain_min_readings"])
+    week, base = _between(record.pain, now - 7 * DAY, now), _between(record.pain, now - 28 * DAY, now - 7 * DAY)
+    f.pain_now, f.pain_baseline = _median(week, minimum), _median(base, minimum)
+    f.pain_readings = (len(week), len(base))
+    peg_week = _between(record.peg, now - 7 * DAY, now)
+    peg_base = _median(_between(record.peg, now - 28 * DAY, now - 7 * DAY), 1)
+    peg_rise = peg_week[-1].value - peg_base if peg_week and peg_base is not None else None
+    if f.pain_now is not None and f.pain_baseline is not None:
+        f.pain_delta = f.pain_now - f.pain_baseline
+        high = [r for r in week if r.value >= f.pain_baseline + params["flare_delta"]]
+        sustained = len(high) >= 2 and (high[-1].when - high[0].when).total_seconds() >= params["flare_min_hours"] * 3600
+        f.flare = f.pain_delta >= params["flare_delta"] and sustained
+    elif peg_rise is not None:
+        f.pain_scale = "PEG"
+        f.pain_now, f.pain_baseline, f.pain_delta = peg_week[-1].value, peg_base, peg_rise
+        f.pain_readings = (len(peg_week), len(_between(record.peg, now - 28 * DAY, now - 7 * DAY)))
+    if peg_rise is not None and peg_rise >= params["peg_flare_delta"]:
+        f.flare = True
+    for k in range(4):
+        end, start = now - 7 * k * DAY, now - 7 * (k + 1) * DAY
+        window = _median(_between(record.pain, start, end), 2)
+        nrs_flare = window is not None and f.pain_baseline is not None and f.pain_scale == "NRS" and \
+            window >= f.pain_baseline + params["flare_delta"]
+        peg_window = _between(record.peg, start, end)
+        peg_flare = bool(peg_window) and peg_base is not None and \
+            statistics.fmean(r.value for r in peg_window) - peg_base >= params["peg_flare_delta"]
+        f.flare_weeks += int(nrs_flare or peg_flare)
+
+
+def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today: date, params: Params) -> None:
+    month = {d: v for d, v in days.items() if today - timedelta(days=27) <= d <= today}
+    median = statistics.median(month.values()) if len(month) >= 7 else None
+    fortnight = sorted((d, v) for d, v in month.items() if d >= today - timedelta(days=13))
+    if median and len(fortnight) >= 5:
+        values = [v for _, v in fortnight]
+        mean = statistics.fmean(values)
+        cv = statistics.pstdev(values) / mean if mean else 0.0
+        pairs = 0
+        for day, value in fortnight:
+            if value < params["boom_day_ratio"] * median:
+                continue
+            window_end = day + timedelta(hours=params["boom_bust_window_hours"])
+            bust = any(day < d <= window_end and v <= params["bust_day_ratio"] * median for d, v in fortnight)
+            boom_time = datetime.combine(day, datetime.min.time(), tzinfo=f.now.tzinfo)
+            pain_rise = f.pain_baseline is not None and any(
+                r.value >= f.pain_baseline + params["flare_delta"]
+                for r in _between(record.pain, boom_time + DAY,
+                                  boom_time + DAY + timedelta(hours=params["boom_bust_window_hours"])))
+            pairs += int(bust or pain_rise)
+        f.boom_bust = cv >= params["boom_bust_cv"] and pairs >= params["boom_bust_min_pairs"]
+    if f.measure == "steps" and f.mean_daily_steps is not None and f.step_days_last7 >= params["inactivity_min_days"] \
+            and f.mean_daily_steps < params["inactivity_steps"]:
+        f.inactive, f.inactive_reason = True, f"mean {f.mean_daily_steps:,.0f} steps a day over the last 7 days"
+    evs = _between(record.evs_minutes, f.now - 28 * DAY, f.now)
+    if not f.inactive and evs and evs[-1].value == 0:
+        f.inactive, f.inactive_reason = True, "Exercise Vital Sign of 0 minutes a week"
+    if not f.inactive and f.measure == "steps" and median:
+        run = longest = 0
+        for day in sorted(month):
+            run = run + 1 if month[day] < params["low_day_ratio"] * median else 0
+            longest = max(longest, run)
+        if longest >= params["low_day_run"]:
+            f.inactive, f.inactive_reason = True, f"{longest} days in a row below half the usual activity"
+
+
+def vitals_fact(record: PatientRecord, now: datetime) -> dict[str, Any] | None:
+    fact: dict[str, Any] = {"t": "vitals"}
+    bp = [b for b in record.blood_pressure if now - 30 * DAY < b.when <= now]
+    if bp:
+        latest = bp[-1]
+        if latest.systolic is not None:
+            fact["systolic"] = latest.systolic
+        if latest.diastolic is not None:
+            fact["diastolic"] = latest.diastolic
+    temperatures = _between(record.temperature, now - 7 * DAY, now)
+    if temperatures:
+        fact["temperature_max"] = max(t.value for t in temperatures)
+    weights = [w for w in record.weight if w.when <= now]
+    if len(weights) >= 2:
+        latest_weight = weights[-1]
+        earlier = [w.value for w in weights[:-1] if latest_weight.when - 365 * DAY <= w.when]
+        if earlier and max(earlier) > latest_weight.value:
+            fact["weight_loss_percent"] = round((max(earlier) - latest_weight.value) / max(earlier) * 100, 2)
+    return fact if len(fact) > 1 else None
+
+
+def condition_facts(record: PatientRecord, now: datetime) -> list[dict[str, Any]]:
+    facts = []
+    for condition in record.conditions:
+        if condition.red_flag is None:
+            continue
+        fact: dict[str, Any] = {"t": "condition", "red_flag": condition.red_flag, "code": condition.code}
+        if condition.recorded is not None:
+            fact["days_since_recorded"] = max(0, (now - condition.recorded).days)
+        facts.append(fact)
+    return facts

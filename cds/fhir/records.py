@@ -1,0 +1,333 @@
+"""FHIR R4 resources -> typed clinical records, with the data hygiene of CLINICAL.md section 2.
+
+High-volume resources (Observations) are read with lean accessors over the JSON of the fields the rules use:
+full model validation of a year of daily data would cost more than the rest of the evaluation. Extensions and
+elements we do not use are ignored. Every value that is skipped (status, unknown unit, out of range, no date)
+is reported in `PatientRecord.skipped`, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from cds.clinical.records import (
+    CURRENT_ORDER,
+    PAST_ORDER,
+    BloodPressure,
+    ConditionRecord,
+    Dose,
+    OrderRecord,
+    PatientRecord,
+    Reading,
+    StepGoal,
+)
+from cds.engine.schema import CodeLists
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
+UCUM = "http://unitsofmeasure.org"
+
+PAIN_NRS, PEG_MEAN, PEG_PANEL = "72514-3", "91147-9", "91148-7"
+PEG_ITEMS = ("75893-8", "91145-3", "91146-1")
+STEPS, STEPS_PERIOD, SESSION = "41950-7", "55423-8", "55411-3"
+EVS_MINUTES = "82290-8"
+BP_PANEL, SYSTOLIC, DIASTOLIC = "85354-9", "8480-6", "8462-4"
+TEMPERATURE, WEIGHT = "8310-5", "29463-7"
+
+COUNTING_STATUSES = {"final", "amended", "corrected"}
+ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+
+MINUTES = {"min": 1.0, "h": 60.0, "s": 1 / 60, "hour": 60.0, "minute": 1.0, "minutes": 1.0}
+STEP_UNITS = {"/d", "{steps}", "{steps}/d", "1/d", "{step}", "steps", "steps/day", "{count}/d"}
+SCORE_UNITS = {"{score}", "1", "{#}", "{Score}", "score", ""}
+WEEKLY_MINUTES = {"min/wk": 1.0, "min/(7.d)": 1.0, "min/week": 1.0}
+KILOGRAMS = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237}
+PER_WEEK = {"wk": 1.0, "d": 7.0, "mo": 12 / 52.1775, "a": 1 / 52.1775}
+
+
+# ---------------------------------------------------------------- small readers
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A FHIR date, dateTime or instant as an aware datetime (no zone: UTC; a date: its midnight UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}", value):
+            parsed = datetime(int(value), 1, 1)
+        elif re.fullmatch(r"\d{4}-\d{2}", value):
+            parsed = datetime(int(value[:4]), int(value[5:7]), 1)
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+
+
+def codes_of(concept: Any, system: str | tuple[str, ...] | None = None) -> list[str]:
+    if not isinstance(concept, dict):
+        return []
+    systems = (system,) if isinstance(system, str) else system
+    return [c["code"] for c in concept.get("coding") or [] if isinstance(c, dict) and isinstance(c.get("code"), str)
+            and (systems is None or c.get("system") in systems)]
+
+
+def _effective(resource: dict[str, Any]) -> datetime | None:
+    for name in ("effectiveDateTime", "effectiveInstant"):
+        if name in resource:
+            return parse_time(resource[name])
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        return parse_time(period.get("end")) or parse_time(period.get("start"))
+    return None
+
+
+def _quantity(q: Any) -> tuple[float, str] | None:
+    if not isinstance(q, dict):
+        return None
+    value = q.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    unit = q.get("code") if isinstance(q.get("code"), str) else q.get("unit")
+    return float(value), unit if isinstance(unit, str) else ""
+
+
+# ---------------------------------------------------------------- the reader
+
+
+class RecordBuilder:
+    """Reads prefetch entries into a PatientRecord; one per evaluation."""
+
+    def __init__(self, patient_id: str, codes: CodeLists) -> None:
+        self.record = PatientRecord(patient_id)
+        self._red_flag_of = {code: flag for flag, items in codes.red_flags.items() for code in items}
+        self._chronic_snomed = set(codes.chronic_pain.get("snomed", []))
+        self._chronic_icd = codes.chronic_pain.get("icd10", [])
+        self._exercise = set(codes.exercise_orders)
+
+    def skip(self, source: str, why: str) -> None:
+        self.record.skipped.append(f"{source}: {why}")
+
+    def add(self, resource: dict[str, Any]) -> None:
+        kind = resource.get("resourceType")
+        if kind == "Observation":
+            self.observation(resource)
+        elif kind == "Condition":
+            self.condition(resource)
+        elif kind == "ServiceRequest":
+            self.order(resource)
+        elif kind == "Goal":
+            self.goal(resource)
+
+    # ------------------------------------------------------------ Observation
+
+    def observation(self, obs: dict[str, Any]) -> None:
+        source = f"Observation/{obs.get('id', '?')}"
+        if obs.get("status") not in COUNTING_STATUSES:
+            self.skip(source, f"status {obs.get('status')!r} does not count")
+            return
+        codes = set(codes_of(obs.get("code"), LOINC))
+        when = _effective(obs)
+        if when is None:
+            self.skip(source, "no effective date")
+            return
+        if PAIN_NRS in codes:
+            self._score(obs, source, when, self.record.pain)
+        elif PEG_MEAN in codes or PEG_PANEL in codes:
+            self._peg(obs, source, when)
+        elif STEPS in codes or (STEPS_PERIOD in codes and self._one_day(obs)):
+            self._steps(obs, source, when)
+        elif SESSION in codes:
+            self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes", (0, 24 * 60))
+        elif EVS_MINUTES in codes:
+            self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk", (0, 7 * 24 * 60))
+        elif BP_PANEL in codes or SYSTOLIC in codes or DIASTOLIC in codes:
+            self._blood_pressure(obs, source, when, codes)
+        elif TEMPERATURE in codes:
+            self._temperature(obs, source, when)
+        elif WEIGHT in codes:
+            self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg", (1, 500))
+
+    def _one_day(self, obs: dict[str, Any]) -> bool:
+        period = obs.get("effectivePeriod")
+        if not isinstance(period, dict):
+            return True
+        start, end = parse_time(period.get("start")), parse_time(period.get("end"))
+        return start is not None and end is not None and (end - start).total_seconds() <= 86400
+
+    def _score(self, obs: dict[str, Any], source: str, when: datetime, into: list[Reading]) -> None:
+        quantity = _quantity(obs.get("valueQuantity"))
+        if quantity is None and isinstance(obs.get("valueInteger"), int):
+            quantity = (float(obs["valueInteger"]), "")
+        if quantity is None:
+            self.skip(source, "no numeric value")
+            return
+        value, unit = quantity
+        if unit not in SCORE_UNITS:
+            self.skip(source, f"unit {unit!r} of a 0-10 score not understood")
+        elif not 0 <= value <= 10:
+            self.skip(source, f"score {value:g} outside 0-10")
+        else:
+            into.append(Reading(when, value, source))
+
+    def _peg(self, obs: dict[str, Any], source: str, when: datetime) -> None:
+        if _quantity(obs.get("valueQuantity")) is not None or "valueInteger" in obs:
+            self._score(obs, source, when, self.record.peg)
+            return
+        items = []
+        for component in obs.get("component") or []:
+            if isinstance(component, dict) and set(codes_of(component.get("code"), LOINC)) & set(PEG_ITEMS):
+                quantity = _quantity(component.get("valueQuantity"))
+                if quantity is None and isinstance(component.get("valueInteger"), int):
+                    quantity = (float(component["valueInteger"]), "")
+                if quantity is not None and 0 <= quantity[0] <= 10:
+                    items.append(quantity[0])
+        if len(items) == len(PEG_ITEMS):
+            self.record.peg.append(Reading(when, sum(items) / len(items), source))
+        else:
+            self.skip(source, "PEG panel without its three items")
+
+    def _steps(self, obs: dict[str, Any], source: str, when: datetime) -> None:
+        quantity = _quantity(obs.get("valueQuantity"))
+        if quantity is None or quantity[1] not in STEP_UNITS or not 0 <= quantity[0] <= 200_000:
+            self.skip(source, "steps without a count in steps per day")
+            return
+        day = when.date()
+        current = self.record.steps.get(day)
+        if current is None or when >= current.when:  # one value a day: the latest wins
+            self.record.steps[day] = Reading(when, quantity[0], source)
+
+    def _converted(self, obs: dict[str, Any], source: str, when: datetime, factors: dict[str, float],
+                   into: list[Reading], what: str, bounds: tuple[float, float]) -> None:
+        quantity = _quantity(obs.get("valueQuantity"))
+        if quantity is None:
+            self.skip(source, "no numeric value")
+            return
+        value, unit = quantity
+        if unit not in factors:
+            self.skip(source, f"unit {unit!r} not understood for {what}")
+            return
+        converted = value * factors[unit]
+        if not bounds[0] <= converted <= bounds[1]:
+            self.skip(source, f"{converted:g} {what} is not plausible")
+            return
+        into.append(Reading(when, converted, source))
+
+    def _temperature(self, obs: dict[str, Any], source: str, when: datetime) -> None:
+        quantity = _quantity(obs.get("valueQuantity"))
+        if quantity is None:
+            self.skip(source, "no numeric value")
+            return
+        value, unit = quantity
+        if unit == "Cel":
+            celsius = value
+        elif unit == "[degF]":
+            celsius = (value - 32) * 5 / 9
+        else:
+            self.skip(source, f"unit {unit!r} not understood for a temperature")
+            return
+        if 25 <= celsius <= 45:
+            self.record.temperature.append(Reading(when, round(celsius, 2), source))
+        else:
+            self.skip(source, f"temperature {celsius:.1f} Cel is not plausible")
+
+    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: set[str]) -> None:
+        values: dict[str, float] = {}
+        parts = [(set(codes_of(c.get("code"), LOINC)), c.get("valueQuantity"))
+                 for c in obs.get("component") or [] if isinstance(c, dict)]
+        if SYSTOLIC in codes or DIASTOLIC in codes:
+            parts.append((codes, obs.get("valueQuantity")))
+        for part_codes, q in parts:
+            quantity = _quantity(q)
+            if quantity is None:
+                continue
+            if quantity[1] not in ("mm[Hg]", "mmHg"):
+                self.skip(source, f"unit {quantity[1]!r} not understood for a blood pressure")
+                continue
+            for code in (SYSTOLIC, DIASTOLIC):
+                if code in part_codes and 20 <= quantity[0] <= 300:
+                    values[code] = quantity[0]
+        if values:
+            self.record.blood_pressure.append(BloodPressure(when, values.get(SYSTOLIC), values.get(DIASTOLIC),
+                                                            source))
+
+    # ------------------------------------------------------------ Condition, ServiceRequest, Goal
+
+    def condition(self, resource: dict[str, Any]) -> None:
+        reference = f"Condition/{resource.get('id', '?')}"
+        clinical = set(codes_of(resource.get("clinicalStatus")))
+        verification = set(codes_of(resource.get("verificationStatus")))
+        if not clinical & ACTIVE_CLINICAL:
+            self.skip(reference, "not active")
+            return
+        if verification & EXCLUDED_VERIFICATION:
+            self.skip(reference, f"verification status {', '.join(sorted(verification))}")
+            return
+        snomed = codes_of(resource.get("code"), SNOMED)
+        icd = codes_of(resource.get("code"), ICD10)
+        red_flag = next((self._red_flag_of[c] for c in snomed if c in self._red_flag_of), None)
+        chronic = bool(set(snomed) & self._chronic_snomed) or any(
+            code == pattern or (pattern.endswith("*") and code.startswith(pattern[:-1]))
+            for code in icd for pattern in self._chronic_icd)
+        if red_flag is None and not chronic:
+            return
+        recorded = parse_time(resource.get("recordedDate")) or parse_time(resource.get("onsetDateTime"))
+        code = next((c for c in snomed if c in self._red_flag_of), snomed[0] if snomed else (icd or ["?"])[0])
+        self.record.conditions.append(ConditionRecord(code, red_flag, chronic, recorded, reference))
+
+    def order(self, resource: dict[str, Any]) -> None:
+        reference = f"ServiceRequest/{resource.get('id', '?')}"
+        if not set(codes_of(resource.get("code"), SNOMED)) & self._exercise:
+            return
+        status = resource.get("status")
+        if status not in CURRENT_ORDER | PAST_ORDER:
+            return
+        self.record.orders.append(OrderRecord(reference, status, parse_time(resource.get("authoredOn")),
+                                              order_dose(resource), resource))
+
+    def goal(self, resource: dict[str, Any]) -> None:
+        if resource.get("lifecycleStatus") != "active":
+            return
+        for target in resource.get("target") or []:
+            if isinstance(target, dict) and STEPS in codes_of(target.get("measure"), LOINC):
+                quantity = _quantity(target.get("detailQuantity"))
+                if quantity is not None and quantity[1] in STEP_UNITS and quantity[0] > 0:
+                    self.record.step_goal = StepGoal(f"Goal/{resource.get('id', '?')}", quantity[0], resource)
+                    return
+
+
+def order_dose(resource: dict[str, Any]) -> Dose | None:
+    """Minutes per session x sessions per week from occurrenceTiming.repeat, or None when it has no dose."""
+    timing = resource.get("occurrenceTiming")
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    if not isinstance(repeat, dict):
+        return None
+    frequency, period = repeat.get("frequency", 1), repeat.get("period", 1)
+    unit, duration = repeat.get("periodUnit"), repeat.get("duration")
+    duration_unit = repeat.get("durationUnit", "min")
+    if (not isinstance(frequency, int) or isinstance(frequency, bool) or not isinstance(period, (int, float))
+            or period <= 0 or unit not in PER_WEEK or not isinstance(duration, (int, float))
+            or duration_unit not in MINUTES):
+        return None
+    per_week = round(frequency * PER_WEEK[unit] / period)
+    minutes = round(duration * MINUTES[duration_unit])
+    if per_week < 1 or minutes < 1:
+        return None
+    return Dose(minutes, per_week)
+
+
+def build_record(patient_id: str, resources: list[dict[str, Any]], codes: CodeLists) -> PatientRecord:
+    builder = RecordBuilder(patient_id, codes)
+    for resource in resources:
+        if isinstance(resource, dict):
+            builder.add(resource)
+    record = builder.record
+    for readings in (record.pain, record.peg, record.sessions, record.evs_minutes, record.temperature,
+                     record.weight):
+        readings.sort(key=lambda r: r.when)
+    record.blood_pressure.sort(key=lambda r: r.when)
+    return record

@@ -1,0 +1,82 @@
+"""One service call, end to end: prefetch data -> records -> features -> facts -> rules -> cards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cds.cards import CardContext, build_cards
+from cds.clinical.features import Features, compute, condition_facts, vitals_fact
+from cds.clinical.orders import OrderReview, has_tolerance_data, review
+from cds.clinical.records import PatientRecord
+from cds.clinical.recommend import recommend
+from cds.engine import Evaluation, RuleEngine
+from cds.fhir.prefetch import PrefetchData
+from cds.fhir.records import build_record, order_dose, parse_time
+from cds.clinical.records import OrderRecord
+from cds.fhir.records import SNOMED, codes_of
+from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
+
+
+@dataclass
+class Outcome:
+    """The answer and everything that explains it (for the CLI and the audit)."""
+
+    response: CdsResponse
+    evaluation: Evaluation
+    features: Features
+    record: PatientRecord
+    facts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _drafts(context: PatientViewContext, exercise_codes: set[str]) -> dict[str, dict[str, Any]]:
+    """Draft exercise ServiceRequests of an order hook; at order-select only the selected ones."""
+    if not isinstance(context, OrderSignContext):
+        return {}
+    selected = set(context.selections) if isinstance(context, OrderSelectContext) else None
+    drafts = {}
+    for entry in context.draftOrders.entry:
+        resource = entry.resource
+        if resource.get("resourceType") != "ServiceRequest" or "id" not in resource:
+            continue
+        reference = f"ServiceRequest/{resource['id']}"
+        if selected is not None and reference not in selected:
+            continue
+        if set(codes_of(resource.get("code"), SNOMED)) & exercise_codes:
+            drafts[reference] = resource
+    return drafts
+
+
+def evaluate_call(service_id: str, hook: str, request: CdsRequest, context: PatientViewContext, data: PrefetchData,
+                  engine: RuleEngine, now: datetime) -> Outcome:
+    knowledge = engine.knowledge
+    params = {name: p.value for name, p in knowledge.parameters.items()}
+    resources = [r for key in data.resources for r in data.entries(key)]
+    record = build_record(context.patientId, resources, knowledge.codes)
+    features = compute(record, now, params)
+    facts: list[dict[str, Any]] = []
+    drafts = _drafts(context, set(knowledge.codes.exercise_orders))
+    reviews: dict[str, OrderReview] = {}
+    if hook == "patient-view":
+        facts.append(features.patient_fact())
+    else:
+        tolerance = has_tolerance_data(record)
+        for reference, resource in drafts.items():
+            draft = OrderRecord(reference, "draft", parse_time(resource.get("authoredOn")), order_dose(resource),
+                                resource)
+            reviews[reference] = review(draft, features, params)
+            facts.append(reviews[reference].fact(tolerance))
+    vitals = vitals_fact(record, now)
+    if vitals is not None:
+        facts.append(vitals)
+    facts.extend(condition_facts(record, now))
+    evaluation = engine.evaluate(service_id, facts, now)
+    dose_finding = next((f for f in evaluation.findings if f.kind == "dose"), None)
+    ctx = CardContext(
+        hook_instance=request.hookInstance, service_id=service_id, patient_id=context.patientId,
+        knowledge=knowledge, features=features, record=record, params=params,
+        recommendation=recommend(dose_finding.code, features, params) if dose_finding else None,
+        reviews=reviews, drafts=drafts)
+    response = CdsResponse(cards=build_cards(evaluation, ctx))
+    return Outcome(response, evaluation, features, record, facts)
