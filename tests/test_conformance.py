@@ -68,8 +68,9 @@ def test_every_discovered_service_answers_at_its_endpoint(client: FlaskClient) -
             else data.order_request(hook, "c1")
         response = client.post(f"/cds-services/{service['id']}", json=body)
         assert response.status_code == 200
-        assert response.get_json() == {"cards": []}
-        assert empties(response.get_json()) == ["$.cards"]  # the one empty the spec allows
+        answer = response.get_json()
+        assert set(answer) == {"cards"}
+        assert empties(answer) == ([] if answer["cards"] else ["$.cards"])  # the one empty the spec allows
 
 
 def test_spec_request_with_the_library_contexts(client: FlaskClient) -> None:

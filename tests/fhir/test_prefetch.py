@@ -38,7 +38,7 @@ def new_patient(server: FhirServer, steps: int = 12, pain: int = 8) -> str:
 def run(pid: str, fhir: FhirClient, prefetch: dict[str, Any] | None = None, server: str | None = None,
         token: str | None = TOKEN) -> PrefetchData:
     body = data.patient_view(pid, prefetch=prefetch, fhir_server=server, token=token if server else None)
-    return resolve(TEMPLATES, CdsRequest.model_validate(body), pid, fhir)
+    return resolve(TEMPLATES, CdsRequest.model_validate(body), pid, fhir, pacing_review.SERVICE.optional_keys)
 
 
 def closed_port_url() -> str:
@@ -55,7 +55,8 @@ def test_complete_prefetch_needs_no_fhir_server(client: FhirClient) -> None:
 def test_absent_keys_are_fetched_with_the_bearer_token(fhir_server: FhirServer, client: FhirClient) -> None:
     pid = new_patient(fhir_server, steps=12, pain=8)
     result = run(pid, client, server=fhir_server.base_url)
-    assert set(result.sources.values()) == {"fhirServer"}
+    assert {k: v for k, v in result.sources.items() if k != "step-goals"} == {
+        k: "fhirServer" for k in ("patient", "conditions", "pain", "activity", "vitals", "weight", "exercise-orders")}
     assert result.entries("patient")[0]["id"] == pid
     assert len(result.entries("activity")) == 12
     assert len(result.entries("pain")) == 8
@@ -126,7 +127,8 @@ def test_missing_keys_without_fhir_server_are_412_listing_missing_and_present(cl
         run(pid, client, prefetch=prefetch)
     assert raised.value.status == 412
     assert "conditions, weight" in raised.value.message
-    assert "prefetch keys present: activity, exercise-orders, pain, patient, vitals" in raised.value.message
+    assert "prefetch keys present: activity, exercise-orders, pain, patient, step-goals, vitals" in \
+        raised.value.message
 
 
 def test_unreachable_fhir_server_is_412(client: FhirClient) -> None:
@@ -134,7 +136,25 @@ def test_unreachable_fhir_server_is_412(client: FhirClient) -> None:
         run("pf-down", client, server=closed_port_url())
     assert raised.value.status == 412
     assert "unreachable" in raised.value.message
-    assert len(raised.value.expression) == len(TEMPLATES)
+    assert len(raised.value.expression) == len(TEMPLATES) - 1  # step-goals is optional
+    assert "prefetch.step-goals" not in raised.value.expression
+
+
+def test_an_optional_key_the_server_cannot_answer_is_evaluated_as_no_data(fhir_server: FhirServer,
+                                                                         client: FhirClient) -> None:
+    """The test FHIR server has no Goal search parameters and says so in a warning OperationOutcome."""
+    pid = new_patient(fhir_server)
+    result = run(pid, client, server=fhir_server.base_url)
+    assert result.resources["step-goals"] is None
+    assert result.sources["step-goals"] == "unobtainable (optional)"
+    assert result.notes["step-goals"] == ["FHIR server answered with an OperationOutcome"]
+
+
+def test_an_optional_key_left_out_without_fhir_server_is_no_data(client: FhirClient) -> None:
+    prefetch = data.full_prefetch("pf-nogoal")
+    del prefetch["step-goals"]
+    result = run("pf-nogoal", client, prefetch=prefetch)
+    assert result.sources["step-goals"] == "unobtainable (optional)"
 
 
 def test_wrong_token_is_412_and_the_token_is_not_in_the_message(fhir_server: FhirServer,

@@ -33,7 +33,7 @@ def test_cds_hooks_2_0_tokens_are_accepted(query: str) -> None:
     PrefetchTemplate("k", query).check("order-sign")
 
 
-ALLOWED_PARAMETERS = {"patient", "code", "status", "clinical-status", "_count", "_sort"}
+ALLOWED_PARAMETERS = {"patient", "code", "status", "clinical-status", "lifecycle-status", "_count", "_sort"}
 
 
 def test_every_service_template_is_a_2_0_template_on_patient_id() -> None:

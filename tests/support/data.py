@@ -95,6 +95,7 @@ def full_prefetch(pid: str) -> dict[str, Any]:
         "vitals": searchset([]),
         "weight": searchset([]),
         "exercise-orders": searchset([exercise_order(pid, f"{pid}-sr1")]),
+        "step-goals": searchset([]),
     }
 
 
