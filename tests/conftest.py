@@ -13,6 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds import create_app
+from cds.engine import Knowledge, RuleEngine, load_knowledge
+from cds.services import by_id
 from cds.settings import Settings, load_settings
 from tests.support.fhir_server import FhirServer
 from tests.support.processes import ServerProcess, free_port
@@ -44,6 +46,17 @@ def app(settings: Settings) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def knowledge() -> Knowledge:
+    """The project's rules/, loaded once."""
+    return load_knowledge(ROOT / "rules", by_id())
+
+
+@pytest.fixture(scope="session")
+def engine(knowledge: Knowledge) -> RuleEngine:
+    return RuleEngine(knowledge)
 
 
 @pytest.fixture(scope="session")

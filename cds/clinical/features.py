@@ -152,7 +152,7 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
         f.weekly_minutes = sum(s.value for s in recent)
     else:
         evs = _between(record.evs_minutes, f.now - 28 * DAY, f.now)
-        f.weekly_minutes = evs[-1].value if evs else None
+        f.weekly_minutes = max(evs, key=lambda r: r.when).value if evs else None
     step_days = [r.value for d, r in record.steps.items() if today - timedelta(days=6) <= d <= today]
     f.step_days_last7 = len(step_days)
     f.mean_daily_steps = statistics.fmean(step_days) if step_days else None
@@ -177,13 +177,14 @@ def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> 
     week, base = _between(record.pain, now - 7 * DAY, now), _between(record.pain, now - 28 * DAY, now - 7 * DAY)
     f.pain_now, f.pain_baseline = _median(week, minimum), _median(base, minimum)
     f.pain_readings = (len(week), len(base))
-    peg_week = _between(record.peg, now - 7 * DAY, now)
+    peg_week = sorted(_between(record.peg, now - 7 * DAY, now), key=lambda r: r.when)
     peg_base = _median(_between(record.peg, now - 28 * DAY, now - 7 * DAY), 1)
     peg_rise = peg_week[-1].value - peg_base if peg_week and peg_base is not None else None
     if f.pain_now is not None and f.pain_baseline is not None:
         f.pain_delta = f.pain_now - f.pain_baseline
         high = [r for r in week if r.value >= f.pain_baseline + params["flare_delta"]]
-        sustained = len(high) >= 2 and (high[-1].when - high[0].when).total_seconds() >= params["flare_min_hours"] * 3600
+        span = (max(r.when for r in high) - min(r.when for r in high)).total_seconds() if high else 0.0
+        sustained = len(high) >= 2 and span >= params["flare_min_hours"] * 3600
         f.flare = f.pain_delta >= params["flare_delta"] and sustained
     elif peg_rise is not None:
         f.pain_scale = "PEG"
@@ -227,7 +228,7 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
             and f.mean_daily_steps < params["inactivity_steps"]:
         f.inactive, f.inactive_reason = True, f"mean {f.mean_daily_steps:,.0f} steps a day over the last 7 days"
     evs = _between(record.evs_minutes, f.now - 28 * DAY, f.now)
-    if not f.inactive and evs and evs[-1].value == 0:
+    if not f.inactive and evs and max(evs, key=lambda r: r.when).value == 0:
         f.inactive, f.inactive_reason = True, "Exercise Vital Sign of 0 minutes a week"
     if not f.inactive and f.measure == "steps" and median:
         run = longest = 0
@@ -242,7 +243,7 @@ def vitals_fact(record: PatientRecord, now: datetime) -> dict[str, Any] | None:
     fact: dict[str, Any] = {"t": "vitals"}
     bp = [b for b in record.blood_pressure if now - 30 * DAY < b.when <= now]
     if bp:
-        latest = bp[-1]
+        latest = max(bp, key=lambda b: b.when)
         if latest.systolic is not None:
             fact["systolic"] = latest.systolic
         if latest.diastolic is not None:
@@ -250,7 +251,7 @@ def vitals_fact(record: PatientRecord, now: datetime) -> dict[str, Any] | None:
     temperatures = _between(record.temperature, now - 7 * DAY, now)
     if temperatures:
         fact["temperature_max"] = max(t.value for t in temperatures)
-    weights = [w for w in record.weight if w.when <= now]
+    weights = sorted((w for w in record.weight if w.when <= now), key=lambda w: w.when)
     if len(weights) >= 2:
         latest_weight = weights[-1]
         earlier = [w.value for w in weights[:-1] if latest_weight.when - 365 * DAY <= w.when]

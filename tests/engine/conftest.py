@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cds.engine import Knowledge, RuleEngine, load_knowledge
 from cds.services import by_id
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 SERVICE_IDS = tuple(by_id())
-
-
-@pytest.fixture(scope="session")
-def knowledge() -> Knowledge:
-    return load_knowledge(RULES, SERVICE_IDS)
-
-
-@pytest.fixture(scope="session")
-def engine(knowledge: Knowledge) -> Iterator[RuleEngine]:
-    yield RuleEngine(knowledge)
 
 
 @pytest.fixture

@@ -1,0 +1,140 @@
+"""Features of CLINICAL.md section 3, on records built in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from cds.clinical.features import compute, condition_facts, vitals_fact
+from cds.clinical.records import BloodPressure, ConditionRecord, Dose, OrderRecord, PatientRecord, Reading, StepGoal
+from cds.engine import Knowledge
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+
+
+def ago(days: float, hour: int = 8) -> datetime:
+    return (NOW - timedelta(days=days)).replace(hour=hour, minute=0)
+
+
+def params(knowledge: Knowledge) -> dict[str, float]:
+    return {name: p.value for name, p in knowledge.parameters.items()}
+
+
+def with_plan(minutes: int = 20, per_week: int = 3) -> PatientRecord:
+    record = PatientRecord("p")
+    record.orders.append(OrderRecord("ServiceRequest/o", "active", ago(60), Dose(minutes, per_week), {}))
+    return record
+
+
+def test_adherence_and_weekly_minutes(knowledge: Knowledge) -> None:
+    record = with_plan()
+    record.sessions = [Reading(ago(d), 20, "s") for d in (1, 3)] + [Reading(ago(9), 20, "s")]
+    f = compute(record, NOW, params(knowledge))
+    assert f.measure == "minutes" and f.weekly_minutes == 40 and f.sessions_last7 == 2
+    assert round(f.adherence, 3) == round(40 / 60, 3)
+
+
+def test_pain_delta_and_a_sustained_flare(knowledge: Knowledge) -> None:
+    record = with_plan()
+    record.pain = [Reading(ago(d, 20), 3, "p") for d in range(8, 28)]
+    record.pain += [Reading(ago(d, 20), 6, "p") for d in range(0, 4)]
+    f = compute(record, NOW, params(knowledge))
+    assert (f.pain_now, f.pain_baseline, f.pain_delta) == (6, 3, 3)
+    assert f.flare and f.flare_weeks == 1
+
+
+def test_a_single_high_reading_is_not_a_flare(knowledge: Knowledge) -> None:
+    """Two or more readings at baseline + 2 spanning 24 h are needed (derived composite)."""
+    record = with_plan()
+    record.pain = [Reading(ago(d, 20), 3, "p") for d in range(8, 28)]
+    record.pain += [Reading(ago(1, 20), 3, "p"), Reading(ago(1, 21), 3, "p"), Reading(ago(0, 7), 7, "p"),
+                    Reading(ago(0, 8), 7, "p")]  # the two high ones are an hour apart
+    f = compute(record, NOW, params(knowledge))
+    assert not f.flare
+
+
+def test_too_few_readings_give_no_pain_delta(knowledge: Knowledge) -> None:
+    record = with_plan()
+    record.pain = [Reading(ago(d), 4, "p") for d in (1, 2, 10, 11)]
+    f = compute(record, NOW, params(knowledge))
+    assert f.pain_delta is None and f.patient_fact().get("pain_delta") is None
+
+
+def test_peg_rise_is_a_flare(knowledge: Knowledge) -> None:
+    record = with_plan()
+    record.peg = [Reading(ago(d), 4.0, "g") for d in (9, 15, 20)] + [Reading(ago(1), 5.2, "g")]
+    f = compute(record, NOW, params(knowledge))
+    assert f.flare and f.pain_scale == "PEG" and round(f.pain_delta, 1) == 1.2
+
+
+def test_acute_chronic_ratio_and_steps_measure(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.step_goal = StepGoal("Goal/g", 5000, {})
+    for d in range(28):
+        record.steps[ago(d).date()] = Reading(ago(d), 8000 if d < 7 else 4000, "s")
+    f = compute(record, NOW, params(knowledge))
+    assert f.measure == "steps" and f.has_prescription
+    assert round(f.acwr, 2) == round(8000 / ((7 * 8000 + 21 * 4000) / 28), 2)
+    assert f.mean_daily_steps == 8000 and f.adherence == 1.6
+
+
+def test_boom_bust_needs_variability_and_busts_after_booms(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.step_goal = StepGoal("Goal/g", 5000, {})
+    for d in range(28):
+        value = 5000 if d >= 14 else (9000 if d % 3 == 2 else 1500 if d % 3 == 1 else 5000)
+        record.steps[ago(d).date()] = Reading(ago(d), value, "s")
+    assert compute(record, NOW, params(knowledge)).boom_bust
+    for d in range(14):
+        record.steps[ago(d).date()] = Reading(ago(d), 5000 + (d % 2) * 300, "s")
+    assert not compute(record, NOW, params(knowledge)).boom_bust
+
+
+def test_inactivity_from_steps_and_from_the_exercise_vital_sign(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    for d in range(6):
+        record.steps[ago(d).date()] = Reading(ago(d), 3000, "s")
+    f = compute(record, NOW, params(knowledge))
+    assert f.inactive and "3,000 steps" in (f.inactive_reason or "")
+    evs = PatientRecord("p")
+    evs.evs_minutes = [Reading(ago(3), 0, "e")]
+    assert compute(evs, NOW, params(knowledge)).inactive
+
+
+def test_data_gap_features(knowledge: Knowledge) -> None:
+    record = with_plan()
+    record.sessions = [Reading(ago(20), 20, "s")]
+    record.pain = [Reading(ago(16), 4, "p")]
+    f = compute(record, NOW, params(knowledge))
+    assert (f.days_since_activity, f.days_since_pain) == (20, 16)
+    assert f.patient_fact()["days_since_activity"] == 20
+    nothing = compute(PatientRecord("p"), NOW, params(knowledge)).patient_fact()
+    assert "days_since_activity" not in nothing and "days_since_pain" not in nothing
+
+
+def test_baseline_and_start_without_prescription(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.sessions = [Reading(ago(d), 25, "s") for d in (1, 3, 5, 8, 10, 12)]
+    f = compute(record, NOW, params(knowledge))
+    assert not f.has_prescription and f.valid_days == 6
+    assert f.start == Dose(20, 3) and f.plan == Dose(20, 3) and f.plan_source == "starting dose"
+
+
+def test_planned_dose_below_the_starting_quota(knowledge: Knowledge) -> None:
+    record = with_plan(10, 2)
+    record.orders = [OrderRecord("ServiceRequest/o", "active", ago(2), Dose(10, 2), {})]
+    record.sessions = [Reading(ago(d), 30, "s") for d in (3, 5, 8, 10, 12, 14)]
+    assert compute(record, NOW, params(knowledge)).planned_below_start
+
+
+def test_vitals_and_condition_facts(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.blood_pressure = [BloodPressure(ago(40), 190, 115, "b"), BloodPressure(ago(2), 150, 92, "b")]
+    record.temperature = [Reading(ago(10), 39.0, "t"), Reading(ago(3), 37.1, "t")]
+    record.weight = [Reading(ago(300), 80.0, "w"), Reading(ago(2), 75.0, "w")]
+    record.conditions = [ConditionRecord("417746004", "fracture", False, ago(4), "Condition/c"),
+                         ConditionRecord("82423001", None, True, None, "Condition/cp")]
+    assert vitals_fact(record, NOW) == {"t": "vitals", "systolic": 150, "diastolic": 92, "temperature_max": 37.1,
+                                        "weight_loss_percent": 6.25}
+    assert condition_facts(record, NOW) == [{"t": "condition", "red_flag": "fracture", "code": "417746004",
+                                             "days_since_recorded": 4}]
+    assert vitals_fact(PatientRecord("p"), NOW) is None

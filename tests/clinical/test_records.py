@@ -1,0 +1,116 @@
+"""FHIR -> records: hygiene of CLINICAL.md section 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds.engine import Knowledge
+from cds.fhir.records import build_record, order_dose, parse_time
+from tests.support import data
+
+
+def obs(oid: str, code: str, value: float, unit: str, when: str = "2026-11-10T08:00:00Z", status: str = "final",
+        **extra: Any) -> dict[str, Any]:
+    resource = data.observation("p", oid, code, value, unit, data.NOW)
+    resource.update({"status": status, "effectiveDateTime": when, **extra})
+    return resource
+
+
+def test_units_are_normalised_and_unknown_units_skipped(knowledge: Knowledge) -> None:
+    record = build_record("p", [
+        obs("t1", "8310-5", 101.3, "[degF]"), obs("t2", "8310-5", 38.2, "Cel"), obs("t3", "8310-5", 311, "K"),
+        obs("w1", "29463-7", 180, "[lb_av]"), obs("w2", "29463-7", 81000, "g"), obs("w3", "29463-7", 12, "stone"),
+        obs("s1", "55411-3", 0.5, "h"), obs("s2", "55411-3", 1200, "s"), obs("s3", "55411-3", 3, "furlong"),
+    ], knowledge.codes)
+    assert [round(t.value, 1) for t in record.temperature] == [38.5, 38.2]
+    assert [round(w.value, 2) for w in record.weight] == [81.65, 81.0]
+    assert [s.value for s in record.sessions] == [30.0, 20.0]
+    assert any("Observation/t3" in s and "'K'" in s for s in record.skipped)
+    assert any("Observation/w3" in s for s in record.skipped) and any("Observation/s3" in s for s in record.skipped)
+
+
+def test_only_final_amended_corrected_count(knowledge: Knowledge) -> None:
+    statuses = ["final", "amended", "corrected", "preliminary", "cancelled", "entered-in-error", "unknown"]
+    record = build_record("p", [obs(f"p{i}", "72514-3", 5, "{score}", status=s) for i, s in enumerate(statuses)],
+                          knowledge.codes)
+    assert len(record.pain) == 3
+    assert len(record.skipped) == 4
+
+
+def test_one_steps_value_a_day_the_latest_wins(knowledge: Knowledge) -> None:
+    record = build_record("p", [
+        obs("a", "41950-7", 3000, "/d", "2026-11-10T12:00:00Z"), obs("b", "41950-7", 5000, "/d", "2026-11-10T23:00:00Z"),
+        obs("c", "41950-7", 4000, "{steps}", "2026-11-11T23:00:00Z"),
+        obs("d", "55423-8", 7000, "/d", "2026-11-12T00:00:00Z",
+            effectivePeriod={"start": "2026-11-12T00:00:00Z", "end": "2026-11-12T23:59:59Z"}),
+        obs("e", "55423-8", 20000, "/d", "2026-11-13T00:00:00Z",
+            effectivePeriod={"start": "2026-11-06T00:00:00Z", "end": "2026-11-13T00:00:00Z"}),
+    ], knowledge.codes)
+    assert {str(d): r.value for d, r in record.steps.items()} == {
+        "2026-11-10": 5000, "2026-11-11": 4000, "2026-11-12": 7000}
+
+
+def test_peg_from_a_panel_or_a_mean_and_scores_out_of_range_skipped(knowledge: Knowledge) -> None:
+    panel = obs("panel", "91148-7", 0, "")
+    del panel["valueQuantity"]
+    panel["component"] = [{"code": {"coding": [{"system": "http://loinc.org", "code": c}]},
+                           "valueQuantity": {"value": v, "unit": "{score}"}}
+                          for c, v in (("75893-8", 6), ("91145-3", 5), ("91146-1", 7))]
+    record = build_record("p", [panel, obs("mean", "91147-9", 4.5, "{score}"), obs("bad", "72514-3", 14, "{score}")],
+                          knowledge.codes)
+    assert sorted(r.value for r in record.peg) == [4.5, 6.0]
+    assert any("outside 0-10" in s for s in record.skipped)
+
+
+def test_conditions_hygiene_and_red_flag_categories(knowledge: Knowledge) -> None:
+    def condition(cid: str, code: str, clinical: str = "active", verification: str | None = None) -> dict[str, Any]:
+        resource = data.condition("p", cid, code)
+        resource["clinicalStatus"]["coding"][0]["code"] = clinical
+        if verification:
+            resource["verificationStatus"] = {"coding": [{"code": verification}]}
+        return resource
+
+    record = build_record("p", [
+        condition("c1", "417746004"), condition("c2", "363346000", verification="refuted"),
+        condition("c3", "386661006", clinical="resolved"), condition("c4", "784332006", verification="entered-in-error"),
+        condition("c5", "82423001"), condition("c6", "29857009", clinical="recurrence"),
+    ], knowledge.codes)
+    assert [(c.reference, c.red_flag, c.chronic_pain) for c in record.conditions] == [
+        ("Condition/c1", "fracture", False), ("Condition/c5", None, True), ("Condition/c6", "cardiovascular", False)]
+    assert record.chronic_pain_condition == "Condition/c5"
+
+
+def test_icd10_chronic_pain_with_wildcard(knowledge: Knowledge) -> None:
+    resource = data.condition("p", "c", "x")
+    resource["code"] = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.50"}]}
+    assert build_record("p", [resource], knowledge.codes).chronic_pain_condition == "Condition/c"
+
+
+def test_orders_and_their_dose(knowledge: Knowledge) -> None:
+    current = data.exercise_order("p", "now", minutes=25, per_week=4)
+    old = data.exercise_order("p", "old", status="completed", minutes=20, per_week=3)
+    other = {**data.exercise_order("p", "mri"), "code": {"coding": [{"system": "http://snomed.info/sct",
+                                                                     "code": "113091000"}]}}
+    record = build_record("p", [current, old, other], knowledge.codes)
+    assert record.current_order is not None and record.current_order.dose is not None
+    assert record.current_order.dose.words() == "25 min x 4/week"
+    assert [o.reference for o in record.past_orders] == ["ServiceRequest/old"]
+    daily = {"occurrenceTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "duration": 0.5,
+                                             "durationUnit": "h"}}}
+    assert order_dose(daily) is not None and order_dose(daily).words() == "30 min x 7/week"
+    assert order_dose({"occurrenceTiming": {"repeat": {"frequency": 2, "periodUnit": "wk"}}}) is None
+
+
+def test_times_without_zone_or_only_a_date(knowledge: Knowledge) -> None:
+    assert parse_time("2026-11-10") is not None and parse_time("2026-11-10").tzinfo is not None
+    assert parse_time("2026-11-10T08:00:00").isoformat() == "2026-11-10T08:00:00+00:00"
+    assert parse_time("2026-11-10T08:00:00+02:00").isoformat() == "2026-11-10T08:00:00+02:00"
+    assert parse_time("yesterday") is None and parse_time(None) is None
+
+
+def test_extensions_and_unknown_elements_are_tolerated(knowledge: Knowledge) -> None:
+    resource = obs("x", "72514-3", 6, "{score}")
+    resource["extension"] = [{"url": "http://ehr.example.org/fhir/StructureDefinition/device", "valueString": "app"}]
+    resource["_status"] = {"extension": []}
+    resource["note"] = [{"text": "after gardening"}]
+    assert len(build_record("p", [resource], knowledge.codes).pain) == 1

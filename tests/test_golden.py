@@ -1,0 +1,106 @@
+"""Golden examples: every fhir_examples/<scenario> gives its expected recommendations and dose, in-process and
+over HTTP, and the two answers are the same to the byte."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cds.engine import Knowledge
+from cds.fhir.client import FhirClient
+from cds.fhir.prefetch import resolve
+from cds.hooks.models import Card, CdsRequest, CdsResponse
+from cds.services import by_id
+from tests.conftest import LiveService
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "fhir_examples"
+SCENARIOS = sorted(p.name for p in EXAMPLES.iterdir() if (p / "request.json").exists())
+NOW = "2026-11-20T09:00:00Z"
+CLINICAL_CODES = {"red-flag", "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold",
+                  "goal-met", "progress", "boom-bust", "inactivity", "order-dose-jump", "order-no-baseline"}
+
+
+def example(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    folder = EXAMPLES / name
+    return json.loads((folder / "request.json").read_text()), json.loads((folder / "expected.json").read_text())
+
+
+def dose_of(cards: list[dict[str, Any]]) -> str | None:
+    """The dose proposed by the first suggestion that carries one (a ServiceRequest timing or a Goal target)."""
+    for card in cards:
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion.get("actions", []):
+                resource = action.get("resource", {})
+                repeat = resource.get("occurrenceTiming", {}).get("repeat")
+                if repeat:
+                    return f"{repeat['duration']} min x {repeat['frequency']}/week"
+                if resource.get("resourceType") == "Goal":
+                    return f"{resource['target'][0]['detailQuantity']['value']:,} steps/day"
+    return None
+
+
+def in_process(name: str, knowledge: Knowledge, engine: Any) -> dict[str, Any]:
+    body, expected = example(name)
+    service = by_id()[expected["service"]]
+    request = CdsRequest.model_validate(body)
+    context = service.context_model.model_validate(request.context)
+    fhir = FhirClient(3.0, 10)
+    try:
+        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
+    finally:
+        fhir.close()
+    now = datetime.fromisoformat(expected["now"].replace("Z", "+00:00"))
+    return service.handler(service.id, service.hook, request, context, data, engine, now).response.to_json()
+
+
+def test_there_are_at_least_12_scenarios_covering_every_code() -> None:
+    assert len(SCENARIOS) >= 12
+    covered = {code for name in SCENARIOS for code in example(name)[1]["codes"]}
+    assert covered == CLINICAL_CODES
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_example_in_process(name: str, knowledge: Knowledge, engine: Any) -> None:
+    _, expected = example(name)
+    answer = in_process(name, knowledge, engine)
+    assert [c["source"]["topic"]["code"] for c in answer["cards"]] == expected["codes"]
+    assert dose_of(answer["cards"]) == expected["dose"]
+    for card in answer["cards"]:
+        Card.model_validate(card)
+        assert len(card["summary"]) < 140
+        assert knowledge.version in card["detail"] and "Evidence:" in card["detail"]
+    assert CdsResponse.model_validate(answer).to_json() == answer
+    assert in_process(name, knowledge, engine) == answer, "the same request gives the same response"
+
+
+def test_examples_over_http_equal_in_process(live_service: Callable[..., LiveService], http: httpx.Client,
+                                             knowledge: Knowledge, engine: Any) -> None:
+    service = live_service(now=NOW)
+    seen: set[str] = set()
+    for name in SCENARIOS:
+        body, expected = example(name)
+        response = http.post(f"{service.url}/cds-services/{expected['service']}", json=body)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json() == in_process(name, knowledge, engine), name
+        seen.update(c["source"]["topic"]["code"] for c in response.json()["cards"])
+    assert seen == CLINICAL_CODES, "every recommendation code is produced over HTTP"
+
+
+def test_examples_are_what_the_generator_writes(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "fhir_examples"
+    copy.mkdir()
+    shutil.copy(EXAMPLES / "generate.py", copy / "generate.py")
+    subprocess.run([sys.executable, str(copy / "generate.py")], check=True, capture_output=True, timeout=120)
+    for name in SCENARIOS:
+        for file in ("request.json", "expected.json"):
+            assert (copy / name / file).read_text() == (EXAMPLES / name / file).read_text(), f"{name}/{file}"
