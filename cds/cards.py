@@ -70,6 +70,10 @@ def _clip(summary: str) -> str:
 # ---------------------------------------------------------------- the data behind a card
 
 
+def _days_ago(days: int) -> str:
+    return "today" if days == 0 else "yesterday" if days == 1 else f"{days} days ago"
+
+
 def data_lines(ctx: CardContext) -> str:
     f, lines = ctx.features, []
     today = f.now.date()
@@ -100,11 +104,11 @@ def data_lines(ctx: CardContext) -> str:
     if f.inactive_reason:
         lines.append(f"- Inactivity: {f.inactive_reason}")
     if f.days_since_activity is not None:
-        lines.append(f"- Last activity recorded {f.days_since_activity} days ago; "
-                     f"last pain score {'never' if f.days_since_pain is None else f'{f.days_since_pain} days ago'}")
+        pain = "never" if f.days_since_pain is None else _days_ago(f.days_since_pain)
+        lines.append(f"- Last activity recorded {_days_ago(f.days_since_activity)}; last pain score {pain}")
     if ctx.record.skipped:
-        lines.append(f"- Not used: {len(ctx.record.skipped)} readings or resources (status, unit or date "
-                     f"not usable)")
+        count = len(ctx.record.skipped)
+        lines.append(f"- Not used: {count} {'item' if count == 1 else 'items'} (status, unit or date not usable)")
     return "\n".join(lines)
 
 

@@ -147,3 +147,25 @@ def test_logs_hold_no_token_and_no_patient_data(live_service: Start, fhir_server
     assert body["hookInstance"] in log
     for secret in (TOKEN, "Testperson", json.dumps(body["context"])):
         assert secret not in log
+
+
+def test_cards_are_audited_and_feedback_reports_their_topic(live_service: Start, http: httpx.Client,
+                                                            tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1] / "fhir_examples"
+    service = live_service(now="2026-11-20T09:00:00Z")
+    body = json.loads((root / "progress-walking" / "request.json").read_text())
+    answer = http.post(f"{service.url}/cds-services/pacing-review", json=body).json()
+    [card] = answer["cards"]
+    store = live_store(service)
+    try:
+        [event] = store.audit_events(body["hookInstance"])
+    finally:
+        store.close()
+    assert event["card_topics"] == ["progress"]
+    assert event["rule_set_version"] and event["rule_set_version"] in card["source"]["label"]
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-20T09:05:00Z",
+                              "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]}]}
+    assert http.post(f"{service.url}/cds-services/pacing-review/feedback", json=feedback).json()["stored"] == 1
+    report = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "feedback", "report"],
+                            env={**service.env}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert any(line.split() == ["pacing-review", "progress", "1", "0"] for line in report.stdout.splitlines())

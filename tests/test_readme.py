@@ -6,8 +6,6 @@ import json
 import re
 from pathlib import Path
 
-from flask.testing import FlaskClient
-
 from cds.settings import settings_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,9 +19,19 @@ def test_settings_table_matches_the_settings() -> None:
     assert documented == expected
 
 
-def test_walk_through_requests_give_the_answers_shown(client: FlaskClient) -> None:
-    request = json.loads((ROOT / "docs/examples/patient-view-request.json").read_text())
-    assert client.post("/cds-services/pacing-review", json=request).get_json() == {"cards": []}
+def test_walk_through_requests_give_the_answers_shown(tmp_path: Path) -> None:
+    from cds import create_app
+    from cds.settings import load_settings
+
+    app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'r.db'}", now="2026-11-20T09:00:00Z"))
+    client = app.test_client()
+    request = json.loads((ROOT / "fhir_examples/progress-walking/request.json").read_text())
+    summary = "Progress exercise to 22 min x 3/week (+10 %)"
+    assert f"progress: {summary}" in README
+    app_now = client.application.extensions["pacing_cds"].settings.now
+    assert app_now is not None and app_now.isoformat().startswith("2026-11-20T09:00")
+    assert [c["summary"] for c in client.post("/cds-services/pacing-review", json=request).get_json()["cards"]] == \
+        [summary]
     bare = json.loads(re.search(r"--data '(\{\"hook\".+?)'", README).group(1))  # type: ignore[union-attr]
     shown = json.loads(re.search(r"^(\{\"resourceType\":\"OperationOutcome\".+)$", README,
                                  re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -33,3 +41,17 @@ def test_walk_through_requests_give_the_answers_shown(client: FlaskClient) -> No
     feedback = json.loads((ROOT / "docs/examples/feedback.json").read_text())
     answer = client.post("/cds-services/pacing-review/feedback", json=feedback)
     assert answer.get_json() == {"received": 1, "stored": 1}
+    app.extensions["pacing_cds"].close()
+
+
+def test_evaluate_output_shown_is_what_the_command_prints() -> None:
+    import subprocess
+    import sys
+
+    shown = README.split("$ .venv/bin/pacing-cds evaluate fhir_examples/progress-walking/request.json "
+                         "--now 2026-11-20T09:00:00Z\n", 1)[1].split("\n```", 1)[0]
+    result = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "evaluate",
+                             str(ROOT / "fhir_examples/progress-walking/request.json"), "--now",
+                             "2026-11-20T09:00:00Z"], capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.stdout.rstrip() == shown.rstrip()
