@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cds.engine import Knowledge, RuleEngine
-from cds.fhir.client import FhirClient
-from cds.fhir.prefetch import resolve
-from cds.hooks.models import CdsRequest
-from cds.services import by_id
 from cds.services.pipeline import Outcome
+from tests.support.examples import EXAMPLES, run_example
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "fhir_examples"
 
 
 def run(name: str, engine: RuleEngine, change: Any = None) -> Outcome:
-    body = json.loads((EXAMPLES / name / "request.json").read_text())
-    expected = json.loads((EXAMPLES / name / "expected.json").read_text())
-    if change:
-        change(body)
-    service = by_id()[expected["service"]]
-    request = CdsRequest.model_validate(body)
-    context = service.context_model.model_validate(request.context)
-    fhir = FhirClient(3.0, 10)
-    try:
-        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
-    finally:
-        fhir.close()
-    now = datetime.fromisoformat(expected["now"].replace("Z", "+00:00"))
-    return service.handler(service.id, service.hook, request, context, data, engine, now)
+    return run_example(name, engine, change)
 
 
 def card_json(outcome: Outcome, index: int = 0) -> dict[str, Any]:

@@ -3,9 +3,7 @@ over HTTP, and the two answers are the same to the byte."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +11,13 @@ import httpx
 import pytest
 
 from cds.engine import Knowledge
-from cds.fhir.client import FhirClient
-from cds.fhir.prefetch import resolve
-from cds.hooks.models import Card, CdsRequest, CdsResponse
-from cds.services import by_id
+from cds.hooks.models import Card, CdsResponse
 from tests.conftest import LiveService
+from tests.support.examples import EXAMPLES, SCENARIOS, example, run_example
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "fhir_examples"
-SCENARIOS = sorted(p.name for p in EXAMPLES.iterdir() if (p / "request.json").exists())
 NOW = "2026-11-20T09:00:00Z"
 CLINICAL_CODES = {"red-flag", "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold",
                   "goal-met", "progress", "boom-bust", "inactivity", "order-dose-jump", "order-no-baseline"}
-
-
-def example(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    folder = EXAMPLES / name
-    return json.loads((folder / "request.json").read_text()), json.loads((folder / "expected.json").read_text())
 
 
 def dose_of(cards: list[dict[str, Any]]) -> str | None:
@@ -46,17 +35,7 @@ def dose_of(cards: list[dict[str, Any]]) -> str | None:
 
 
 def in_process(name: str, knowledge: Knowledge, engine: Any) -> dict[str, Any]:
-    body, expected = example(name)
-    service = by_id()[expected["service"]]
-    request = CdsRequest.model_validate(body)
-    context = service.context_model.model_validate(request.context)
-    fhir = FhirClient(3.0, 10)
-    try:
-        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
-    finally:
-        fhir.close()
-    now = datetime.fromisoformat(expected["now"].replace("Z", "+00:00"))
-    return service.handler(service.id, service.hook, request, context, data, engine, now).response.to_json()
+    return run_example(name, engine).response.to_json()
 
 
 def test_there_are_at_least_12_scenarios_covering_every_code() -> None:

@@ -96,6 +96,15 @@ def _quantity(q: Any) -> tuple[float, str] | None:
     return float(value), unit if isinstance(unit, str) else ""
 
 
+def _score_value(element: dict[str, Any]) -> tuple[float, str] | None:
+    """A score from valueQuantity or valueInteger (questionnaire-derived scores are often integers)."""
+    quantity = _quantity(element.get("valueQuantity"))
+    value = element.get("valueInteger")
+    if quantity is None and isinstance(value, int) and not isinstance(value, bool):
+        quantity = (float(value), "")
+    return quantity
+
+
 # ---------------------------------------------------------------- the reader
 
 
@@ -160,9 +169,7 @@ class RecordBuilder:
         return start is not None and end is not None and (end - start).total_seconds() <= 86400
 
     def _score(self, obs: dict[str, Any], source: str, when: datetime, into: list[Reading]) -> None:
-        quantity = _quantity(obs.get("valueQuantity"))
-        if quantity is None and isinstance(obs.get("valueInteger"), int):
-            quantity = (float(obs["valueInteger"]), "")
+        quantity = _score_value(obs)
         if quantity is None:
             self.skip(source, "no numeric value")
             return
@@ -181,9 +188,7 @@ class RecordBuilder:
         items = []
         for component in obs.get("component") or []:
             if isinstance(component, dict) and set(codes_of(component.get("code"), LOINC)) & set(PEG_ITEMS):
-                quantity = _quantity(component.get("valueQuantity"))
-                if quantity is None and isinstance(component.get("valueInteger"), int):
-                    quantity = (float(component["valueInteger"]), "")
+                quantity = _score_value(component)
                 if quantity is not None and 0 <= quantity[0] <= 10:
                     items.append(quantity[0])
         if len(items) == len(PEG_ITEMS):
