@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 
+from typing import TYPE_CHECKING
+
 from flask import Flask
 
 from cds.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from cds.api.auth import Authenticator
 
 __all__ = ["create_app"]
 
@@ -22,6 +27,26 @@ def configure_logging(level: str) -> None:
         handler._pacing_cds = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
+
+
+def build_authenticator(settings: Settings) -> Authenticator | None:
+    """The JWT verifier when issuers are configured; None (open) otherwise, said loudly."""
+    from cds.api.auth import Authenticator, MemoryReplayCache, load_issuers
+    from cds.settings import SettingsError
+
+    log = logging.getLogger("cds")
+    if settings.issuers_file is None:
+        if settings.auth == "disabled":
+            log.warning("client authentication disabled (PACING_CDS_AUTH=disabled): any caller is served")
+        else:
+            log.warning("no PACING_CDS_ISSUERS_FILE: running open, without client authentication (development)")
+        return None
+    try:
+        issuers = load_issuers(settings.issuers_file)
+    except ValueError as exc:
+        raise SettingsError(f"PACING_CDS_ISSUERS_FILE: {exc}") from exc
+    log.info("client authentication: %d trusted issuer(s)", len(issuers))
+    return Authenticator(issuers, settings.base_url, MemoryReplayCache())
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    authenticator = build_authenticator(settings)
     store = Store(settings.database_url)
     store.create_schema()
     app.extensions[EXTENSION] = Runtime(
@@ -48,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         fhir=FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages),
         engine=engine,
         services=services,
+        auth=authenticator,
     )
     api.register(app, settings)
     return app

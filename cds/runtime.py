@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from cds.api.auth import Authenticator
 from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
 from cds.services.base import CdsService
@@ -22,8 +23,11 @@ class Runtime:
     fhir: FhirClient
     engine: RuleEngine
     services: dict[str, CdsService]
+    auth: Authenticator | None = None
 
     def close(self) -> None:
+        if self.auth is not None:
+            self.auth.close()
         self.fhir.close()
         self.store.close()
 

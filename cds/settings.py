@@ -46,14 +46,22 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
     threads: int = Field(4, ge=1, le=64, description="threads per gunicorn worker")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+    issuers_file: Path | None = Field(
+        None, description="YAML file of trusted CDS clients (iss, jwks and/or jwks_url, tenants); enables JWT auth"
+    )
+    auth: Literal["enabled", "disabled"] = Field(
+        "enabled", description="disabled runs without client authentication (needed to run production open)"
+    )
     now: datetime | None = Field(
         None, description="evaluate as of this instant, not the clock (demos, golden tests; not in production)"
     )
 
     @model_validator(mode="after")
-    def _no_fixed_clock_in_production(self) -> Settings:
+    def _production_rules(self) -> Settings:
         if self.now is not None and self.env == "production":
             raise ValueError("PACING_CDS_NOW must not be set in production")
+        if self.env == "production" and self.issuers_file is None and self.auth != "disabled":
+            raise ValueError("production needs PACING_CDS_ISSUERS_FILE, or PACING_CDS_AUTH=disabled to run open")
         return self
 
     @field_validator("now")
@@ -112,7 +120,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False, include_input=False):
-            name = "PACING_CDS_" + ("_".join(str(p) for p in err["loc"][:1]).upper() or "NOW")
+            name = "PACING_CDS_" + ("_".join(str(p) for p in err["loc"][:1]).upper() or "ENV")
             problems.append(f"{name}: {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
 

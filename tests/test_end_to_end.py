@@ -169,3 +169,41 @@ def test_cards_are_audited_and_feedback_reports_their_topic(live_service: Start,
     report = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "feedback", "report"],
                             env={**service.env}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert any(line.split() == ["pacing-review", "progress", "1", "0"] for line in report.stdout.splitlines())
+
+
+def test_production_without_issuers_refuses_to_start(tmp_path: Path) -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "serve"], cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "PACING_CDS_ENV": "production",
+                                 "PACING_CDS_PORT": str(free_port())},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "PACING_CDS_ISSUERS_FILE" in result.stderr
+
+
+def test_with_issuers_every_call_over_http_needs_a_token(live_service: Start, http: httpx.Client,
+                                                        tmp_path: Path) -> None:
+    import time
+    import uuid
+
+    import jwt
+    import yaml
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": "k1"}
+    issuers = tmp_path / "issuers.yaml"
+    issuers.write_text(yaml.safe_dump({"issuers": [{"iss": "https://ehr.example.org", "jwks": {"keys": [jwk]}}]}))
+    service = live_service(issuers_file=str(issuers), public_base_url="https://cds.example.org")
+    assert http.get(f"{service.url}/cds-services").status_code == 401
+
+    def signed(path: str) -> dict[str, str]:
+        claims = {"iss": "https://ehr.example.org", "aud": "https://cds.example.org" + path,
+                  "exp": int(time.time()) + 60, "iat": int(time.time()), "jti": str(uuid.uuid4())}
+        return {"Authorization": "Bearer " + jwt.encode(claims, key, algorithm="ES384",
+                                                        headers={"kid": "k1", "typ": "JWT"})}
+
+    assert http.get(f"{service.url}/cds-services", headers=signed("/cds-services")).status_code == 200
+    headers = signed("/cds-services")
+    assert http.get(f"{service.url}/cds-services", headers=headers).status_code == 200
+    assert http.get(f"{service.url}/cds-services", headers=headers).status_code == 401, "replay refused"
+    assert headers["Authorization"] not in service.log()

@@ -2,12 +2,31 @@
 
 from flask import Flask
 
+from flask import g, request
+
 from cds.api import cors, discovery, errors, feedback, health, service_call
+from cds.api.auth import AuthError, unauthorized
+from cds.runtime import runtime
 from cds.settings import Settings
+
+OPEN_PATHS = {"/healthz"}
 
 
 def register(app: Flask, settings: Settings) -> None:
-    cors.register(app, settings.cors_origins)
+    cors.register(app, settings.cors_origins)  # first: preflight is answered before authentication
     errors.register(app)
+
+    @app.before_request
+    def _authenticate() -> None:
+        authenticator = runtime().auth
+        if authenticator is None or request.path in OPEN_PATHS:
+            return
+        try:
+            claims = authenticator.verify(request.headers.get("Authorization"), request.path)
+        except AuthError as exc:
+            errors.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
+            raise unauthorized() from exc
+        g.iss, g.jti = claims.get("iss"), claims.get("jti")
+
     for module in (discovery, service_call, feedback, health):
         app.register_blueprint(module.bp)

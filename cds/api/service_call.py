@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, g
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -62,5 +63,6 @@ def call(service_id: str) -> Response:
             rt.store.audit(record, status)
         except SQLAlchemyError:
             log.exception("audit record not written for hookInstance %s", record.hook_instance)
-        log.info("service call service=%s hookInstance=%s status=%s cards=%d", service.id,
-                 record.hook_instance, status, len(record.cards))
+        log.info("service call service=%s hookInstance=%s iss=%s jti=%s status=%s cards=%d duration_ms=%.1f",
+                 service.id, record.hook_instance, g.get("iss"), g.get("jti"), status, len(record.cards),
+                 (time.perf_counter() - record.started) * 1000)
