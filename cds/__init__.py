@@ -31,7 +31,7 @@ def configure_logging(level: str) -> None:
 
 def build_authenticator(settings: Settings) -> Authenticator | None:
     """The JWT verifier when issuers are configured; None (open) otherwise, said loudly."""
-    from cds.api.auth import Authenticator, MemoryReplayCache, load_issuers
+    from cds.api.auth import Authenticator, MemoryReplayCache, RedisReplayCache, ReplayCache, load_issuers
     from cds.settings import SettingsError
 
     log = logging.getLogger("cds")
@@ -45,8 +45,10 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
         issuers = load_issuers(settings.issuers_file)
     except ValueError as exc:
         raise SettingsError(f"PACING_CDS_ISSUERS_FILE: {exc}") from exc
-    log.info("client authentication: %d trusted issuer(s)", len(issuers))
-    return Authenticator(issuers, settings.base_url, MemoryReplayCache())
+    replay: ReplayCache = RedisReplayCache(settings.redis_url) if settings.redis_url else MemoryReplayCache()
+    log.info("client authentication: %d trusted issuer(s), replay cache %s", len(issuers),
+             "shared (Redis)" if settings.redis_url else "in this process")
+    return Authenticator(issuers, settings.base_url, replay)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

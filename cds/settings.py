@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     auth: Literal["enabled", "disabled"] = Field(
         "enabled", description="disabled runs without client authentication (needed to run production open)"
     )
+    redis_url: str | None = Field(
+        None, description="Redis URL of the replay cache shared by several instances (default: in each process)"
+    )
     now: datetime | None = Field(
         None, description="evaluate as of this instant, not the clock (demos, golden tests; not in production)"
     )

@@ -16,6 +16,7 @@ from cds import create_app
 from cds.engine import Knowledge, RuleEngine, load_knowledge
 from cds.services import by_id
 from cds.settings import Settings, load_settings
+from tests.support.backing import PostgresServer, RedisServer
 from tests.support.fhir_server import FhirServer
 from tests.support.processes import ServerProcess, free_port
 
@@ -62,6 +63,20 @@ def engine(knowledge: Knowledge) -> RuleEngine:
 @pytest.fixture(scope="session")
 def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
     server = FhirServer(tmp_path_factory.mktemp("sekmet"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
     yield server
     server.stop()
 

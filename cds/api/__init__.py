@@ -5,7 +5,8 @@ from flask import Flask
 from flask import g, request
 
 from cds.api import cors, discovery, errors, feedback, health, service_call
-from cds.api.auth import AuthError, unauthorized
+from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
+from cds.errors import CdsError
 from cds.runtime import runtime
 from cds.settings import Settings
 
@@ -26,6 +27,9 @@ def register(app: Flask, settings: Settings) -> None:
         except AuthError as exc:
             errors.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
             raise unauthorized() from exc
+        except ReplayCacheUnavailable as exc:
+            errors.log.error("replay cache unavailable (%s): calls refused", exc)
+            raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")
 
     for module in (discovery, service_call, feedback, health):

@@ -12,8 +12,10 @@ Every failure is the same 401 to the client; the reason goes to the log with iss
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from pathlib import Path
@@ -38,6 +40,10 @@ REFRESH_INTERVAL_S = 60.0
 
 class AuthError(Exception):
     """Why a token was refused; logged, never sent to the client."""
+
+
+class ReplayCacheUnavailable(Exception):
+    """The shared replay cache cannot be reached: no token can be checked for replay (503, not 401)."""
 
 
 class IssuerConfig(BaseModel):
@@ -103,6 +109,26 @@ class MemoryReplayCache:
             return True
 
 
+class RedisReplayCache:
+    """Replay cache shared by every instance: SET NX with the token's remaining lifetime as expiry."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._error = redis.RedisError
+
+    def first_use(self, key: str, expires_at: float, now: float) -> bool:
+        name = "pacing-cds:jti:" + hashlib.sha256(key.encode()).hexdigest()
+        try:
+            return bool(self._redis.set(name, b"1", nx=True, ex=max(1, math.ceil(expires_at - now))))
+        except self._error as exc:
+            raise ReplayCacheUnavailable(type(exc).__name__) from exc
+
+    def close(self) -> None:
+        self._redis.close()
+
+
 class Issuer:
     """One trusted issuer and its keys, refreshed from its jwks_url when a token names an unknown kid."""
 
@@ -163,6 +189,9 @@ class Authenticator:
 
     def close(self) -> None:
         self._http.close()
+        close = getattr(self.replay, "close", None)
+        if close is not None:
+            close()
 
     def verify(self, authorization: str | None, path: str, now: float | None = None) -> dict[str, Any]:
         """The verified claims, or AuthError naming why not."""
