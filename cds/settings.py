@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///var/pacing-cds.db",
         min_length=1,
-        description="SQLAlchemy URL of the feedback and audit database",
+        description="SQLAlchemy URL of the feedback and audit database (sqlite:///... or postgresql+psycopg://...)",
     )
     rules_dir: Path | None = Field(
         None, description="folder of the rule files and parameters.yaml (default: the project's rules/)"

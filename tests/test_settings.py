@@ -25,6 +25,7 @@ def test_defaults_serve_loopback_on_8080_with_sqlite_under_var() -> None:
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PACING_CDS_PORT", "9000")
     monkeypatch.setenv("PACING_CDS_ENV", "production")
+    monkeypatch.setenv("PACING_CDS_AUTH", "disabled")
     monkeypatch.setenv("PACING_CDS_CORS_ORIGINS", "https://sandbox.cds-hooks.org, https://ehr.example.org")
     monkeypatch.setenv("PACING_CDS_PUBLIC_BASE_URL", "https://cds.example.org/")
     monkeypatch.setenv("PACING_CDS_FHIR_TIMEOUT_S", "1.5")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cds.hooks.models import Feedback
+
+
+_MIGRATION_LOCK = threading.Lock()
 
 
 class Base(DeclarativeBase):
@@ -129,15 +133,35 @@ class Store:
         self._dialect = parsed.get_backend_name()
 
     def create_schema(self) -> None:
-        """Create missing tables; safe when several processes start at once."""
-        for attempt in range(5):
+        """Bring the schema to the newest migration; safe when several processes start at once."""
+        for attempt in range(10):
             try:
-                Base.metadata.create_all(self.engine, checkfirst=True)
+                self._migrate()
                 return
             except (OperationalError, ProgrammingError):
-                if attempt == 4:
+                if attempt == 9:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+    def _migrate(self) -> None:
+        with _MIGRATION_LOCK:  # Alembic's context is process-global: one migration at a time per process
+            self._migrate_locked()
+
+    def _migrate_locked(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+        from sqlalchemy import inspect, text
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7207001)"))  # one migrator at a time
+            config.attributes["connection"] = conn
+            tables = set(inspect(conn).get_table_names())
+            if "alembic_version" not in tables and {"feedback", "audit_event", "issued_card"} <= tables:
+                command.stamp(config, "0001")  # a database made before migrations existed
+            command.upgrade(config, "head")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -171,11 +195,13 @@ class Store:
                 "outcome_timestamp": item.outcomeTimestamp,
                 "received_at": now,
             })
-        statement = self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
+        # RETURNING tells new rows from conflicts on every backend (rowcount does not under psycopg).
+        statement = (self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
+                     .returning(FeedbackItem.__table__.c.id))
         stored = 0
         with self.engine.begin() as conn:
             for row in rows:
-                stored += max(conn.execute(statement, row).rowcount, 0)
+                stored += len(conn.execute(statement, row).all())
         return stored
 
     def feedback(self) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,16 +60,18 @@ class PostgresServer:
     """A throw-away cluster: initdb, then postgres on a free port; run as the postgres user when we are root."""
 
     def __init__(self, workdir: Path) -> None:
-        initdb = require("initdb", "apt-get install postgresql")
+        initdb = str(Path(require("initdb", "apt-get install postgresql")).resolve())
         postgres = str(Path(initdb).parent / "postgres")
         self.port = free_port()
-        data = workdir / "pgdata"
-        workdir.mkdir(parents=True, exist_ok=True)
         as_user: list[str] = []
-        if os.geteuid() == 0:
+        if os.geteuid() == 0:  # PostgreSQL will not run as root: a folder the postgres user can reach
+            workdir = Path(tempfile.mkdtemp(prefix="pacing-cds-pg-"))
             user = pwd.getpwnam("postgres")
             os.chown(workdir, user.pw_uid, user.pw_gid)
-            as_user = ["runuser", "-u", "postgres", "--"]
+            as_user = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"]
+        self.workdir = workdir
+        data = workdir / "pgdata"
+        workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run([*as_user, initdb, "-D", str(data), "-U", "cds", "--auth=trust", "-E", "UTF8"],
                        check=True, capture_output=True, timeout=120)
         self.url = f"postgresql+psycopg://cds@127.0.0.1:{self.port}/postgres"
@@ -98,3 +101,4 @@ class PostgresServer:
 
     def stop(self) -> None:
         self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

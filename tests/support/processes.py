@@ -34,8 +34,12 @@ class ServerProcess:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        except OSError:
+            self._log.close()
+            raise
 
     def wait_ready(self, url: str, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
