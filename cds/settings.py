@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         None, description="URL the EHR uses to reach this service (default http://HOST:PORT); JWT audience"
     )
     fhir_timeout_s: float = Field(3.0, gt=0, le=60, description="timeout of each FHIR request, in seconds")
+    request_deadline_s: float = Field(
+        4.0, gt=0, le=60, description="past this, a call answers {\"cards\": []} and the audit says why"
+    )
     fhir_max_pages: int = Field(10, ge=1, le=100, description="most pages followed through Bundle 'next' links")
     max_body_bytes: int = Field(
         5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="largest request body accepted (413 above)"

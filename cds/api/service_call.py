@@ -13,8 +13,9 @@ from werkzeug.exceptions import HTTPException
 from cds.api.body import read_json, validate
 from cds.api.errors import json_response
 from cds.errors import CdsError
+from cds.fhir.client import DeadlineExceeded
 from cds.fhir.prefetch import resolve
-from cds.hooks.models import CdsRequest
+from cds.hooks.models import CdsRequest, CdsResponse
 from cds.runtime import runtime
 from cds.services.base import CdsService
 from cds.store import AuditRecord
@@ -39,12 +40,24 @@ def call(service_id: str) -> Response:
     try:
         request = validate(CdsRequest, read_json())
         record.hook_instance, record.hook = request.hookInstance, request.hook
+        if rt.settings.env == "production" and request.fhirServer and not request.fhirServer.startswith("https://"):
+            # The access token must not cross the network in clear text.
+            raise CdsError(400, "fhirServer must be an https URL in production", expression=["fhirServer"])
         if request.hook != service.hook:
             raise CdsError(400, f"service {service.id} answers the {service.hook} hook, not {request.hook[:64]!r}",
                            expression=["hook"])
         context = validate(service.context_model, request.context, prefix="context")
         record.patient_id, record.user_id = context.patientId, context.userId
-        data = resolve(service.templates, request, context.patientId, rt.fhir, service.optional_keys)
+        deadline = record.started + rt.settings.request_deadline_s  # on the perf_counter clock
+        try:
+            data = resolve(service.templates, request, context.patientId, rt.fhir, service.optional_keys,
+                           time.monotonic() + max(0.0, deadline - time.perf_counter()))
+        except DeadlineExceeded as exc:
+            # An EHR-facing service must not hold the clinician up: no guidance rather than a late answer.
+            status = 200
+            record.message = (f"deadline of {rt.settings.request_deadline_s:g} s passed waiting for the FHIR "
+                              f"server ({exc}); answered with no cards")
+            return json_response(CdsResponse().to_json())
         record.data_sources = data.summary()
         now = rt.settings.now or datetime.now(timezone.utc)
         outcome = service.handler(service.id, service.hook, request, context, data, rt.engine, now)

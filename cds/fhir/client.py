@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,10 @@ import httpx
 
 class FetchFailure(Exception):
     """A FHIR query that gave no usable answer; the message is safe to show (no token, no data)."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed while FHIR queries were still running; names the keys still pending."""
 
 
 @dataclass
@@ -34,7 +40,7 @@ def next_link(bundle: dict[str, Any]) -> str | None:
 class FhirClient:
     """One per application: a pooled HTTP client and a small thread pool shared by all requests."""
 
-    def __init__(self, timeout_s: float, max_pages: int, max_workers: int = 8) -> None:
+    def __init__(self, timeout_s: float, max_pages: int, max_workers: int = 32) -> None:
         self.timeout_s = timeout_s
         self.max_pages = max_pages
         self._http = httpx.Client(
@@ -49,23 +55,31 @@ class FhirClient:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
-    def fetch_all(self, server: str, token: str | None, queries: dict[str, tuple[str, dict[str, Any] | None]]
-                  ) -> dict[str, Fetched | FetchFailure]:
-        """Run every query in parallel. A query is (relative or next URL, first page already held or None)."""
-        futures = {key: self._pool.submit(self._fetch, server, token, url, first)
+    def fetch_all(self, server: str, token: str | None, queries: dict[str, tuple[str, dict[str, Any] | None]],
+                  deadline: float | None = None) -> dict[str, Fetched | FetchFailure]:
+        """Run every query in parallel. A query is (relative or next URL, first page already held or None).
+        `deadline` (time.monotonic()) bounds the whole: past it, DeadlineExceeded names what is pending."""
+        futures = {key: self._pool.submit(self._fetch, server, token, url, first, deadline)
                    for key, (url, first) in queries.items()}
         results: dict[str, Fetched | FetchFailure] = {}
         for key, future in futures.items():
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                results[key] = future.result()
+                results[key] = future.result(timeout=remaining)
             except FetchFailure as failure:
                 results[key] = failure
+            except FutureTimeout as exc:
+                pending = sorted(k for k, f in futures.items() if not f.done())
+                for waiting in futures.values():
+                    waiting.cancel()
+                raise DeadlineExceeded(", ".join(pending)) from exc
         return results
 
-    def _fetch(self, server: str, token: str | None, url: str, first: dict[str, Any] | None) -> Fetched:
+    def _fetch(self, server: str, token: str | None, url: str, first: dict[str, Any] | None,
+               deadline: float | None = None) -> Fetched:
         base = server.rstrip("/") + "/"
         if first is None:
-            resource = self._get(base, token, url if url.startswith(base) else base + url.lstrip("/"))
+            resource = self._get(base, token, url if url.startswith(base) else base + url.lstrip("/"), deadline)
             fetched = Fetched(resource)
         else:
             fetched = Fetched(first, pages=1)
@@ -82,7 +96,11 @@ class FhirClient:
                 fetched.truncated = True
                 fetched.notes.append("next link points outside fhirServer; not followed")
                 break
-            page = self._get(base, token, link)
+            if deadline is not None and time.monotonic() >= deadline:
+                fetched.truncated = True
+                fetched.notes.append("stopped paging at the request deadline")
+                break
+            page = self._get(base, token, link, deadline)
             if page.get("resourceType") != "Bundle":
                 raise FetchFailure(f"page {fetched.pages + 1} is a {page.get('resourceType')}, not a Bundle")
             fetched.resource.setdefault("entry", []).extend(page.get("entry") or [])
@@ -93,12 +111,13 @@ class FhirClient:
                                         if isinstance(lk, dict) and lk.get("relation") != "next"]
         return fetched
 
-    def _get(self, base: str, token: str | None, url: str) -> dict[str, Any]:
+    def _get(self, base: str, token: str | None, url: str, deadline: float | None = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        timeout = self.timeout_s if deadline is None else max(0.05, min(self.timeout_s, deadline - time.monotonic()))
         try:
-            response = self._http.get(url, headers=headers)
+            response = self._http.get(url, headers=headers, timeout=timeout)
         except httpx.TimeoutException as exc:
-            raise FetchFailure(f"no answer within {self.timeout_s:g} s") from exc
+            raise FetchFailure(f"no answer within {timeout:g} s") from exc
         except httpx.HTTPError as exc:
             raise FetchFailure(f"FHIR server unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:

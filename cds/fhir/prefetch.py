@@ -123,7 +123,8 @@ def _url(template: PrefetchTemplate, request: CdsRequest) -> str:
 
 
 def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
-            client: FhirClient, optional: frozenset[str] = frozenset()) -> PrefetchData:
+            client: FhirClient, optional: frozenset[str] = frozenset(), deadline: float | None = None
+            ) -> PrefetchData:
     """Resolve every template of a service for this request, or raise CdsError (400 bad data, 412 unobtainable)."""
     sent = request.prefetch or {}
     data = PrefetchData()
@@ -156,13 +157,13 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
         raise CdsError(400, "; ".join(invalid), expression=[f"prefetch.{t.key}" for t in templates
                                                             if any(f"prefetch.{t.key} " in m for m in invalid)])
     if to_fetch:
-        _fetch_missing(templates, request, patient_id, client, to_fetch, data, optional)
+        _fetch_missing(templates, request, patient_id, client, to_fetch, data, optional, deadline)
     return data
 
 
 def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
                    client: FhirClient, to_fetch: dict[str, tuple[str, dict[str, Any] | None]],
-                   data: PrefetchData, optional: frozenset[str]) -> None:
+                   data: PrefetchData, optional: frozenset[str], deadline: float | None) -> None:
     continuing = {k for k, (_, first) in to_fetch.items() if first is not None}
     if request.fhirServer is None:
         for key in sorted(optional & (set(to_fetch) - continuing)):
@@ -179,7 +180,7 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         return
     token = request.fhirAuthorization.access_token.get_secret_value() if request.fhirAuthorization else None
     by_key = {t.key: t for t in templates}
-    results = client.fetch_all(request.fhirServer, token, to_fetch)
+    results = client.fetch_all(request.fhirServer, token, to_fetch, deadline)
     failed: dict[str, str] = {}
     for key, result in results.items():
         if isinstance(result, FetchFailure):

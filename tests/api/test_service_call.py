@@ -277,3 +277,19 @@ def test_unexpected_failure_is_500_without_a_trace(app: Flask, client: FlaskClie
     body = assert_outcome(response, 500, "internal error; reference")
     assert "secret internal state" not in json.dumps(body)
     assert audit(app)[-1]["status"] == 500
+
+
+def test_production_requires_an_https_fhir_server(tmp_path: Any) -> None:
+    from cds import create_app
+
+    app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", env="production",
+                                   auth="disabled"))
+    try:
+        body = data.patient_view("p1", data.full_prefetch("p1"), fhir_server="http://ehr.example.org/fhir",
+                                 token="secret-token-1")
+        outcome = assert_outcome(post(app.test_client(), body), 400, "fhirServer must be an https URL")
+        assert "secret-token-1" not in json.dumps(outcome)
+        body["fhirServer"] = "https://ehr.example.org/fhir"
+        assert post(app.test_client(), body).status_code == 200
+    finally:
+        app.extensions["pacing_cds"].close()

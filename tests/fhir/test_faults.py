@@ -1,0 +1,94 @@
+"""FHIR server faults, produced by real server processes on 127.0.0.1: each ends in 412, or in a correct but
+degraded answer within the request deadline; past the deadline the call answers {"cards": []} and says why."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cds.store import Store
+from tests.conftest import ROOT, LiveService
+from tests.support import data
+from tests.support.processes import ServerProcess, free_port
+
+Start = Callable[..., LiveService]
+
+
+@pytest.fixture
+def fault_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    started: list[ServerProcess] = []
+
+    def start(mode: str) -> str:
+        port = free_port()
+        server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), mode],
+                               env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                               log_path=tmp_path / f"fault-{mode}.log")
+        server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata")
+        started.append(server)
+        return f"http://127.0.0.1:{port}/fhir"
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def audit_of(service: LiveService, hook_instance: str) -> dict[str, object]:
+    store = Store(service.env["PACING_CDS_DATABASE_URL"])
+    try:
+        [event] = store.audit_events(hook_instance)
+        return event
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("mode", "reason"), [
+    ("500", "FHIR server answered HTTP 500"),
+    ("html", "a body that is not JSON"),
+    ("json-array", "JSON that is not a FHIR resource"),
+    ("redirect", "FHIR server answered HTTP 302"),
+])
+def test_broken_answers_are_412_naming_the_keys(live_service: Start, fault_server: Callable[[str], str],
+                                                http: httpx.Client, mode: str, reason: str) -> None:
+    service = live_service()
+    body = data.patient_view("f1", fhir_server=fault_server(mode), token="t0ken-value")
+    response = http.post(f"{service.url}/cds-services/pacing-review", json=body)
+    assert response.status_code == 412
+    text = response.json()["issue"][0]["details"]["text"]
+    assert reason in text and "patient" in text and "t0ken-value" not in text
+    assert audit_of(service, body["hookInstance"])["status"] == 412
+
+
+def test_a_server_too_slow_for_the_deadline_gets_no_cards_in_time(live_service: Start,
+                                                                  fault_server: Callable[[str], str],
+                                                                  http: httpx.Client) -> None:
+    service = live_service(request_deadline_s="1.5", fhir_timeout_s="3")
+    body = data.patient_view("f2", fhir_server=fault_server("slow-pages"))
+    started = time.monotonic()
+    response = http.post(f"{service.url}/cds-services/pacing-review", json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+    assert elapsed < 1.5 + 1.0, "answered at the deadline, not after the slow server"
+    event = audit_of(service, body["hookInstance"])
+    assert event["status"] == 200 and "deadline of 1.5 s passed" in str(event["message"])
+    assert http.get(f"{service.url}/healthz").status_code == 200
+
+
+def test_the_client_gives_up_at_the_deadline_naming_what_is_pending(fault_server: Callable[[str], str]) -> None:
+    from cds.fhir.client import DeadlineExceeded, FhirClient
+
+    client = FhirClient(timeout_s=3.0, max_pages=50)
+    url = fault_server("slow-pages")
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeadlineExceeded, match="activity, pain"):
+            client.fetch_all(url, None, {"activity": ("Observation?patient=x", None),
+                                         "pain": ("Observation?patient=y", None)}, deadline=started + 1.2)
+    finally:
+        client.close()
+    assert time.monotonic() - started < 1.2 + 0.5
