@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 from flask import request
@@ -22,6 +23,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
 def read_json() -> dict[str, Any]:
     """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 if malformed or not an object."""
     mimetype = request.mimetype
@@ -39,7 +47,7 @@ def read_json() -> dict[str, Any]:
     if not raw.strip():
         raise CdsError(400, "request body is empty; expected a JSON object")
     try:
-        body = json.loads(raw, parse_constant=_no_constants)
+        body = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
     except RecursionError as exc:
         raise CdsError(400, "request body is not valid JSON: nested too deeply") from exc
     except json.JSONDecodeError as exc:

@@ -165,7 +165,8 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
     first = min(days, default=None)
     if first is not None and (today - first).days >= 13 and chronic:
         if f.measure == "steps":
-            f.acwr = statistics.fmean(acute) / statistics.fmean(chronic) if acute else None
+            chronic_mean = statistics.fmean(chronic)
+            f.acwr = statistics.fmean(acute) / chronic_mean if acute and chronic_mean else None
         else:
             span = min(28, (today - first).days + 1)
             chronic_mean = sum(chronic) / span
