@@ -144,6 +144,8 @@ def test_kill_9_in_the_middle_loses_nothing_acknowledged(live_service: Callable[
     service.start()
     stored = set(stored_cards(database_url))
     lost = [card for card in acknowledged if card not in stored]
+    print(f"\nkill -9 mid-load: {len(acknowledged)} acknowledged, {result['fail']} cut off, "
+          f"{len(stored)} stored, {len(lost)} lost")
     assert lost == []
     with httpx.Client(timeout=10) as http:
         assert http.get(f"{service.url}/healthz").json() == {"status": "ok"}
