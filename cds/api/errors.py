@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
 
+import orjson
 from flask import Flask, Response, request
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
@@ -18,8 +18,7 @@ log = logging.getLogger("cds.api")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json", headers=headers)
+    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
 def operation_outcome(error: CdsError) -> dict[str, Any]:

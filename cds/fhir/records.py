@@ -57,14 +57,17 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        if re.fullmatch(r"\d{4}", value):
-            parsed = datetime(int(value), 1, 1)
-        elif re.fullmatch(r"\d{4}-\d{2}", value):
-            parsed = datetime(int(value[:4]), int(value[5:7]), 1)
-        else:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads "Z", dates and date-times
     except ValueError:
-        return None
+        try:
+            if re.fullmatch(r"\d{4}", value):
+                parsed = datetime(int(value), 1, 1)
+            elif re.fullmatch(r"\d{4}-\d{2}", value):
+                parsed = datetime(int(value[:4]), int(value[5:7]), 1)
+            else:
+                return None
+        except ValueError:
+            return None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
 
 
