@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -45,7 +46,12 @@ def serve(settings: Settings) -> int:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            return create_app(settings)
+            app = create_app(settings)
+            # Everything built so far lives as long as the worker: move it out of the collector's sight, so that
+            # full collections walk only what requests allocate (they took tens of ms, the p99 of a call).
+            gc.collect()
+            gc.freeze()
+            return app
 
     print(f"pacing-cds serving {settings.base_url}/cds-services on {_bind(settings)} "
           f"({settings.workers} workers x {settings.threads} threads, env {settings.env})", file=sys.stderr)

@@ -199,9 +199,16 @@ class Store:
         statement = (self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
                      .returning(FeedbackItem.__table__.c.id))
         stored = 0
-        with self.engine.begin() as conn:
-            for row in rows:
-                stored += len(conn.execute(statement, row).all())
+        with self.engine.connect() as conn:
+            if self._dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")  # acknowledged feedback survives power loss too
+            try:
+                with conn.begin():
+                    for row in rows:
+                        stored += len(conn.execute(statement, row).all())
+            finally:
+                if self._dialect == "sqlite":
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
         return stored
 
     def feedback(self) -> list[dict[str, Any]]:
@@ -279,6 +286,8 @@ class Store:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    # NORMAL in WAL mode: a commit survives the process being killed; an fsync per audit record would
+    # dominate the request. Feedback transactions switch to FULL (see Store.add_feedback).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
