@@ -199,16 +199,20 @@ class Store:
         statement = (self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
                      .returning(FeedbackItem.__table__.c.id))
         stored = 0
+        sqlite_db = self._dialect == "sqlite"
         with self.engine.connect() as conn:
-            if self._dialect == "sqlite":
+            if sqlite_db:
                 conn.exec_driver_sql("PRAGMA synchronous=FULL")  # acknowledged feedback survives power loss too
+                conn.commit()
             try:
-                with conn.begin():
-                    for row in rows:
-                        stored += len(conn.execute(statement, row).all())
+                for row in rows:
+                    stored += len(conn.execute(statement, row).all())
+                conn.commit()
             finally:
-                if self._dialect == "sqlite":
+                conn.rollback()
+                if sqlite_db:
                     conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    conn.commit()
         return stored
 
     def feedback(self) -> list[dict[str, Any]]:
