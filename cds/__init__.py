@@ -66,7 +66,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = RuleEngine(load_knowledge(settings.rules_path, services))
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     authenticator = build_authenticator(settings)
     store = Store(settings.database_url)
     store.create_schema()

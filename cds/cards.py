@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fhir.resources.R4B.goal import Goal
@@ -48,6 +49,11 @@ class CardContext:
     recommendation: Recommendation | None = None
     reviews: dict[str, OrderReview] = field(default_factory=dict)
     drafts: dict[str, dict[str, Any]] = field(default_factory=dict)  # Type/id -> draft resource
+
+    @cached_property
+    def data(self) -> str:
+        """The data lines behind the cards, the same for every card of the call: built once."""
+        return data_lines(self)
 
 
 def card_uuid(hook_instance: str, *parts: str) -> str:
@@ -237,7 +243,7 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
         "dose": rec.words(f) if rec else current_words(f),
         "change": (rec.change if rec and rec.change else ""),
         "reason": (rec.reason if rec and rec.reason else ""),
-        "data": data_lines(ctx),
+        "data": ctx.data,
         "red_flags": red_flag_lines(findings, ctx),
         "action": ("Do not progress exercise; evaluate the red flag first." if ctx.service_id == "pacing-review"
                    else "Hold the draft exercise order until the red flag is evaluated, or make it a referral."),
@@ -251,7 +257,7 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
         if review.tolerated_weekly and proposed:
             values["data"] = (f"- Proposed: {proposed.weekly} min/week; tolerated or planned: "
                               f"{review.tolerated_weekly:.0f} min/week ({proposed.weekly / review.tolerated_weekly - 1:+.0%})"
-                              + ("\n" + data_lines(ctx) if data_lines(ctx) else ""))
+                              + ("\n" + ctx.data if ctx.data else ""))
     return values
 
 
