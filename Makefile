@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,11) <= sys.version_info[:2] < (3,13)))'; \
 	then echo $$p; break; fi; done)
 
-.PHONY: run test venv clean
+.PHONY: run test lint venv clean
 
 venv: $(VENV)/.installed
 
@@ -20,7 +20,11 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(VENV)/bin/pacing-cds serve
 
-test: venv
+lint: venv
+	$(VENV)/bin/ruff check cds tests bench fhir_examples
+	$(VENV)/bin/mypy
+
+test: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

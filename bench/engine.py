@@ -15,7 +15,7 @@ import statistics
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from cds.engine import RuleEngine, load_knowledge  # noqa: E402
 from tests.support.stress import SERVICES, nothing_matches, patient_case  # noqa: E402
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 ON_TRACK: dict[str, Any] = {
     "t": "patient", "has_prescription": True, "valid_days": 14, "days_since_activity": 0, "days_since_pain": 0,
     "adherence": 0.9, "pain_delta": 0.0, "flare": False, "flare_weeks": 0, "planned_below_start": False,

@@ -50,7 +50,7 @@ def free_port() -> int:
 def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.client import FhirClient
-    from cds.fhir.prefetch import resolve
+    from cds.fhir.resolver import resolve
     from cds.hooks.models import CdsRequest
     from cds.services import by_id
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-
 from typing import TYPE_CHECKING
 
 from flask import Flask
@@ -58,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from cds.fhir.client import FhirClient
     from cds.runtime import EXTENSION, Runtime
     from cds.services import by_id
-    from cds.store import Store
+    from cds.store.database import Store
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import string
 import uuid
-from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -16,8 +16,8 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds.clinical.features import Features
 from cds.clinical.orders import OrderReview
-from cds.clinical.records import Dose, PatientRecord
 from cds.clinical.recommend import Recommendation, current_words
+from cds.clinical.records import Dose, PatientRecord
 from cds.engine import Evaluation, Fired, Knowledge
 from cds.hooks.models import Action, Card, Coding, OverrideReasonCoding, Source, Suggestion
 
@@ -255,8 +255,9 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
         values["proposed"] = f"{proposed.words()}" if proposed else "an undosed order"
         values["dose"] = review.paced.words() if review.paced else "a paced dose"
         if review.tolerated_weekly and proposed:
+            jump = proposed.weekly / review.tolerated_weekly - 1
             values["data"] = (f"- Proposed: {proposed.weekly} min/week; tolerated or planned: "
-                              f"{review.tolerated_weekly:.0f} min/week ({proposed.weekly / review.tolerated_weekly - 1:+.0%})"
+                              f"{review.tolerated_weekly:.0f} min/week ({jump:+.0%})"
                               + ("\n" + ctx.data if ctx.data else ""))
     return values
 
@@ -290,7 +291,8 @@ def _card(findings: list[Fired], ctx: CardContext) -> Card:
     rule = ctx.knowledge.rule(first.rule_id).rule
     values = _values(findings, ctx)
     info = ctx.knowledge.info
-    evidence = "; ".join(dict.fromkeys(c for f in findings for c in ctx.knowledge.rule(f.rule_id).rule.evidence.citations))
+    evidence = "; ".join(dict.fromkeys(c for f in findings
+                                       for c in ctx.knowledge.rule(f.rule_id).rule.evidence.citations))
     notes = [ctx.knowledge.rule(f.rule_id).rule.evidence.note for f in findings]
     derived = "; ".join(n for n in dict.fromkeys(notes) if n)
     rules = ", ".join(dict.fromkeys(f"`{f.rule_id}` v{f.rule_version}" for f in findings))

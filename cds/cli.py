@@ -7,6 +7,7 @@ import gc
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from cds.settings import Settings, SettingsError, load_settings, settings_table
@@ -22,7 +23,7 @@ def serve(settings: Settings) -> int:
     from gunicorn.app.base import BaseApplication
 
     from cds import create_app
-    from cds.store import Store
+    from cds.store.database import Store
 
     knowledge = check_rules(settings)  # refuse to start on broken knowledge, before any worker boots
     if knowledge is None:
@@ -31,7 +32,7 @@ def serve(settings: Settings) -> int:
     store.create_schema()  # once, before the workers start
     store.close()
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", [_bind(settings)])
             self.cfg.set("workers", settings.workers)
@@ -63,7 +64,7 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
     """Accepted and overridden counts per service and card topic, then the override reasons."""
     from sqlalchemy.engine import make_url
 
-    from cds.store import Store
+    from cds.store.database import Store
 
     store = Store(settings.database_url)
     try:
@@ -158,14 +159,14 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
     """Evaluate a CDS Hooks request file in-process; print the cards and the trace."""
     import json
     import textwrap
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from pydantic import ValidationError
 
     from cds.engine import RuleEngine
     from cds.errors import CdsError
     from cds.fhir.client import FhirClient
-    from cds.fhir.prefetch import resolve
+    from cds.fhir.resolver import resolve
     from cds.hooks.models import CdsRequest
     from cds.services import by_id
 
@@ -173,12 +174,13 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
     if knowledge is None:
         return 2
     try:
-        body = json.loads(open(path, encoding="utf-8").read())
+        with open(path, encoding="utf-8") as handle:
+            body = json.loads(handle.read())
         request = CdsRequest.model_validate(body)
         now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else \
-            settings.now or datetime.now(timezone.utc)
+            settings.now or datetime.now(UTC)
         if now.tzinfo is None:
-            now = now.replace(tzinfo=timezone.utc)
+            now = now.replace(tzinfo=UTC)
     except (OSError, ValueError, ValidationError) as exc:
         print(f"pacing-cds: cannot read {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
 from cds.services.base import CdsService
 from cds.settings import Settings
-from cds.store import Store
+from cds.store.database import Store
 
 EXTENSION = "pacing_cds"
 

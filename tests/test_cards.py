@@ -12,7 +12,6 @@ from cds.services.pipeline import Outcome
 from tests.support.examples import EXAMPLES, run_example
 
 
-
 def run(name: str, engine: RuleEngine, change: Any = None) -> Outcome:
     return run_example(name, engine, change)
 

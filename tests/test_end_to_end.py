@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from cds.services import SERVICES
-from cds.store import Store
+from cds.store.database import Store
 from tests.conftest import ROOT, LiveService
 from tests.support import data
 from tests.support.fhir_server import TOKEN, FhirServer

@@ -16,7 +16,7 @@ import jwt
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds.store import Store
+from cds.store.database import Store
 from tests.conftest import LiveService
 from tests.support.backing import PostgresServer, RedisServer
 from tests.support.examples import example

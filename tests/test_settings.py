@@ -70,7 +70,7 @@ def test_settings_command_lists_every_variable() -> None:
 
 def test_importing_the_package_does_nothing(tmp_path: Path) -> None:
     """No settings read, no file written, no thread started at import time."""
-    code = ("import threading, cds, cds.api, cds.services, cds.store, cds.fhir.prefetch, cds.cli; "
+    code = ("import threading, cds, cds.api, cds.services, cds.store.database, cds.fhir.resolver, cds.cli; "
             "import os; assert threading.active_count() == 1, threading.enumerate(); "
             "assert not os.path.exists('var'), 'var/ created at import'")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,

@@ -1,10 +1,8 @@
 """HTTP edge: blueprints, CORS and the error handler, registered on an app by create_app."""
 
-from flask import Flask
+from flask import Flask, g, request
 
-from flask import g, request
-
-from cds.api import cors, discovery, errors, feedback, health, service_call
+from cds.api import cors, discovery, error_handler, feedback, health, service_call
 from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
 from cds.errors import CdsError
 from cds.runtime import runtime
@@ -15,7 +13,7 @@ OPEN_PATHS = {"/healthz"}
 
 def register(app: Flask, settings: Settings) -> None:
     cors.register(app, settings.cors_origins)  # first: preflight is answered before authentication
-    errors.register(app)
+    error_handler.register(app)
 
     @app.before_request
     def _authenticate() -> None:
@@ -25,10 +23,10 @@ def register(app: Flask, settings: Settings) -> None:
         try:
             claims = authenticator.verify(request.headers.get("Authorization"), request.path)
         except AuthError as exc:
-            errors.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
+            error_handler.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
             raise unauthorized() from exc
         except ReplayCacheUnavailable as exc:
-            errors.log.error("replay cache unavailable (%s): calls refused", exc)
+            error_handler.log.error("replay cache unavailable (%s): calls refused", exc)
             raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")
 

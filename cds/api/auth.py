@@ -138,7 +138,6 @@ class Issuer:
         self._lock = threading.Lock()
         self._keys: dict[str, PyJWK] = {}
         self._last_fetch = -REFRESH_INTERVAL_S
-        self.fetches = 0
         if config.jwks is not None:
             self._keys.update(_parse_jwks(config.jwks))
 
@@ -153,7 +152,6 @@ class Issuer:
 
     def _refresh(self) -> None:
         assert self.config.jwks_url is not None
-        self.fetches += 1
         try:
             response = self._http.get(self.config.jwks_url)
             response.raise_for_status()

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, Response
 
-from cds.api.errors import json_response
+from cds.api.error_handler import json_response
 from cds.hooks.models import DiscoveryResponse
 from cds.runtime import runtime
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds.api.body import read_json, validate
-from cds.api.errors import json_response
+from cds.api.error_handler import json_response
 from cds.api.service_call import find_service
 from cds.errors import CdsError
 from cds.hooks.models import FeedbackRequest

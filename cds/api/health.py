@@ -4,7 +4,7 @@ from flask import Blueprint, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds.api.errors import json_response
+from cds.api.error_handler import json_response
 from cds.errors import CdsError
 from cds.runtime import runtime
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, g
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from cds.api.body import read_json, validate
-from cds.api.errors import json_response
+from cds.api.error_handler import json_response
 from cds.errors import CdsError
 from cds.fhir.client import DeadlineExceeded
-from cds.fhir.prefetch import resolve
+from cds.fhir.resolver import resolve
 from cds.hooks.models import CdsRequest, CdsResponse
 from cds.runtime import runtime
 from cds.services.base import CdsService
-from cds.store import AuditRecord
+from cds.store.database import AuditRecord
 
 bp = Blueprint("service_call", __name__)
 log = logging.getLogger("cds.api")
@@ -59,7 +59,7 @@ def call(service_id: str) -> Response:
                               f"server ({exc}); answered with no cards")
             return json_response(CdsResponse().to_json())
         record.data_sources = data.summary()
-        now = rt.settings.now or datetime.now(timezone.utc)
+        now = rt.settings.now or datetime.now(UTC)
         outcome = service.handler(service.id, service.hook, request, context, data, rt.engine, now)
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
                         for card in outcome.response.cards]

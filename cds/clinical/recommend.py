@@ -9,8 +9,6 @@ from cds.clinical import dose as dosing
 from cds.clinical.features import Features
 from cds.clinical.records import Dose
 
-DOSE_CHANGING = {"start", "progress", "step-back"}
-
 
 @dataclass(frozen=True)
 class Recommendation:

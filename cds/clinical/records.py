@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 CURRENT_ORDER = {"active", "on-hold"}
@@ -98,4 +98,4 @@ class PatientRecord:
 
 
 def _authored(order: OrderRecord) -> datetime:
-    return order.authored or datetime.min.replace(tzinfo=timezone.utc)
+    return order.authored or datetime.min.replace(tzinfo=UTC)

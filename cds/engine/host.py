@@ -37,7 +37,7 @@ class EngineError(Exception):
     """The engine failed on an evaluation (an action raised, or facts did not fit the vocabulary)."""
 
 
-class QuietHost(durable.Host):  # type: ignore[misc]
+class QuietHost(durable.Host):
     """A durable-rules host without the timer/dispatcher threads, which this service never needs."""
 
     def _run(self) -> None:

@@ -83,9 +83,6 @@ class Knowledge:
     def rule(self, rule_id: str) -> CompiledRule:
         return next(r for r in self.rules if r.rule.id == rule_id)
 
-    def value(self, name: str) -> float | int:
-        return self.parameters[name].value
-
     @property
     def services(self) -> set[str]:
         return {s for r in self.rules for s in r.services}
@@ -395,8 +392,8 @@ def resolve_fact(fact: dict[str, Any], parameters: dict[str, Parameter], facts: 
             out[name] = round(value, 9)
         if not _type_ok(vocabulary[name].type, out[name]):
             problems.add(where, f"{name}: {out[name]!r} is not a {vocabulary[name].type}")
-        elif vocabulary[name].values is not None and out[name] not in vocabulary[name].values:
-            problems.add(where, f"{name}: {out[name]!r} is not one of {vocabulary[name].values}")
+        elif (allowed := vocabulary[name].values) is not None and out[name] not in allowed:
+            problems.add(where, f"{name}: {out[name]!r} is not one of {allowed}")
     return out
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cds.engine.host import RuleEngine
 from cds.engine.loader import Knowledge
 from cds.engine.schema import Scenario
 
-SCENARIO_NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SCENARIO_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

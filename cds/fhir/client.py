@@ -22,11 +22,10 @@ class DeadlineExceeded(Exception):
 
 @dataclass
 class Fetched:
-    """The answer to one query: the resource (pages merged for a search) and whether paging was cut short."""
+    """The answer to one query: the resource (pages merged for a search) and notes on how paging ended."""
 
     resource: dict[str, Any]
     pages: int = 1
-    truncated: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -88,16 +87,13 @@ class FhirClient:
             return fetched
         while (link := next_link(bundle)) is not None:
             if fetched.pages >= self.max_pages:
-                fetched.truncated = True
                 fetched.notes.append(f"stopped after {self.max_pages} pages")
                 break
             if not link.startswith(base):
                 # The token must not travel to any other host than the request's fhirServer.
-                fetched.truncated = True
                 fetched.notes.append("next link points outside fhirServer; not followed")
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                fetched.truncated = True
                 fetched.notes.append("stopped paging at the request deadline")
                 break
             page = self._get(base, token, link, deadline)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -302,7 +302,7 @@ def _timestamp_text(value: object) -> object:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (RFC 3339, e.g. 2021-12-11T10:05:31Z)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class AcceptedSuggestion(WireModel):

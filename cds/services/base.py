@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cds.engine import RuleEngine
-from cds.fhir.prefetch import PrefetchData
+from cds.fhir.resolver import PrefetchData
 from cds.fhir.templates import PrefetchTemplate
 from cds.hooks.models import HOOK_CONTEXTS, CdsRequest, CdsServiceDefinition, PatientViewContext
 from cds.services.pipeline import Outcome, evaluate_call
-from cds.services.prefetch import OPTIONAL_KEYS
+from cds.services.queries import OPTIONAL_KEYS
 
 Handler = Callable[[str, str, CdsRequest, PatientViewContext, PrefetchData, RuleEngine, datetime], Outcome]
 

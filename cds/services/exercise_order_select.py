@@ -2,7 +2,7 @@
 
 from cds.hooks.models import CdsServiceDefinition
 from cds.services.base import CdsService
-from cds.services.prefetch import PREFETCH, USAGE
+from cds.services.queries import PREFETCH, USAGE
 
 SERVICE = CdsService(CdsServiceDefinition(
     id="exercise-order-select",

@@ -10,12 +10,11 @@ from typing import Any
 from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_tolerance_data, review
-from cds.clinical.records import PatientRecord
 from cds.clinical.recommend import recommend
+from cds.clinical.records import OrderRecord, PatientRecord
 from cds.engine import Evaluation, RuleEngine
-from cds.fhir.prefetch import PrefetchData
-from cds.clinical.records import OrderRecord
-from cds.fhir.records import SNOMED, build_record, codes_of, order_dose, parse_time
+from cds.fhir.readers import SNOMED, build_record, codes_of, order_dose, parse_time
+from cds.fhir.resolver import PrefetchData
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
 
 
@@ -50,15 +49,26 @@ def _drafts(context: PatientViewContext, exercise_codes: set[str]) -> dict[str, 
 
 def evaluate_call(service_id: str, hook: str, request: CdsRequest, context: PatientViewContext, data: PrefetchData,
                   engine: RuleEngine, now: datetime, stages: dict[str, float] | None = None) -> Outcome:
-    """The evaluation; `stages`, when given, receives the seconds spent in features, rules and cards."""
+    """The evaluation of a hook call; `stages`, when given, receives the seconds spent in features, rules, cards."""
+    resources = [r for key in data.resources for r in data.entries(key)]
+    drafts = _drafts(context, set(engine.knowledge.codes.exercise_orders))
+    return evaluate_patient(engine, service_id, hook, request.hookInstance, context.patientId, resources, now,
+                            drafts, stages)
+
+
+def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instance: str, patient_id: str,
+                     resources: list[dict[str, Any]], now: datetime,
+                     drafts: dict[str, dict[str, Any]] | None = None,
+                     stages: dict[str, float] | None = None) -> Outcome:
+    """One patient's FHIR resources -> records -> features -> facts -> rules -> cards: the clinical core that the
+    hook services and the panel worklist share."""
     started = time.perf_counter()
     knowledge = engine.knowledge
     params = {name: p.value for name, p in knowledge.parameters.items()}
-    resources = [r for key in data.resources for r in data.entries(key)]
-    record = build_record(context.patientId, resources, knowledge.codes)
+    record = build_record(patient_id, resources, knowledge.codes)
     features = compute(record, now, params)
     facts: list[dict[str, Any]] = []
-    drafts = _drafts(context, set(knowledge.codes.exercise_orders))
+    drafts = drafts or {}
     reviews: dict[str, OrderReview] = {}
     if hook == "patient-view":
         facts.append(features.patient_fact())
@@ -78,7 +88,7 @@ def evaluate_call(service_id: str, hook: str, request: CdsRequest, context: Pati
     rules_done = time.perf_counter()
     dose_finding = next((f for f in evaluation.findings if f.kind == "dose"), None)
     ctx = CardContext(
-        hook_instance=request.hookInstance, service_id=service_id, patient_id=context.patientId,
+        hook_instance=hook_instance, service_id=service_id, patient_id=patient_id,
         knowledge=knowledge, features=features, record=record, params=params,
         recommendation=recommend(dose_finding.code, features, params) if dose_finding else None,
         reviews=reviews, drafts=drafts)

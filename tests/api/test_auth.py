@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds import create_app
-from cds.api.auth import AuthError, Authenticator, IssuerConfig, MemoryReplayCache
+from cds.api.auth import Authenticator, AuthError, IssuerConfig, MemoryReplayCache
 from cds.settings import SettingsError, load_settings
 from tests.support import data
 
@@ -67,7 +67,7 @@ class JwksServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 outer.hits += 1
                 body = json.dumps(outer.jwks).encode()
                 self.send_response(200)

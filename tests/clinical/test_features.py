@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cds.clinical.features import compute, condition_facts, vitals_fact
 from cds.clinical.records import BloodPressure, ConditionRecord, Dose, OrderRecord, PatientRecord, Reading, StepGoal
 from cds.engine import Knowledge
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def ago(days: float, hour: int = 8) -> datetime:

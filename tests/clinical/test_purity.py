@@ -10,7 +10,7 @@ import pytest
 CDS = Path(__file__).resolve().parents[2] / "cds"
 PURE = sorted((CDS / "clinical").glob("*.py")) + [CDS / "cards.py"]
 FORBIDDEN = {"flask", "werkzeug", "httpx", "requests", "urllib", "socket", "sqlalchemy", "gunicorn", "cds.api",
-             "cds.store", "cds.fhir.client", "cds.fhir.prefetch", "subprocess", "os", "time"}
+             "cds.store", "cds.fhir.client", "cds.fhir.resolver", "subprocess", "os", "time"}
 
 
 @pytest.mark.parametrize("path", PURE, ids=lambda p: p.name)

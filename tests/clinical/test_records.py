@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cds.engine import Knowledge
-from cds.fhir.records import build_record, order_dose, parse_time
+from cds.fhir.readers import build_record, order_dose, parse_time
 from tests.support import data
 
 

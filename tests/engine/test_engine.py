@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from cds.engine import EngineError, Knowledge, RuleEngine
 from cds.engine.host import Fired, resolve_precedence
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 ON_TRACK: dict[str, Any] = {
     "t": "patient", "has_prescription": True, "valid_days": 14, "days_since_activity": 0, "days_since_pain": 0,
     "adherence": 0.9, "pain_delta": 0.0, "flare": False, "flare_weeks": 0, "planned_below_start": False,

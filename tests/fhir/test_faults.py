@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cds.store import Store
+from cds.store.database import Store
 from tests.conftest import ROOT, LiveService
 from tests.support import data
 from tests.support.processes import ServerProcess, free_port

@@ -18,7 +18,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from cds.store import Base, Store
+from cds.store.database import Base, Store
 from tests.conftest import LiveService
 from tests.support.backing import PostgresServer
 
@@ -53,7 +53,7 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
 
 def test_concurrent_migrations_from_several_processes(database_url: str) -> None:
     """As gunicorn workers starting together do: four processes migrate the same empty database at once."""
-    code = "import sys; from cds.store import Store; s = Store(sys.argv[1]); s.create_schema(); s.close()"
+    code = "import sys; from cds.store.database import Store; s = Store(sys.argv[1]); s.create_schema(); s.close()"
     procs = [subprocess.Popen([sys.executable, "-c", code, database_url], stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
     outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]

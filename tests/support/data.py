@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 SPEC_EXAMPLES = Path(__file__).resolve().parents[1] / "spec_examples"
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def spec_example(name: str) -> Any:

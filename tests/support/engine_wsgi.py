@@ -6,16 +6,16 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, Response, request
 
 from cds import create_app
-from cds.api.errors import json_response
+from cds.api.error_handler import json_response
 from cds.runtime import runtime
 from tests.support.stress import canonical, crossing
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def create() -> Flask:

@@ -10,7 +10,7 @@ from typing import Any
 
 from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
-from cds.fhir.prefetch import resolve
+from cds.fhir.resolver import resolve
 from cds.hooks.models import CdsRequest
 from cds.services import by_id
 from cds.services.pipeline import Outcome

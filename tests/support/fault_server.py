@@ -29,7 +29,7 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             path = urlsplit(self.path)
             if path.path.endswith("/metadata"):
                 self._send(200, b'{"resourceType":"CapabilityStatement"}')

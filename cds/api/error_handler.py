@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 import orjson
-from flask import Flask, Response, request
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from cds.api.body import too_large

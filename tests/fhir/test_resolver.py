@@ -11,7 +11,7 @@ import pytest
 
 from cds.errors import CdsError
 from cds.fhir.client import FhirClient
-from cds.fhir.prefetch import PrefetchData, resolve
+from cds.fhir.resolver import PrefetchData, resolve
 from cds.hooks.models import CdsRequest
 from cds.services import pacing_review
 from tests.support import data

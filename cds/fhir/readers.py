@@ -9,7 +9,7 @@ is reported in `PatientRecord.skipped`, never guessed.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cds.clinical.records import (
@@ -68,7 +68,7 @@ def parse_time(value: Any) -> datetime | None:
                 return None
         except ValueError:
             return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def codes_of(concept: Any, system: str | tuple[str, ...] | None = None) -> list[str]:

@@ -1,0 +1,297 @@
+"""Feedback and audit persistence with SQLAlchemy: an SQLite file by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cds.hooks.models import Feedback
+
+_MIGRATION_LOCK = threading.Lock()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FeedbackItem(Base):
+    """One feedback item as the client sent it; `item_key` makes a repeated item a no-op."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_key: Mapped[str] = mapped_column(String(64), unique=True)
+    service_id: Mapped[str] = mapped_column(String(64), index=True)
+    card_uuid: Mapped[str] = mapped_column(String(256), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    accepted_suggestions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    override_system: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    override_code: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    override_display: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome_timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """One service call: who, which patient, what was answered, how long it took. No tokens, no resources."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    hook_instance: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    hook: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    card_topics: Mapped[list[str]] = mapped_column(JSON)
+    rule_set_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    data_sources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class IssuedCard(Base):
+    """A card this service sent, so that feedback (which names only the card uuid) can be tied to its topic."""
+
+    __tablename__ = "issued_card"
+
+    card_uuid: Mapped[str] = mapped_column(String(256), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    hook_instance: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass
+class AuditRecord:
+    """What the HTTP edge collects during a service call; written once when the call ends."""
+
+    service_id: str
+    started: float = field(default_factory=time.perf_counter)
+    hook_instance: str | None = None
+    hook: str | None = None
+    patient_id: str | None = None
+    user_id: str | None = None
+    cards: list[tuple[str, str | None]] = field(default_factory=list)  # (uuid or "", topic code)
+    rule_set_version: str | None = None
+    message: str | None = None
+    data_sources: dict[str, Any] | None = None
+
+
+def feedback_key(service_id: str, item: Feedback) -> str:
+    """A digest of the whole item: the same interaction reported twice has the same key."""
+    canonical = json.dumps({"service": service_id, **item.to_json()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """The database: one engine per process, created by create_app."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        self.engine: Engine = create_engine(url, **options)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._dialect = parsed.get_backend_name()
+
+    def create_schema(self) -> None:
+        """Bring the schema to the newest migration; safe when several processes start at once."""
+        for attempt in range(10):
+            try:
+                self._migrate()
+                return
+            except (OperationalError, ProgrammingError):
+                if attempt == 9:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _migrate(self) -> None:
+        with _MIGRATION_LOCK:  # Alembic's context is process-global: one migration at a time per process
+            self._migrate_locked()
+
+    def _migrate_locked(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+        from sqlalchemy import inspect, text
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7207001)"))  # one migrator at a time
+            config.attributes["connection"] = conn
+            tables = set(inspect(conn).get_table_names())
+            if "alembic_version" not in tables and {"feedback", "audit_event", "issued_card"} <= tables:
+                command.stamp(config, "0001")  # a database made before migrations existed
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table))
+
+    # ------------------------------------------------------------ feedback
+
+    def add_feedback(self, service_id: str, items: Iterable[Feedback]) -> int:
+        """Store each item once, in one transaction; return how many were new."""
+        now = _utcnow()
+        rows = []
+        seen = set()
+        for item in items:
+            key = feedback_key(service_id, item)
+            if key in seen:
+                continue
+            seen.add(key)
+            reason = item.overrideReason.reason if item.overrideReason else None
+            rows.append({
+                "item_key": key,
+                "service_id": service_id,
+                "card_uuid": item.card,
+                "outcome": item.outcome,
+                "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []] or None,
+                "override_system": reason.system if reason else None,
+                "override_code": reason.code if reason else None,
+                "override_display": reason.display if reason else None,
+                "user_comment": item.overrideReason.userComment if item.overrideReason else None,
+                "outcome_timestamp": item.outcomeTimestamp,
+                "received_at": now,
+            })
+        # RETURNING tells new rows from conflicts on every backend (rowcount does not under psycopg).
+        statement = (self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
+                     .returning(FeedbackItem.__table__.c.id))
+        stored = 0
+        sqlite_db = self._dialect == "sqlite"
+        with self.engine.connect() as conn:
+            if sqlite_db:
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")  # acknowledged feedback survives power loss too
+                conn.commit()
+            try:
+                for row in rows:
+                    stored += len(conn.execute(statement, row).all())
+                conn.commit()
+            finally:
+                conn.rollback()
+                if sqlite_db:
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    conn.commit()
+        return stored
+
+    def feedback(self) -> list[dict[str, Any]]:
+        """Every stored item, oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(select(*FeedbackItem.__table__.c)
+                                                                .order_by(FeedbackItem.id))]
+
+    def feedback_report(self) -> list[dict[str, Any]]:
+        """Counts per service and card topic and outcome, with override reasons, oldest first."""
+        topic = IssuedCard.topic
+        query = (
+            select(FeedbackItem.service_id, topic, FeedbackItem.outcome, FeedbackItem.override_code,
+                   FeedbackItem.override_display, func.count())
+            .select_from(FeedbackItem)
+            .outerjoin(IssuedCard, IssuedCard.card_uuid == FeedbackItem.card_uuid)
+            .group_by(FeedbackItem.service_id, topic, FeedbackItem.outcome, FeedbackItem.override_code,
+                      FeedbackItem.override_display)
+            .order_by(FeedbackItem.service_id, topic, FeedbackItem.outcome, FeedbackItem.override_code)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {"service": s, "topic": t, "outcome": o, "reason_code": c, "reason_display": d, "count": n}
+                for s, t, o, c, d, n in conn.execute(query)
+            ]
+
+    # ------------------------------------------------------------ audit
+
+    def audit(self, record: AuditRecord, status: int) -> None:
+        """Write the call's audit event and the cards it issued, in one transaction."""
+        now = _utcnow()
+        duration_ms = (time.perf_counter() - record.started) * 1000.0
+        with self.engine.begin() as conn:
+            conn.execute(insert(AuditEvent).values(
+                time=now,
+                hook_instance=record.hook_instance,
+                service_id=record.service_id,
+                hook=record.hook,
+                patient_id=record.patient_id,
+                user_id=record.user_id,
+                card_topics=[topic for _, topic in record.cards if topic],
+                rule_set_version=record.rule_set_version,
+                duration_ms=round(duration_ms, 3),
+                status=status,
+                message=(record.message or "")[:1024] or None,
+                data_sources=record.data_sources,
+            ))
+            self._issue(record.service_id, record.hook_instance or "", record.cards, now, conn)
+
+    def _issue(self, service_id: str, hook_instance: str, cards: list[tuple[str, str | None]],
+               now: datetime, conn: Any) -> None:
+        rows = [{"card_uuid": uuid, "service_id": service_id, "topic": topic, "hook_instance": hook_instance,
+                 "issued_at": now} for uuid, topic in cards if uuid]
+        if not rows:
+            return
+        statement = self._insert(IssuedCard.__table__).on_conflict_do_nothing(index_elements=["card_uuid"])
+        if conn is not None:
+            conn.execute(statement, rows)
+            return
+        with self.engine.begin() as own:
+            own.execute(statement, rows)
+
+    def record_issued_cards(self, service_id: str, hook_instance: str, cards: list[tuple[str, str | None]]) -> None:
+        """Remember cards issued outside a service call (imports of history, tests)."""
+        self._issue(service_id, hook_instance, cards, _utcnow(), None)
+
+    def audit_events(self, hook_instance: str | None = None) -> list[dict[str, Any]]:
+        query = select(*AuditEvent.__table__.c).order_by(AuditEvent.id)
+        if hook_instance is not None:
+            query = query.where(AuditEvent.hook_instance == hook_instance)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives the process being killed; an fsync per audit record would
+    # dominate the request. Feedback transactions switch to FULL (see Store.add_feedback).
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
