@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cds.engine import Knowledge, RuleEngine
 from tests.support.examples import example_path, run_example
-from tests.support.rules import edit
+from tests.support.rules import edit, set_parameter
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def test_check_passes_on_the_project_rules(knowledge: Knowledge) -> None:
 
 def test_check_lists_every_problem_and_fails(rules_copy: Path) -> None:
     edit(rules_copy / "red-flag/rule.yaml", "{temperature_max: {param: fever_celsius}}", "{temperature_max: 38}")
-    edit(rules_copy / "parameters.yaml", "value: 0.10\n", "value: 0.5\n")
+    set_parameter(rules_copy, "progression_step", 0.5)
     result = cli("rules", "check", rules=rules_copy)
     assert result.returncode == 1
     assert "problem(s) in" in result.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cds.engine import Knowledge, RuleError, load_knowledge
-from tests.support.rules import SERVICE_IDS, edit
+from tests.support.rules import SERVICE_IDS, edit, set_parameter
 
 
 def problems(rules_dir: Path) -> list[str]:
@@ -58,7 +58,7 @@ def test_an_unknown_parameter_is_refused(rules_copy: Path) -> None:
 
 
 def test_a_parameter_outside_its_range_is_refused(rules_copy: Path) -> None:
-    edit(rules_copy / "parameters.yaml", "value: 0.10\n", "value: 0.5\n")
+    set_parameter(rules_copy, "progression_step", 0.5)
     assert any("parameters.yaml parameters.progression_step" in p and "outside its allowed range" in p
                for p in problems(rules_copy))
 

@@ -14,3 +14,13 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path.name}"
     path.write_text(text.replace(old, new, count))
+
+
+def set_parameter(rules: Path, name: str, value: float) -> None:
+    """Give a parameter of a rules copy another value, whatever it is now."""
+    import re
+
+    path = rules / "parameters.yaml"
+    text, count = re.subn(rf"(\n  {name}:\n    value: )[^\n]+", rf"\g<1>{value}", path.read_text())
+    assert count == 1, f"{name} not in {path}"
+    path.write_text(text)
