@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, cast
 
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -44,6 +44,12 @@ class CardContext:
     recommendation: Recommendation | None = None
     reviews: dict[str, OrderReview] = field(default_factory=dict)
     drafts: dict[str, dict[str, Any]] = field(default_factory=dict)  # Type/id -> draft resource
+    groups: dict[str, list[Fired]] = field(default_factory=dict)  # first finding's rule id -> its card's findings
+    facts: list[dict[str, Any]] = field(default_factory=list)  # the facts the rules were given
+    rules_url: str | None = None  # the rules page; a card's source links to its rule there
+
+    def findings_of(self, first: Fired) -> list[Fired]:
+        return self.groups.get(first.rule_id + (first.subject or ""), [first])
 
     @cached_property
     def data(self) -> str:
@@ -64,7 +70,8 @@ def _names(template: str) -> set[str]:
 
 
 def _fill(template: str, values: Mapping[str, Any]) -> str:
-    return template.format(**{name: values.get(name, "") for name in _names(template)}).strip()
+    text = template.format(**{name: values.get(name, "") for name in _names(template)})
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
 def render(template: str | list[str] | None, values: Mapping[str, Any]) -> str:
@@ -116,26 +123,44 @@ def data_lines(ctx: CardContext) -> str:
     if f.days_since_activity is not None:
         pain = "never" if f.days_since_pain is None else _days_ago(f.days_since_pain)
         lines.append(f"- Last activity recorded {_days_ago(f.days_since_activity)}; last pain score {pain}")
+    lines += note_lines(ctx)
     if ctx.record.skipped:
         count = len(ctx.record.skipped)
         lines.append(f"- Not used: {count} {'item' if count == 1 else 'items'} (status, unit or date not usable)")
     return "\n".join(lines)
 
 
-def red_flag_lines(findings: list[Fired], ctx: CardContext) -> str:
-    """One line per fact a red-flag rule matched, from the rule's `finding` template."""
+def note_lines(ctx: CardContext) -> list[str]:
+    """The notes of the value sets the patient's conditions fall in (conditions that are no red flag alone)."""
+    notes = []
+    for fact in ctx.facts:
+        value_set = ctx.knowledge.value_sets.get(str(fact.get("value_set")))
+        if value_set is None or value_set.note is None:
+            continue
+        after = ctx.params.get(value_set.note_after) if value_set.note_after else None
+        if after is None or fact.get("days_since_recorded", 0) > after:
+            notes.append(f"- {value_set.note}")
+    return list(dict.fromkeys(notes))
+
+
+def finding_lines(findings: list[Fired], ctx: CardContext) -> list[str]:
+    """One line per fact a rule matched, from the rule's `finding` template (a red flag, a precaution)."""
     lines = []
-    labels = ctx.knowledge.codes.red_flags
+    value_sets = ctx.knowledge.value_sets
     for finding in findings:
-        template = ctx.knowledge.rule(finding.rule_id).rule.conclude.finding
+        templates = ctx.knowledge.rule(finding.rule_id).rule.conclude.findings
         for fact in finding.facts.values():
-            values = {**ctx.params, **fact}
-            if fact.get("red_flag") in labels:
-                values["red_flag_label"] = labels[fact["red_flag"]].label
-            line = render(template, values)
-            if line:
-                lines.append(line)
-    return "\n".join(dict.fromkeys(lines))
+            values: dict[str, Any] = {**ctx.params, **fact}
+            if fact.get("value_set") in value_sets:
+                values["red_flag_label"] = value_sets[fact["value_set"]].name
+            if fact.get("t") == "condition" and "days_since_recorded" not in fact:
+                values["undated"] = ""
+            lines += [line for line in (render(t, values) for t in templates) if line]
+    return list(dict.fromkeys(lines))
+
+
+def red_flag_lines(findings: list[Fired], ctx: CardContext) -> str:
+    return "\n".join(finding_lines(findings, ctx))
 
 
 def reason_text(findings: list[Fired], ctx: CardContext) -> str:
@@ -154,7 +179,8 @@ def reason_text(findings: list[Fired], ctx: CardContext) -> str:
 
 
 def _service_request(ctx: CardContext, code: dict[str, str], rid: str, instruction: str, dose: Dose | None = None,
-                     replaces: str | None = None) -> dict[str, Any]:
+                     replaces: str | None = None, reasons: list[str] | None = None,
+                     priority: str | None = None) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest", "id": rid, "meta": {"profile": [PA_SERVICE_REQUEST]},
         "status": "draft", "intent": "order", "code": {"coding": [code]},
@@ -165,8 +191,12 @@ def _service_request(ctx: CardContext, code: dict[str, str], rid: str, instructi
         resource["occurrenceTiming"] = {"repeat": {"frequency": dose.per_week, "period": 1, "periodUnit": "wk",
                                                    "duration": dose.minutes, "durationUnit": "min"}}
         resource["performer"] = [{"reference": f"Patient/{ctx.patient_id}"}]
+    if priority:
+        resource["priority"] = priority
     reason = ctx.record.chronic_pain_condition
-    if reason:
+    if reasons:
+        resource["reasonReference"] = [{"reference": r} for r in reasons]
+    elif reason:
         resource["reasonReference"] = [{"reference": reason}]
     if replaces:
         resource["replaces"] = [{"reference": replaces}]
@@ -227,9 +257,13 @@ def _order_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) ->
     codes = ctx.knowledge.codes
     subject = finding.subject or ""
     rid = card_uuid(ctx.hook_instance, finding.rule_id, subject, "resource")
-    label = render(spec.label, ctx.params)
+    found = finding_lines(ctx.findings_of(finding), ctx)
+    values = {**ctx.params, **({"finding": found[0].removeprefix("- ")} if found else {})}
+    label = render(spec.label, values) or render(spec.label, {**values, "finding": "the red flag"})
+    sources = list(dict.fromkeys(str(f["source"]) for g in ctx.findings_of(finding) for f in g.facts.values()
+                                 if "source" in f))
     resource = _service_request(ctx, codes.coding(codes.orderables[spec.orderable or ""]), rid,
-                                render(spec.instruction, ctx.params))
+                                render(spec.instruction, values), reasons=sources, priority=spec.priority)
     return [Suggestion(label=label, uuid=card_uuid(ctx.hook_instance, finding.rule_id, subject, "suggestion"),
                        isRecommended=True, actions=[Action(type="create", description=label, resource=resource)])]
 
@@ -277,6 +311,7 @@ def build_cards(evaluation: Evaluation, ctx: CardContext) -> list[Card]:
     groups: dict[tuple[str, str | None], list[Fired]] = {}
     for finding in evaluation.findings:
         groups.setdefault((finding.code, finding.subject if finding.kind == "order" else None), []).append(finding)
+    ctx.groups = {findings[0].rule_id + (findings[0].subject or ""): findings for findings in groups.values()}
     return [_card(findings, ctx) for findings in groups.values()]
 
 
@@ -309,6 +344,17 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
     return values
 
 
+Indicator = Literal["info", "warning", "critical"]
+SEVERITY: dict[Indicator, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _indicator(findings: list[Fired], ctx: CardContext) -> Indicator:
+    """The most severe indicator of the card's rules at this hook."""
+    conclusions = [ctx.knowledge.rule(f.rule_id).rule.conclude for f in findings]
+    hook = cast(Literal["patient-view", "order-select", "order-sign"], ctx.hook)
+    return max((c.indicator_at.get(hook, c.indicator) for c in conclusions), key=SEVERITY.__getitem__)
+
+
 def _card(findings: list[Fired], ctx: CardContext) -> Card:
     first = findings[0]
     rule = ctx.knowledge.rule(first.rule_id).rule
@@ -327,8 +373,9 @@ def _card(findings: list[Fired], ctx: CardContext) -> Card:
         uuid=card_uuid(ctx.hook_instance, first.code, first.subject or ""),
         summary=_clip(_fill(rule.conclude.summary, values)),
         detail=detail,
-        indicator=rule.conclude.indicator,
+        indicator=_indicator(findings, ctx),
         source=Source(label=f"{info.name} {ctx.knowledge.version}",
+                      url=f"{ctx.rules_url}#{first.rule_id}" if ctx.rules_url else None,
                       topic=Coding(system=info.code_system, code=first.code,
                                    display=first.code.replace("-", " ").capitalize())),
         suggestions=suggestions or None,

@@ -176,7 +176,7 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
 
     fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages)
     try:
-        answered = answer(service, body, RuleEngine(knowledge), fhir, now)
+        answered = answer(service, body, RuleEngine(knowledge), fhir, now, base_url=settings.base_url)
     except CdsError as exc:
         print(f"pacing-cds: {exc.message}", file=sys.stderr)
         return 1

@@ -88,23 +88,26 @@ class Patient:
             self.obs("activity", "41950-7", "Number of steps in 24 hour Measured", at(d, 23, 55),
                      round(count(d)), "/d", category="activity")
 
-    def blood_pressure(self, days_ago: int, systolic: int, diastolic: int) -> None:
+    def blood_pressure(self, days_ago: int, systolic: int, diastolic: int, **extra: Any) -> None:
         components = [{"code": {"coding": [{"system": LOINC, "code": c}]},
                        "valueQuantity": {"value": v, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}}
                       for c, v in (("8480-6", systolic), ("8462-4", diastolic))]
         self.obs("vitals", "85354-9", "Blood pressure panel", at(days_ago, 10), category="vital-signs",
-                 component=components)
+                 component=components, **extra)
 
-    def condition(self, name: str, code: str, display: str, recorded: str, verification: str = "confirmed",
-                  clinical: str = "active") -> None:
-        self.keys["conditions"].append({
+    def condition(self, name: str, code: str, display: str, recorded: str | None, verification: str = "confirmed",
+                  clinical: str = "active", system: str = SNOMED) -> None:
+        resource = {
             "resourceType": "Condition", "id": f"{self.pid}-{name}",
             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
             "verificationStatus": {"coding": [{"system": VERIFICATION, "code": verification}]},
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
                                       "code": "problem-list-item"}]}],
-            "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
-            "subject": {"reference": f"Patient/{self.pid}"}, "recordedDate": recorded})
+            "code": {"coding": [{"system": system, "code": code, "display": display}]},
+            "subject": {"reference": f"Patient/{self.pid}"}, "recordedDate": recorded}
+        if recorded is None:
+            del resource["recordedDate"]
+        self.keys["conditions"].append(resource)
 
     def order(self, name: str, minutes: int, per_week: int, authored: str, status: str = "active"
               ) -> dict[str, Any]:
@@ -253,6 +256,50 @@ def inactivity(p: Patient) -> None:
     p.pain(range(0, 28), 5, 6)
 
 
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def cauda_equina_undated(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("ces", "192970008", "Cauda equina syndrome", None)
+
+
+def breast_cancer_coded_specifically(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("cancer", "C50.911", "Malignant neoplasm of unspecified site of right female breast",
+                "2026-11-19", system=ICD10CM)
+
+
+def order_metastasis(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("metastasis", "C79.51", "Secondary malignant neoplasm of bone", "2024-03-02", system=ICD10CM)
+
+
+def preliminary_blood_pressure(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.blood_pressure(1, 212, 124, status="preliminary")
+    p.blood_pressure(30, 132, 82)
+
+
+def weight_loss_explained(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("obesity", "E66.01", "Morbid (severe) obesity due to excess calories", "2026-03-01", system=ICD10CM)
+    for days_ago, kilograms in ((200, 112.0), (100, 106.5), (3, 103.0)):
+        p.obs("weight", "29463-7", "Body weight", at(days_ago, 9), kilograms, "kg", category="vital-signs")
+
+
+def me_cfs(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("mecfs", "G93.32", "Myalgic encephalomyelitis/chronic fatigue syndrome", "2025-05-04",
+                system=ICD10CM)
+
+
+def axial_spondyloarthritis(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("axspa", "M45.6", "Ankylosing spondylitis lumbar region", "2019-06-11", system=ICD10CM)
+    p.condition("incontinence", "R32", "Unspecified urinary incontinence", "2026-11-02", system=ICD10CM)
+
+
 def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "PractitionerRole/pcp-1", "patientId": p.pid, "encounterId": "enc-1",
                                "draftOrders": {"resourceType": "Bundle", "type": "collection",
@@ -273,16 +320,23 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("start-steps", "start", "pacing-review", start_steps),
     ("progress-steps", "progress", "pacing-review", progress_steps),
     ("data-gap", "data-gap", "pacing-review", data_gap),
-    ("red-flag-on-progress-week", "red-flag", "pacing-review", red_flag_on_progress_week),
+    ("high-blood-pressure-on-progress-week", "precaution", "pacing-review", red_flag_on_progress_week),
     ("refuted-red-flag", "red-flag", "pacing-review", refuted_red_flag),
-    ("pounds-and-fahrenheit", "red-flag", "pacing-review", pounds_and_fahrenheit),
+    ("pounds-and-fahrenheit", "precaution", "pacing-review", pounds_and_fahrenheit),
     ("peg-only", "step-back", "pacing-review", peg_only),
     ("boom-bust", "boom-bust", "pacing-review", boom_bust),
     ("inactivity", "inactivity", "pacing-review", inactivity),
     ("order-dose-jump", "order-dose-jump", "exercise-order-select", None),
     ("order-fits", "order-dose-jump", "exercise-order-sign", None),
     ("order-no-baseline", "order-no-baseline", "exercise-order-sign", None),
-    ("order-red-flag", "red-flag", "exercise-order-sign", None),
+    ("order-during-fever", "precaution", "exercise-order-sign", None),
+    ("cauda-equina-undated", "red-flag", "pacing-review", cauda_equina_undated),
+    ("breast-cancer-coded-specifically", "red-flag", "pacing-review", breast_cancer_coded_specifically),
+    ("order-metastasis", "red-flag", "exercise-order-sign", order_metastasis),
+    ("preliminary-blood-pressure", "precaution", "pacing-review", preliminary_blood_pressure),
+    ("weight-loss-explained", "precaution", "pacing-review", weight_loss_explained),
+    ("me-cfs", "energy-management", "pacing-review", me_cfs),
+    ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),
 ]
 
 
@@ -290,13 +344,16 @@ def build(name: str, service: str, builder: Callable[[Patient], Any] | None) -> 
     p = Patient(name, seed=sum(map(ord, name)))
     hook = {"pacing-review": "patient-view", "exercise-order-select": "order-select",
             "exercise-order-sign": "order-sign"}[service]
-    if builder is not None:
+    if hook == "patient-view":
+        assert builder is not None
         builder(p)
         context: dict[str, Any] = {"userId": "Practitioner/clinician-1", "patientId": p.pid, "encounterId": "enc-1"}
     else:
-        if name != "order-no-baseline":
+        if builder is not None:
+            builder(p)
+        elif name != "order-no-baseline":
             on_plan(p, 20, 3)
-        if name == "order-red-flag":
+        if name == "order-during-fever":
             p.obs("vitals", "8310-5", "Body temperature", at(1, 9), 38.6, "Cel", category="vital-signs")
         minutes = {"order-dose-jump": 30, "order-fits": 22}.get(name, 20)
         draft = exercise_request(p.pid, f"{p.pid}-draft", minutes, 3, NOW.date().isoformat(), "draft")

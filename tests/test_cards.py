@@ -12,7 +12,7 @@ from cds.clinical import dose as dosing
 from cds.clinical.records import Dose
 from cds.engine import Knowledge, RuleEngine
 from cds.services.pipeline import Outcome
-from tests.support.examples import SCENARIOS, example_path, run_example
+from tests.support.examples import BASE_URL, SCENARIOS, example_path, run_example
 
 
 def run(name: str, engine: RuleEngine, change: Any = None) -> Outcome:
@@ -34,9 +34,9 @@ def test_progress_card_carries_number_data_rule_and_evidence(engine: RuleEngine,
     assert "- Pain (NRS): now 4.0" in detail and "against baseline 4.0" in detail
     assert "Rule `progress` v0.1.0" in detail and knowledge.version in detail
     assert "Garber 2011" in detail and "derived" in detail
-    assert card["source"] == {"label": f"Pacing CDS rules {knowledge.version}", "topic": {
-        "system": "https://pacing-cds.example.org/CodeSystem/recommendation", "code": "progress",
-        "display": "Progress"}}
+    assert card["source"] == {"label": f"Pacing CDS rules {knowledge.version}", "url": f"{BASE_URL}/rules#progress",
+                              "topic": {"system": "https://pacing-cds.example.org/CodeSystem/recommendation",
+                                        "code": "progress", "display": "Progress"}}
     assert [r["display"] for r in card["overrideReasons"]] == [
         "Patient declined", "Clinical judgement", "Already addressed", "Data not representative"]
 
@@ -59,7 +59,7 @@ def test_progress_suggests_a_pa_ig_service_request_replacing_the_current_order(e
     assert order["performer"] == [{"reference": "Patient/progress-walking"}]
     assert order["reasonReference"] == [{"reference": "Condition/progress-walking-chronic-pain"}]
     assert order["replaces"] == [{"reference": "ServiceRequest/progress-walking-order"}]
-    assert f"{new.minutes} minutes, {new.per_week} times a week" in order["patientInstruction"]
+    assert f"{new.minutes} minutes on {new.per_week} set days" in order["patientInstruction"]
 
 
 def test_steps_only_patients_get_a_goal(engine: RuleEngine, knowledge: Knowledge) -> None:
@@ -81,24 +81,62 @@ def test_uuids_derive_from_the_hook_instance(engine: RuleEngine) -> None:
     assert other["suggestions"][0]["uuid"] != first["suggestions"][0]["uuid"]
 
 
-def test_red_flag_card_lists_the_flag_and_suppresses_progress(engine: RuleEngine, knowledge: Knowledge) -> None:
-    outcome = run("red-flag-on-progress-week", engine)
+def test_precaution_holds_the_dose_and_says_what_was_found(engine: RuleEngine) -> None:
+    outcome = run("high-blood-pressure-on-progress-week", engine)
     card = card_json(outcome)
-    assert card["indicator"] == "critical"
-    window = knowledge.values["vitals_window_days"]
-    assert f"- Latest resting blood pressure 186/96 mmHg (last {window} days)" in card["detail"]
-    assert "derived" in card["detail"]
-    assert {f.rule_id: f.outcome for f in outcome.evaluation.trace}["progress"] == "suppressed by red-flag"
-    assert card["suggestions"][0]["actions"][0]["resource"]["code"]["coding"][0]["code"] == "3457005"
+    assert card["indicator"] == "warning" and card["source"]["topic"]["code"] == "precaution"
+    assert "- Resting blood pressure 186/96 mmHg on 17 Nov" in card["detail"]
+    assert "derived" in card["detail"] and "hold" in card["summary"].lower()
+    assert {f.rule_id: f.outcome for f in outcome.evaluation.trace}["progress"] == "outranked by precaution"
+    assert "suggestions" not in card, "a precaution suggests no referral by default"
 
 
-def test_order_red_flag_offers_to_remove_the_draft(engine: RuleEngine, knowledge: Knowledge) -> None:
-    card = card_json(run("order-red-flag", engine))
-    assert card["selectionBehavior"] == "any"
+def test_an_unconfirmed_reading_is_a_precaution_to_recheck(engine: RuleEngine) -> None:
+    card = card_json(run("preliminary-blood-pressure", engine))
+    assert card["source"]["topic"]["code"] == "precaution"
+    assert "- Unconfirmed reading: blood pressure 212/124 mmHg: recheck" in card["detail"]
+
+
+@pytest.mark.parametrize(("name", "indicator", "priority", "reason"), [
+    ("cauda-equina-undated", "critical", "stat", "Condition/cauda-equina-undated-ces"),
+    ("breast-cancer-coded-specifically", "warning", "urgent", "Condition/breast-cancer-coded-specifically-cancer"),
+    ("order-metastasis", "critical", "urgent", "Condition/order-metastasis-metastasis"),
+])
+def test_red_flag_tier_sets_the_indicator_and_the_referral_names_it(engine: RuleEngine, name: str, indicator: str,
+                                                                     priority: str, reason: str) -> None:
+    outcome = run(name, engine)
+    card = card_json(outcome)
+    assert card["indicator"] == indicator and card["selectionBehavior"] == "any"
+    referral = card["suggestions"][0]["actions"][0]["resource"]
+    assert referral["code"]["coding"][0]["code"] == "3457005"
+    assert referral["priority"] == priority
+    assert referral["reasonReference"] == [{"reference": reason}]
+    assert card["suggestions"][0]["label"].startswith("Refer") and "(" in card["suggestions"][0]["label"]
+    assert {f.rule_id: f.outcome for f in outcome.evaluation.trace}.get("progress") in (None, "suppressed by red-flag")
+
+
+def test_order_red_flag_offers_to_remove_the_draft(engine: RuleEngine) -> None:
+    card = card_json(run("order-metastasis", engine))
     remove = card["suggestions"][1]["actions"][0]
-    assert remove == {"type": "delete", "description": "Remove ServiceRequest/order-red-flag-draft",
-                      "resourceId": "ServiceRequest/order-red-flag-draft"}
-    assert f"Temperature up to 38.6 Cel in the last {knowledge.values['fever_window_days']} days" in card["detail"]
+    assert remove == {"type": "delete", "description": "Remove ServiceRequest/order-metastasis-draft",
+                      "resourceId": "ServiceRequest/order-metastasis-draft"}
+
+
+def test_no_text_a_patient_reads_says_whatever_the_pain(engine: RuleEngine, knowledge: Knowledge) -> None:
+    for name in SCENARIOS:
+        for card in run(name, engine).response.to_json()["cards"]:
+            for suggestion in card.get("suggestions", []):
+                for action in suggestion["actions"]:
+                    resource = action.get("resource", {})
+                    texts = [resource.get("patientInstruction", ""), resource.get("description", {}).get("text", "")]
+                    for phrase in knowledge.info.forbidden_phrases:
+                        assert all(phrase not in text.lower() for text in texts), (name, phrase)
+
+
+def test_a_step_back_instruction_is_temporary(engine: RuleEngine) -> None:
+    card = card_json(run("step-back-flare", engine))
+    instruction = card["suggestions"][0]["actions"][0]["resource"]["patientInstruction"]
+    assert instruction.startswith("For one week") and "build back" in instruction
 
 
 def test_order_dose_jump_updates_the_draft_in_its_entirety(engine: RuleEngine, knowledge: Knowledge) -> None:

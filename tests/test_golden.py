@@ -16,7 +16,7 @@ import pytest
 from cds.engine import Knowledge
 from cds.hooks.models import Card, CdsResponse
 from tests.conftest import ROOT, LiveService
-from tests.support.examples import EXAMPLES, RULES, Example, evaluate_output, run_example
+from tests.support.examples import BASE_URL, EXAMPLES, RULES, Example, evaluate_output, run_example
 
 NOW = "2026-11-20T09:00:00Z"
 
@@ -72,7 +72,7 @@ def test_evaluate_prints_what_was_recorded(example: Example, knowledge: Knowledg
 
 def test_examples_over_http_equal_in_process(live_service: Callable[..., LiveService], http: httpx.Client,
                                              knowledge: Knowledge, engine: Any) -> None:
-    service = live_service(now=NOW)
+    service = live_service(now=NOW, public_base_url=BASE_URL)
     seen: set[str] = set()
     for example in EXAMPLES:
         response = http.post(f"{service.url}/cds-services/{example.expected['service']}", json=example.request)

@@ -2,13 +2,13 @@
 
 from flask import Flask, g, request
 
-from cds.api import cors, discovery, error_handler, feedback, health, service_call
+from cds.api import cors, discovery, error_handler, feedback, health, rules_page, service_call
 from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
 from cds.errors import CdsError
 from cds.runtime import runtime
 from cds.settings import Settings
 
-OPEN_PATHS = {"/healthz"}
+OPEN_PATHS = {"/healthz", "/rules"}  # no patient data: a clinician opens /rules from a card
 
 
 def register(app: Flask, settings: Settings) -> None:
@@ -30,5 +30,5 @@ def register(app: Flask, settings: Settings) -> None:
             raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")
 
-    for module in (discovery, service_call, feedback, health):
+    for module in (discovery, service_call, feedback, health, rules_page):
         app.register_blueprint(module.bp)

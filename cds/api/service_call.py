@@ -44,7 +44,7 @@ def call(service_id: str) -> Response:
         try:
             answered = answer(service, body, rt.engine, rt.fhir, now, record=record,
                               deadline=time.monotonic() + max(0.0, deadline - time.perf_counter()),
-                              https_only=rt.settings.env == "production")
+                              https_only=rt.settings.env == "production", base_url=rt.settings.base_url)
         except DeadlineExceeded as exc:
             # An EHR-facing service must not hold the clinician up: no guidance rather than a late answer.
             status = 200

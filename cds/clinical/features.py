@@ -250,35 +250,53 @@ def _count(value: float) -> str:
     return f"{value:g}"
 
 
-def vitals_fact(record: PatientRecord, now: datetime, params: Params) -> dict[str, Any] | None:
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {moment:%b}"
+
+
+def vitals_fact(record: PatientRecord, now: datetime, params: Params,
+                explains_weight_loss: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """The latest blood pressure of the window (confirmed, and apart the latest unconfirmed one), the highest
+    temperature of the fever window (likewise), and the weight lost within the weight window."""
     fact: dict[str, Any] = {"t": "vitals"}
-    bp = [b for b in record.blood_pressure if now - params["vitals_window_days"] * DAY < b.when <= now]
-    if bp:
-        latest = max(bp, key=lambda b: b.when)
-        if latest.systolic is not None:
-            fact["systolic"] = latest.systolic
-        if latest.diastolic is not None:
-            fact["diastolic"] = latest.diastolic
-    temperatures = _between(record.temperature, now - params["fever_window_days"] * DAY, now)
-    if temperatures:
-        fact["temperature_max"] = max(t.value for t in temperatures)
+    recent = [b for b in record.blood_pressure if now - params["vitals_window_days"] * DAY < b.when <= now]
+    for confirmed, suffix in ((True, ""), (False, "_unconfirmed")):
+        readings = [b for b in recent if b.confirmed == confirmed]
+        if readings:
+            latest = max(readings, key=lambda b: b.when)
+            if latest.systolic is not None:
+                fact["systolic" + suffix] = latest.systolic
+            if latest.diastolic is not None:
+                fact["diastolic" + suffix] = latest.diastolic
+            if confirmed:
+                fact["bp_when"] = _day(latest.when)
+    fever_start = now - params["fever_window_days"] * DAY
+    for temperatures, name in ((record.temperature, "temperature_max"),
+                               (record.temperature_unconfirmed, "temperature_max_unconfirmed")):
+        fever = _between(temperatures, fever_start, now)
+        if fever:
+            fact[name] = max(t.value for t in fever)
     weights = sorted((w for w in record.weight if w.when <= now), key=lambda w: w.when)
     if len(weights) >= 2:
         latest_weight = weights[-1]
-        window = params["weight_window_months"] * 365 / 12 * DAY
-        earlier = [w.value for w in weights[:-1] if latest_weight.when - window <= w.when]
+        span = params["weight_window_months"] * 365 / 12 * DAY
+        earlier = [w.value for w in weights[:-1] if latest_weight.when - span <= w.when]
         if earlier and max(earlier) > latest_weight.value:
             fact["weight_loss_percent"] = round((max(earlier) - latest_weight.value) / max(earlier) * 100, 2)
+            fact["weight_loss_explained"] = any(set(c.value_sets) & explains_weight_loss for c in record.conditions)
     return fact if len(fact) > 1 else None
 
 
 def condition_facts(record: PatientRecord, now: datetime) -> list[dict[str, Any]]:
+    """One fact per value set each counting condition falls in; an undated condition has no days_since_recorded
+    (the rules treat it as current)."""
     facts = []
     for condition in record.conditions:
-        if condition.red_flag is None:
-            continue
-        fact: dict[str, Any] = {"t": "condition", "red_flag": condition.red_flag, "code": condition.code}
-        if condition.recorded is not None:
-            fact["days_since_recorded"] = max(0, (now - condition.recorded).days)
-        facts.append(fact)
+        for value_set, code in condition.value_sets.items():
+            fact: dict[str, Any] = {"t": "condition", "value_set": value_set, "code": code,
+                                    "source": condition.reference}
+            if condition.recorded is not None:
+                fact["days_since_recorded"] = max(0, (now - condition.recorded).days)
+                fact["recorded"] = _day(condition.recorded)
+            facts.append(fact)
     return facts

@@ -23,12 +23,13 @@ class BloodPressure:
     systolic: float | None
     diastolic: float | None
     source: str
+    confirmed: bool = True  # False for a preliminary reading
 
 
 @dataclass(frozen=True)
 class ConditionRecord:
     code: str
-    red_flag: str | None
+    value_sets: dict[str, str]  # value set id -> the condition's code in it
     chronic_pain: bool
     recorded: datetime | None
     reference: str
@@ -77,6 +78,7 @@ class PatientRecord:
     evs_minutes: list[Reading] = field(default_factory=list)  # min/week
     blood_pressure: list[BloodPressure] = field(default_factory=list)
     temperature: list[Reading] = field(default_factory=list)  # Cel
+    temperature_unconfirmed: list[Reading] = field(default_factory=list)  # Cel, preliminary readings
     weight: list[Reading] = field(default_factory=list)  # kg
     conditions: list[ConditionRecord] = field(default_factory=list)
     orders: list[OrderRecord] = field(default_factory=list)  # current and past exercise orders

@@ -117,7 +117,9 @@ class RecordBuilder:
         self.bp_panel, self.systolic, self.diastolic = (
             codes.loinc(n) for n in ("blood_pressure_panel", "systolic", "diastolic"))
         self.temperature, self.weight = codes.loinc("body_temperature"), codes.loinc("body_weight")
-        self._red_flag_of = {code: flag for flag, listed in codes.red_flags.items() for code in listed.snomed}
+        # Vital signs whose preliminary readings still count, as unconfirmed (a precaution to recheck).
+        self.unconfirmed_codes = self.bp_panel | self.systolic | self.diastolic | self.temperature
+        self._value_sets = knowledge.value_set_index
         self._chronic_snomed = set(codes.chronic_pain.get("snomed", []))
         self._chronic_icd = codes.chronic_pain.get("icd10", [])
         self._exercise = set(codes.exercise_orders)
@@ -140,10 +142,12 @@ class RecordBuilder:
 
     def observation(self, obs: dict[str, Any]) -> None:
         source = f"Observation/{obs.get('id', '?')}"
-        if obs.get("status") not in COUNTING_STATUSES:
+        codes = frozenset(codes_of(obs.get("code"), LOINC))
+        confirmed = obs.get("status") in COUNTING_STATUSES
+        unconfirmed_vital = obs.get("status") == "preliminary" and bool(codes & self.unconfirmed_codes)
+        if not confirmed and not unconfirmed_vital:
             self.skip(source, f"status {obs.get('status')!r} does not count")
             return
-        codes = frozenset(codes_of(obs.get("code"), LOINC))
         when = _effective(obs)
         if when is None:
             self.skip(source, "no effective date")
@@ -162,9 +166,9 @@ class RecordBuilder:
             self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk",
                             (0, b["evs_weekly_max_minutes"]))
         elif codes & (self.bp_panel | self.systolic | self.diastolic):
-            self._blood_pressure(obs, source, when, codes)
+            self._blood_pressure(obs, source, when, codes, confirmed)
         elif codes & self.temperature:
-            self._temperature(obs, source, when)
+            self._temperature(obs, source, when, confirmed)
         elif codes & self.weight:
             self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg",
                             (b["weight_min_kg"], b["weight_max_kg"]))
@@ -231,7 +235,7 @@ class RecordBuilder:
             return
         into.append(Reading(when, converted, source))
 
-    def _temperature(self, obs: dict[str, Any], source: str, when: datetime) -> None:
+    def _temperature(self, obs: dict[str, Any], source: str, when: datetime, confirmed: bool) -> None:
         quantity = _quantity(obs.get("valueQuantity"))
         if quantity is None:
             self.skip(source, "no numeric value")
@@ -245,11 +249,13 @@ class RecordBuilder:
             self.skip(source, f"unit {unit!r} not understood for a temperature")
             return
         if self.bounds["temperature_min_celsius"] <= celsius <= self.bounds["temperature_max_celsius"]:
-            self.record.temperature.append(Reading(when, round(celsius, 2), source))
+            into = self.record.temperature if confirmed else self.record.temperature_unconfirmed
+            into.append(Reading(when, round(celsius, 2), source))
         else:
             self.skip(source, f"temperature {celsius:.1f} Cel is not plausible")
 
-    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str]) -> None:
+    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str],
+                        confirmed: bool) -> None:
         values: dict[str, float] = {}
         parts = [(frozenset(codes_of(c.get("code"), LOINC)), c.get("valueQuantity"))
                  for c in obs.get("component") or [] if isinstance(c, dict)]
@@ -267,15 +273,16 @@ class RecordBuilder:
                     values[name] = quantity[0]
         if values:
             self.record.blood_pressure.append(BloodPressure(when, values.get("systolic"), values.get("diastolic"),
-                                                            source))
+                                                            source, confirmed))
 
     # ------------------------------------------------------------ Condition, ServiceRequest, Goal
 
     def condition(self, resource: dict[str, Any]) -> None:
+        """A Condition counts when active (or its clinical status is absent) and not refuted or entered in error."""
         reference = f"Condition/{resource.get('id', '?')}"
         clinical = set(codes_of(resource.get("clinicalStatus")))
         verification = set(codes_of(resource.get("verificationStatus")))
-        if not clinical & ACTIVE_CLINICAL:
+        if clinical and not clinical & ACTIVE_CLINICAL:
             self.skip(reference, "not active")
             return
         if verification & EXCLUDED_VERIFICATION:
@@ -283,15 +290,17 @@ class RecordBuilder:
             return
         snomed = codes_of(resource.get("code"), SNOMED)
         icd = codes_of(resource.get("code"), ICD10)
-        red_flag = next((self._red_flag_of[c] for c in snomed if c in self._red_flag_of), None)
+        value_sets = self._value_sets.lookup(snomed, icd)
         chronic = bool(set(snomed) & self._chronic_snomed) or any(
             code == pattern or (pattern.endswith("*") and code.startswith(pattern[:-1]))
             for code in icd for pattern in self._chronic_icd)
-        if red_flag is None and not chronic:
+        if not value_sets and not chronic:
             return
         recorded = parse_time(resource.get("recordedDate")) or parse_time(resource.get("onsetDateTime"))
-        code = next((c for c in snomed if c in self._red_flag_of), snomed[0] if snomed else (icd or ["?"])[0])
-        self.record.conditions.append(ConditionRecord(code, red_flag, chronic, recorded, reference))
+        if recorded is None and isinstance(resource.get("onsetPeriod"), dict):
+            recorded = parse_time(resource["onsetPeriod"].get("start"))
+        code = next(iter(value_sets.values()), snomed[0] if snomed else (icd or ["?"])[0])
+        self.record.conditions.append(ConditionRecord(code, value_sets, chronic, recorded, reference))
 
     def order(self, resource: dict[str, Any]) -> None:
         reference = f"ServiceRequest/{resource.get('id', '?')}"
@@ -342,7 +351,7 @@ def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Kn
             builder.add(resource)
     record = builder.record
     for readings in (record.pain, record.peg, record.sessions, record.evs_minutes, record.temperature,
-                     record.weight):
+                     record.temperature_unconfirmed, record.weight):
         readings.sort(key=lambda r: r.when)
     record.blood_pressure.sort(key=lambda r: r.when)
     return record

@@ -38,6 +38,7 @@ from cds.knowledge.schema import (
     Scenario,
     ScenarioFile,
     ServiceFile,
+    ValueSet,
 )
 
 RULESET_FILE = "ruleset.yaml"
@@ -48,6 +49,7 @@ FIXTURES_FILE = "fixtures.yaml"
 RULE_FILE = "rule.yaml"
 SCENARIO_FILE = "scenarios.yaml"
 EXAMPLES_DIR = "examples"
+VALUE_SETS_DIR = "value-sets"
 CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed):([a-z0-9_,]+)\}(?!\})")
 
 M = TypeVar("M", bound=BaseModel)
@@ -75,6 +77,37 @@ class CompiledRule:
 
 
 @dataclass(frozen=True)
+class ValueSetIndex:
+    """Which value sets a condition's codes fall in: SNOMED CT exactly, ICD-10-CM by prefix (dots ignored)."""
+
+    snomed: dict[str, tuple[str, ...]]
+    icd10: tuple[tuple[str, str], ...]  # (prefix without dots, value set id), longest first
+
+    @classmethod
+    def of(cls, value_sets: dict[str, ValueSet]) -> ValueSetIndex:
+        snomed: dict[str, list[str]] = {}
+        for vs in value_sets.values():
+            for code in vs.snomed:
+                snomed.setdefault(code.code, []).append(vs.id)
+        prefixes = sorted(((p.prefix.replace(".", ""), vs.id) for vs in value_sets.values() for p in vs.icd10cm),
+                          key=lambda item: -len(item[0]))
+        return cls({k: tuple(v) for k, v in snomed.items()}, tuple(prefixes))
+
+    def lookup(self, snomed: list[str], icd10: list[str]) -> dict[str, str]:
+        """Value set id -> the condition's code that falls in it."""
+        found: dict[str, str] = {}
+        for code in snomed:
+            for vs in self.snomed.get(code, ()):
+                found.setdefault(vs, code)
+        for code in icd10:
+            bare = code.upper().replace(".", "")
+            for prefix, vs in self.icd10:
+                if bare.startswith(prefix):
+                    found.setdefault(vs, code)
+        return found
+
+
+@dataclass(frozen=True)
 class Knowledge:
     """Everything in rules/, validated."""
 
@@ -87,6 +120,8 @@ class Knowledge:
     digest: str
     service_file: ServiceFile
     prefetch: dict[str, str]  # key -> query, with the code lists of codes.yaml written out
+    value_sets: dict[str, ValueSet] = field(default_factory=dict)
+    value_set_index: ValueSetIndex = field(default_factory=lambda: ValueSetIndex({}, ()))
 
     @property
     def version(self) -> str:
@@ -109,18 +144,24 @@ class Knowledge:
         return {name: p.value for name, p in self.parameters.items()}
 
 
+def _name(path: Path) -> str:
+    """A file as an author finds it: the folder too, for the files every folder has."""
+    nested = path.name in (RULE_FILE, SCENARIO_FILE) or path.parent.name == VALUE_SETS_DIR
+    return f"{path.parent.name}/{path.name}" if nested else path.name
+
+
 def _read(path: Path, model: type[M], problems: Problems) -> M | None:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        problems.add(path.name, f"cannot be read ({exc.strerror})")
+        problems.add(_name(path), f"cannot be read ({exc.strerror})")
         return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path.name} line {mark.line + 1}" if mark else path.name
+        where = f"{_name(path)} line {mark.line + 1}" if mark else _name(path)
         problems.add(where, f"is not valid YAML ({getattr(exc, 'problem', exc)})")
         return None
-    return _check(model, raw, path.name, problems)
+    return _check(model, raw, _name(path), problems)
 
 
 def _read_parameters(path: Path, problems: Problems) -> dict[str, Parameter] | None:
@@ -178,6 +219,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     code_lists = _read(rules_dir / CODES_FILE, CodeLists, problems)
     service_file = _read(rules_dir / SERVICES_FILE, ServiceFile, problems)
     fixture_file = _read(rules_dir / FIXTURES_FILE, FixtureFile, problems)
+    value_sets = _read_value_sets(rules_dir / VALUE_SETS_DIR, problems)
     folders = rule_folders(rules_dir)
     rule_files = {f"{d.name}/{RULE_FILE}": _read(d / RULE_FILE, RuleFile, problems) for d in folders}
     scenario_files = {f"{d.name}/{SCENARIO_FILE}": _read(d / SCENARIO_FILE, ScenarioFile, problems)
@@ -191,18 +233,45 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     if service_ids is not None and set(service_ids) != known:
         problems.add(SERVICES_FILE, f"services {sorted(known)} differ from {sorted(service_ids)}")
     prefetch = _expand_prefetch(service_file, code_lists, problems)
+    for value_set in value_sets.values():
+        if value_set.note_after is not None and value_set.note_after not in parameters:
+            problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_after {value_set.note_after!r} is not a "
+                                                                  f"parameter of {PARAMETERS_FILE}")
+    _check_words(rule_files, info.forbidden_phrases, problems)
     compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, problems)
     scenarios = _scenarios(scenario_files, compiled, parameters, vocabulary.facts, fixture_file, problems,
                            require_scenarios)
     if problems.items:
         raise RuleError(problems.items)
-    red_flag_values = vocabulary.facts["condition"].fields["red_flag"].values if "condition" in vocabulary.facts \
-        else None
-    if red_flag_values is not None and set(code_lists.red_flags) != set(red_flag_values):
-        raise RuleError([f"{CODES_FILE} red_flags: categories {sorted(code_lists.red_flags)} differ from "
-                         f"{FACTS_FILE} condition.red_flag values {sorted(red_flag_values)}"])
+    listed = vocabulary.facts["condition"].fields["value_set"].values if "condition" in vocabulary.facts else None
+    if listed is not None and set(listed) != set(value_sets):
+        raise RuleError([f"{VALUE_SETS_DIR}/: value sets {sorted(value_sets)} differ from {FACTS_FILE} "
+                         f"condition.value_set values {sorted(listed)}"])
     return Knowledge(info, dict(parameters), dict(vocabulary.facts), code_lists, tuple(compiled), tuple(scenarios),
-                     _digest(rules_dir), service_file, prefetch)
+                     _digest(rules_dir), service_file, prefetch, value_sets, ValueSetIndex.of(value_sets))
+
+
+def _check_words(rule_files: dict[str, RuleFile | None], forbidden: list[str], problems: Problems) -> None:
+    """No card or patient text may hold a phrase the rule set forbids (e.g. "whatever the pain")."""
+    for name, rule_file in rule_files.items():
+        for rule in rule_file.rules if rule_file else []:
+            conclude = rule.conclude
+            texts = [conclude.summary, conclude.detail, *(t for s in conclude.suggest for t in s.texts())]
+            for phrase in forbidden:
+                if any(phrase.lower() in text.lower() for text in texts):
+                    problems.add(f"{name} rule {rule.id}", f"its words hold the forbidden phrase {phrase!r}")
+
+
+def _read_value_sets(folder: Path, problems: Problems) -> dict[str, ValueSet]:
+    value_sets: dict[str, ValueSet] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        value_set = _read(path, ValueSet, problems)
+        if value_set is None:
+            continue
+        if value_set.id != path.stem:
+            problems.add(f"{VALUE_SETS_DIR}/{path.name}", f"id {value_set.id!r} differs from the file name")
+        value_sets[value_set.id] = value_set
+    return value_sets
 
 
 def _expand_prefetch(service_file: ServiceFile, codes: CodeLists, problems: Problems) -> dict[str, str]:

@@ -122,6 +122,7 @@ class Suggestion(Strict):
 
     kind: Literal["dose", "order", "update-draft", "remove-drafts"]
     orderable: Id | None = None
+    priority: Literal["routine", "urgent", "asap", "stat"] | None = None  # of an order (ServiceRequest.priority)
     label: Template | None = None
     description: Template | None = None
     instruction: Template | None = None
@@ -152,7 +153,7 @@ class Suggestion(Strict):
 # The values each kind of suggestion provides to its texts, besides the parameters.
 SUGGESTION_WORDS: dict[str, set[str]] = {
     "dose": {"dose", "minutes", "per_week", "current_order", "dose_quota"},
-    "order": set(),
+    "order": {"finding"},
     "update-draft": {"dose", "minutes", "per_week"},
     "remove-drafts": {"draft"},
 }
@@ -170,12 +171,15 @@ class Conclusion(Strict):
 
     code: Id
     indicator: Literal["info", "warning", "critical"]
+    indicator_at: dict[Literal["patient-view", "order-select", "order-sign"], Literal["info", "warning", "critical"]] \
+        = Field(default_factory=dict)  # the indicator at these hooks, where it differs
     summary: Text
     detail: Text
     dose: Literal["start", "progress", "step-back"] | None = None  # the dose arithmetic the card proposes
     suggest: list[Suggestion] = Field(default_factory=list)
     selection: Literal["at-most-one", "any"] = "at-most-one"
-    finding: Template | None = None  # one line per matched fact, for the {red_flags} placeholder
+    # For {red_flags}: per matched fact, one line per template whose values the fact has.
+    findings: list[Template] = Field(default_factory=list)
     reasons: list[Reason] = Field(default_factory=list)  # for the {reason} placeholder
     no_reason: Text | None = None  # {reason} when no listed reason holds
 
@@ -229,7 +233,7 @@ class RuleFile(Strict):
     services: list[Id] = Field(min_length=1)
     placeholders: dict[Name, Text] = Field(default_factory=dict)
     # Words that differ by hook: {name: {hook: text}}, used as {name} in the card text.
-    words: dict[Name, dict[str, Text]] = Field(default_factory=dict)
+    words: dict[Name, dict[str, str]] = Field(default_factory=dict)
     rules: list[Rule] = Field(min_length=1)
 
 
@@ -244,6 +248,8 @@ class RuleSetInfo(Strict):
     code_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
     override_reason_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
     override_reasons: list[OverrideReasonEntry] = Field(min_length=1)
+    # Phrases no card or patient text may hold (unsafe advice).
+    forbidden_phrases: list[Text] = Field(default_factory=list)
     # {activity} in card text: the activity that carries the dose, by measure.
     activity_words: dict[Literal["minutes", "steps"], Text]
 
@@ -252,11 +258,6 @@ class Coded(Strict):
     system: Name
     code: Text
     display: Text
-
-
-class RedFlagCodes(Strict):
-    label: Text
-    snomed: list[Text] = Field(min_length=1)
 
 
 OBSERVATION_LISTS = (
@@ -269,9 +270,9 @@ class CodeLists(Strict):
 
     systems: dict[Name, Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]]
     observations: dict[Name, list[Text]]
-    red_flags: dict[Id, RedFlagCodes]
     chronic_pain: dict[Literal["snomed", "icd10"], list[Text]]
     exercise_orders: list[Text] = Field(min_length=1)
+    explains_weight_loss: list[Id] = Field(default_factory=list)
     orderables: dict[Id, Coded]
     step_goal_target: Coded
 
@@ -351,3 +352,47 @@ class FixtureFile(Strict):
     """rules/fixtures.yaml: named facts a scenario starts from with `like: <name>`."""
 
     fixtures: dict[Id, dict[str, Any]]
+
+
+# ---------------------------------------------------------------- value-sets/<id>.yaml
+
+
+class ValueSetSource(Strict):
+    name: Text
+    reference: Text | None = None
+    version: Text | None = None
+    method: Text
+
+
+class SnomedCode(Strict):
+    code: Annotated[str, StringConstraints(pattern=r"^\d{6,18}$")]
+    display: Text
+
+
+class IcdPrefix(Strict):
+    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")]
+    display: Text
+
+
+class ValueSet(Strict):
+    """A clinical value set: SNOMED CT codes matched exactly, ICD-10-CM codes matched by prefix."""
+
+    id: Id
+    title: Text
+    label: Text | None = None  # how a card names a match; the title when absent
+    purpose: Text
+    note: Text | None = None  # a data line on every card when the patient has a condition in the set
+    note_after: Name | None = None  # a parameter (days): the note only when the condition is older than that
+    source: ValueSetSource
+    snomed: list[SnomedCode] = Field(default_factory=list)
+    icd10cm: list[IcdPrefix] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ValueSet:
+        if not self.snomed and not self.icd10cm:
+            raise ValueError("a value set holds at least one code")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.label or self.title

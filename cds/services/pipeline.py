@@ -75,9 +75,10 @@ class Answer:
 
 def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient, now: datetime, *,
            deadline: float | None = None, https_only: bool = False, record: CallRecord | None = None,
-           stages: dict[str, float] | None = None) -> Answer:
+           stages: dict[str, float] | None = None, base_url: str | None = None) -> Answer:
     """Answer one call of `service`: validate (CdsError 400), resolve prefetch (CdsError 412, DeadlineExceeded
-    past `deadline` on the monotonic clock), evaluate and build the cards. `stages` receives seconds per stage."""
+    past `deadline` on the monotonic clock), evaluate and build the cards. `stages` receives seconds per stage;
+    `base_url`, where the service is reached, makes each card's source link to its rule on the rules page."""
     started = time.perf_counter()
     request = validate(CdsRequest, body)
     if record is not None:
@@ -100,14 +101,14 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
     resources = [r for key in data.resources for r in data.entries(key)]
     drafts = _drafts(context, set(engine.knowledge.codes.exercise_orders))
     outcome = evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
-                               resources, now, drafts, stages)
+                               resources, now, drafts, stages, f"{base_url}/rules" if base_url else None)
     return Answer(service, request, context, data, outcome)
 
 
 def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instance: str, patient_id: str,
                      resources: list[dict[str, Any]], now: datetime,
                      drafts: dict[str, dict[str, Any]] | None = None,
-                     stages: dict[str, float] | None = None) -> Outcome:
+                     stages: dict[str, float] | None = None, rules_url: str | None = None) -> Outcome:
     """One patient's FHIR resources -> records -> features -> facts -> rules -> cards: the clinical core that the
     hook services and the panel worklist share."""
     started = time.perf_counter()
@@ -127,7 +128,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
                                 resource)
             reviews[reference] = review(draft, features, params)
             facts.append(reviews[reference].fact(tolerance))
-    vitals = vitals_fact(record, now, params)
+    vitals = vitals_fact(record, now, params, frozenset(knowledge.codes.explains_weight_loss))
     if vitals is not None:
         facts.append(vitals)
     facts.extend(condition_facts(record, now))
@@ -140,7 +141,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         knowledge=knowledge, features=features, record=record, params=params,
         recommendation=recommend(dose_finding.code, knowledge.rule(dose_finding.rule_id).rule.conclude.dose,
                                  features, params) if dose_finding else None,
-        reviews=reviews, drafts=drafts)
+        reviews=reviews, drafts=drafts, facts=facts, rules_url=rules_url)
     response = CdsResponse(cards=build_cards(evaluation, ctx))
     if stages is not None:
         stages["features"] = features_done - started

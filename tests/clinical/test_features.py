@@ -128,13 +128,22 @@ def test_planned_dose_below_the_starting_quota(knowledge: Knowledge) -> None:
 
 def test_vitals_and_condition_facts(knowledge: Knowledge) -> None:
     record = PatientRecord("p")
-    record.blood_pressure = [BloodPressure(ago(40), 190, 115, "b"), BloodPressure(ago(2), 150, 92, "b")]
+    record.blood_pressure = [BloodPressure(ago(40), 190, 115, "b"), BloodPressure(ago(2), 150, 92, "b"),
+                             BloodPressure(ago(1), 212, 124, "b2", confirmed=False)]
     record.temperature = [Reading(ago(10), 39.0, "t"), Reading(ago(3), 37.1, "t")]
     record.weight = [Reading(ago(300), 80.0, "w"), Reading(ago(2), 75.0, "w")]
-    record.conditions = [ConditionRecord("417746004", "fracture", False, ago(4), "Condition/c"),
-                         ConditionRecord("82423001", None, True, None, "Condition/cp")]
-    assert vitals_fact(record, NOW, params(knowledge)) == {"t": "vitals", "systolic": 150, "diastolic": 92, "temperature_max": 37.1,
-                                        "weight_loss_percent": 6.25}
-    assert condition_facts(record, NOW) == [{"t": "condition", "red_flag": "fracture", "code": "417746004",
-                                             "days_since_recorded": 4}]
+    record.conditions = [ConditionRecord("S32.010A", {"vertebral-fracture": "S32.010A"}, False, ago(4), "Condition/c"),
+                         ConditionRecord("192970008", {"cauda-equina": "192970008"}, False, None, "Condition/u"),
+                         ConditionRecord("82423001", {}, True, None, "Condition/cp")]
+    fact = vitals_fact(record, NOW, params(knowledge))
+    assert fact == {"t": "vitals", "systolic": 150, "diastolic": 92, "bp_when": f"{ago(2).day} {ago(2):%b}",
+                    "systolic_unconfirmed": 212, "diastolic_unconfirmed": 124, "temperature_max": 37.1,
+                    "weight_loss_percent": 6.25, "weight_loss_explained": False}
+    explained = vitals_fact(record, NOW, params(knowledge), frozenset({"vertebral-fracture"}))
+    assert explained is not None and explained["weight_loss_explained"] is True
+    facts = condition_facts(record, NOW)
+    assert facts[0] == {"t": "condition", "value_set": "vertebral-fracture", "code": "S32.010A",
+                        "source": "Condition/c", "days_since_recorded": 4, "recorded": f"{ago(4).day} {ago(4):%b}"}
+    assert facts[1] == {"t": "condition", "value_set": "cauda-equina", "code": "192970008", "source": "Condition/u"}
+    assert len(facts) == 2, "a condition in no value set gives no fact"
     assert vitals_fact(PatientRecord("p"), NOW, params(knowledge)) is None

@@ -62,21 +62,32 @@ def test_peg_from_a_panel_or_a_mean_and_scores_out_of_range_skipped(knowledge: K
     assert any("outside 0-10" in s for s in record.skipped)
 
 
-def test_conditions_hygiene_and_red_flag_categories(knowledge: Knowledge) -> None:
-    def condition(cid: str, code: str, clinical: str = "active", verification: str | None = None) -> dict[str, Any]:
+def test_conditions_hygiene_and_value_sets(knowledge: Knowledge) -> None:
+    def condition(cid: str, code: str, clinical: str | None = "active", verification: str | None = None,
+                  system: str = "http://snomed.info/sct") -> dict[str, Any]:
         resource = data.condition("p", cid, code)
-        resource["clinicalStatus"]["coding"][0]["code"] = clinical
+        resource["code"]["coding"][0]["system"] = system
+        if clinical is None:
+            del resource["clinicalStatus"]
+        else:
+            resource["clinicalStatus"]["coding"][0]["code"] = clinical
         if verification:
             resource["verificationStatus"] = {"coding": [{"code": verification}]}
         return resource
 
+    icd = "http://hl7.org/fhir/sid/icd-10-cm"
     record = build_record("p", [
-        condition("c1", "417746004"), condition("c2", "363346000", verification="refuted"),
-        condition("c3", "386661006", clinical="resolved"), condition("c4", "784332006", verification="entered-in-error"),
+        condition("c1", "192970008"), condition("c2", "363346000", verification="refuted"),
+        condition("c3", "C50.911", clinical="resolved", system=icd),
+        condition("c4", "C79.51", verification="entered-in-error", system=icd),
         condition("c5", "82423001"), condition("c6", "29857009", clinical="recurrence"),
+        condition("c7", "C90.00", clinical=None, system=icd), condition("c8", "M4656", system=icd),
     ], knowledge)
-    assert [(c.reference, c.red_flag, c.chronic_pain) for c in record.conditions] == [
-        ("Condition/c1", "fracture", False), ("Condition/c5", None, True), ("Condition/c6", "cardiovascular", False)]
+    assert [(c.reference, c.value_sets, c.chronic_pain) for c in record.conditions] == [
+        ("Condition/c1", {"cauda-equina": "192970008"}, False), ("Condition/c5", {}, True),
+        ("Condition/c6", {"cardiac-symptom": "29857009"}, False),
+        ("Condition/c7", {"malignancy": "C90.00"}, False),  # no clinical status: counts
+        ("Condition/c8", {"spinal-infection": "M4656"}, False)]  # ICD-10-CM without its dot matches by prefix
     assert record.chronic_pain_condition == "Condition/c5"
 
 

@@ -33,12 +33,14 @@ def test_progress_finding_carries_its_trace(engine: RuleEngine, knowledge: Knowl
 def test_red_flag_outranks_and_suppresses(engine: RuleEngine) -> None:
     facts = [{**ON_TRACK, "inactive": True, "boom_bust": True},
              {"t": "vitals", "systolic": 190.0, "diastolic": 100.0, "temperature_max": 38.4},
-             {"t": "condition", "red_flag": "fracture", "code": "417746004"}]
+             {"t": "condition", "value_set": "vertebral-fracture", "code": "S22.000A"},
+             {"t": "condition", "value_set": "cauda-equina", "code": "192970008", "days_since_recorded": 2}]
     evaluation = engine.evaluate("pacing-review", facts, NOW)
     assert evaluation.codes == ["red-flag", "boom-bust"]
-    assert {f.rule_id for f in evaluation.findings if f.code == "red-flag"} == {
-        "red-flag-blood-pressure", "red-flag-fever", "red-flag-condition"}
+    assert [f.rule_id for f in evaluation.findings if f.code == "red-flag"] == [
+        "red-flag-emergency", "red-flag-spinal"], "every red flag kept, the emergency first"
     outcomes = {f.rule_id: f.outcome for f in evaluation.trace}
+    assert outcomes["precaution-blood-pressure"] == "outranked by red-flag"
     assert outcomes["progress"] == "suppressed by red-flag"
     assert outcomes["inactivity"] == "suppressed by red-flag"
     assert outcomes["boom-bust"] == "selected"
@@ -76,7 +78,7 @@ def test_no_facts_no_findings(engine: RuleEngine) -> None:
 def test_evaluations_do_not_share_facts(engine: RuleEngine) -> None:
     flagged = engine.evaluate("pacing-review", [ON_TRACK, {"t": "vitals", "temperature_max": 39.0}], NOW)
     clean = engine.evaluate("pacing-review", [ON_TRACK], NOW)
-    assert flagged.codes == ["red-flag"]
+    assert flagged.codes == ["precaution"]
     assert clean.codes == ["progress"]
 
 
@@ -88,7 +90,7 @@ def test_identical_facts_are_harmless(engine: RuleEngine) -> None:
     ({"t": "patient", "adherence": "high"}, "adherence: 'high' is not a number"),
     ({"t": "patient", "id": "p1"}, "field 'id' is not in the vocabulary"),
     ({"t": "lab"}, "t must be one of"),
-    ({"t": "condition", "red_flag": "headache"}, "is not one of"),
+    ({"t": "condition", "value_set": "headache"}, "is not one of"),
 ])
 def test_facts_outside_the_vocabulary_are_refused(engine: RuleEngine, fact: dict[str, Any], message: str) -> None:
     with pytest.raises(EngineError, match=message):

@@ -19,8 +19,8 @@ def problems(rules_dir: Path) -> list[str]:
 def test_the_project_rules_load(knowledge: Knowledge) -> None:
     assert {c.rule.id for c in knowledge.rules} >= {
         "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold", "goal-met", "progress",
-        "boom-bust", "inactivity", "red-flag-condition", "red-flag-blood-pressure", "order-dose-jump",
-        "order-no-baseline"}
+        "boom-bust", "inactivity", "red-flag-emergency", "red-flag-new-malignancy", "precaution-blood-pressure",
+        "energy-management", "order-dose-jump", "order-no-baseline"}
     assert knowledge.version.startswith(knowledge.info.version + "+")
     progress = knowledge.rule("progress")
     assert progress.parameters == {"adherence_min": 0.8, "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
@@ -28,18 +28,19 @@ def test_the_project_rules_load(knowledge: Knowledge) -> None:
 
 def test_every_code_of_clinical_sections_5_and_6_is_concluded(knowledge: Knowledge) -> None:
     codes = {c.rule.conclude.code for c in knowledge.rules}
-    assert codes == {"red-flag", "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold",
-                     "goal-met", "progress", "boom-bust", "inactivity", "order-dose-jump", "order-no-baseline"}
+    assert codes >= {"red-flag", "precaution", "energy-management", "data-gap", "establish-baseline", "start",
+                     "re-baseline", "step-back", "hold", "goal-met", "progress", "boom-bust", "inactivity",
+                     "order-dose-jump", "order-no-baseline"}
 
 
 def test_parameters_are_substituted_into_the_engine_conditions(knowledge: Knowledge) -> None:
-    conditions = knowledge.rule("red-flag-fever").conditions
+    conditions = knowledge.rule("precaution-fever").conditions
     assert conditions == {"all": [{"v": {"$and": [{"t": "vitals"}, {"$gte": {"temperature_max": 38.0}}]}}]}
 
 
 def test_a_literal_number_in_a_rule_is_refused(rules_copy: Path) -> None:
-    edit(rules_copy / "red-flag/rule.yaml", "{temperature_max: {param: fever_celsius}}", "{temperature_max: 38}")
-    assert any("red-flag-fever" in p and "literal number 38" in p for p in problems(rules_copy))
+    edit(rules_copy / "precaution/rule.yaml", "{temperature_max: {param: fever_celsius}}", "{temperature_max: 38}")
+    assert any("precaution-fever" in p and "literal number 38" in p for p in problems(rules_copy))
 
 
 def test_a_misspelt_field_is_refused(rules_copy: Path) -> None:
@@ -64,22 +65,16 @@ def test_a_parameter_outside_its_range_is_refused(rules_copy: Path) -> None:
 
 
 def test_a_derived_threshold_must_be_said_in_the_card(rules_copy: Path) -> None:
-    edit(rules_copy / "red-flag/rule.yaml", "The {fever_celsius} Cel cut-off is\n      a derived threshold.",
-         "The cut-off is {fever_celsius} Cel.")
-    assert any("red-flag-fever" in p and "must say so" in p for p in problems(rules_copy))
+    edit(rules_copy / "precaution/rule.yaml", "The {weight_loss_percent_max} % figure is a derived threshold.",
+         "The figure is {weight_loss_percent_max} %.")
+    assert any("precaution-weight-loss" in p and "must say so" in p for p in problems(rules_copy))
 
 
 def test_a_rule_on_a_derived_parameter_must_be_marked_derived(rules_copy: Path) -> None:
-    edit(rules_copy / "parameters.yaml", "  weight_loss_percent_max:\n    value: 5\n    unit: \"%\"\n    range: [3, 10]\n"
-         "    description: measured weight loss within 6-12 months above which malignancy is a concern\n"
-         "    source: unexplained weight loss as a red flag for malignancy (Finucane 2020; NICE NG59 1.1.1)\n"
-         "    derived: false",
-         "  weight_loss_percent_max:\n    value: 5\n    unit: \"%\"\n    range: [3, 10]\n"
-         "    description: measured weight loss within 6-12 months above which malignancy is a concern\n"
-         "    source: unexplained weight loss as a red flag for malignancy (Finucane 2020; NICE NG59 1.1.1)\n"
-         "    derived: true")
+    edit(rules_copy / "parameters.yaml", "    source: hypertensive disorders of pregnancy (ACOG 2020)\n    derived: false",
+         "    source: hypertensive disorders of pregnancy (ACOG 2020)\n    derived: true")
     found = problems(rules_copy)
-    assert any("red-flag-weight-loss" in p and "uses derived parameters ['weight_loss_percent_max']" in p
+    assert any("precaution-pregnancy-blood-pressure" in p and "uses derived parameters ['pregnancy_bp_systolic']" in p
                for p in found)
 
 
@@ -100,7 +95,7 @@ def test_scenario_facts_are_checked_against_the_vocabulary(rules_copy: Path) -> 
 
 def test_yaml_errors_name_the_file_and_line(rules_copy: Path) -> None:
     edit(rules_copy / "hold/rule.yaml", "title: Hold the dose this week", "title: [unclosed")
-    assert any(p.startswith("rule.yaml line") and "not valid YAML" in p for p in problems(rules_copy))
+    assert any(p.startswith("hold/rule.yaml line") and "not valid YAML" in p for p in problems(rules_copy))
 
 
 def test_duplicate_ids_and_unknown_codes_and_services(rules_copy: Path) -> None:
@@ -155,3 +150,14 @@ def test_a_prefetch_query_naming_an_unknown_code_list_is_refused(rules_copy: Pat
 def test_a_scenario_fixture_must_exist(rules_copy: Path) -> None:
     edit(rules_copy / "hold/scenarios.yaml", "like: on-track", "like: on-trak")
     assert any("like 'on-trak' is not a fixture" in p for p in problems(rules_copy))
+
+
+def test_a_forbidden_phrase_in_patient_words_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "progress/rule.yaml", "Stop at the time, not at the pain.", "Keep going whatever the pain.")
+    assert any("progress/rule.yaml rule progress" in p and "forbidden phrase 'whatever the pain'" in p
+               for p in problems(rules_copy))
+
+
+def test_a_value_set_note_must_name_a_parameter(rules_copy: Path) -> None:
+    edit(rules_copy / "value-sets/malignancy.yaml", "note_after: malignancy_window_days", "note_after: months")
+    assert any("value-sets/malignancy.yaml" in p and "note_after 'months'" in p for p in problems(rules_copy))

@@ -17,6 +17,7 @@ from cds.services.pipeline import Outcome, answer
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 VERSION_MARK = "<rule set version>"
+BASE_URL = "http://127.0.0.1:8080"  # where the examples' answers say the service is (the default of `make run`)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def evaluate_output(name: str) -> str:
     from cds.settings import load_settings
 
     out = io.StringIO()
-    code = evaluate(load_settings(rules_dir=RULES), str(example_path(name)), BY_NAME[name].expected["now"], None, out)
+    settings = load_settings(rules_dir=RULES, public_base_url=BASE_URL)
+    code = evaluate(settings, str(example_path(name)), BY_NAME[name].expected["now"], None, out)
     assert code == 0, f"evaluate {name} exited {code}"
     return out.getvalue()
 
@@ -90,6 +92,6 @@ def run_example(name: str, engine: RuleEngine, change: Callable[[dict[str, Any]]
     now = datetime.fromisoformat(expected["now"].replace("Z", "+00:00"))
     fhir = FhirClient(3.0, 10)
     try:
-        return answer(service, body, engine, fhir, now).outcome
+        return answer(service, body, engine, fhir, now, base_url=BASE_URL).outcome
     finally:
         fhir.close()

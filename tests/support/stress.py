@@ -22,7 +22,7 @@ from cds.engine.host import Evaluation
 RULES = Path(__file__).resolve().parents[2] / "rules"
 SERVICES = ("pacing-review", "exercise-order-select", "exercise-order-sign")
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-RED_FLAGS = ("cauda-equina", "malignancy", "infection", "fracture", "inflammatory", "cardiovascular")
+RED_FLAGS = ("cauda-equina", "malignancy", "metastasis", "spinal-infection", "vertebral-fracture", "cardiac-symptom")
 
 
 def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
@@ -46,7 +46,7 @@ def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
         facts.append({"t": "vitals", "systolic": float(rng.randint(100, 200)),
                       "diastolic": float(rng.randint(60, 120)), "temperature_max": round(rng.uniform(36, 39), 1)})
     if rng.random() < 0.1:
-        facts.append({"t": "condition", "red_flag": rng.choice(RED_FLAGS), "code": str(rng.randint(10**6, 10**9)),
+        facts.append({"t": "condition", "value_set": rng.choice(RED_FLAGS), "code": str(rng.randint(10**6, 10**9)),
                       "days_since_recorded": rng.randint(0, 90)})
     if service != "pacing-review":
         for k in range(rng.randint(1, 3)):

@@ -1,0 +1,55 @@
+"""GET /rules: the rule set as a page, every card's source linking to its rule there, over HTTP."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+
+import httpx
+
+from cds.engine import Knowledge
+from tests.conftest import LiveService
+from tests.support.examples import example
+
+
+class Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.ids.update(value for name, value in attrs if name == "id" and value)
+
+
+def test_rules_page_lists_every_rule_parameter_and_value_set(live_service: Callable[..., LiveService],
+                                                            http: httpx.Client, knowledge: Knowledge) -> None:
+    service = live_service()
+    response = http.get(f"{service.url}/rules")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    page = response.text
+    anchors = Anchors()
+    anchors.feed(page)
+    assert {c.rule.id for c in knowledge.rules} <= anchors.ids
+    assert {f"param-{name}" for name in knowledge.parameters} <= anchors.ids
+    assert {f"value-set-{vs}" for vs in knowledge.value_sets} <= anchors.ids
+    assert knowledge.version in page
+    fever = knowledge.parameters["fever_celsius"]
+    assert re.search(rf"<code>fever_celsius</code></td><td>{fever.value} {fever.unit}</td>", page)
+    assert "derived" in page and "<script" not in page
+
+
+def test_every_card_links_to_its_rule_on_the_page(live_service: Callable[..., LiveService],
+                                                  http: httpx.Client) -> None:
+    service = live_service(now="2026-11-20T09:00:00Z")
+    anchors = Anchors()
+    anchors.feed(http.get(f"{service.url}/rules").text)
+    for name in ("progress-walking", "cauda-equina-undated", "order-dose-jump", "high-blood-pressure-on-progress-week"):
+        body, expected = example(name)
+        cards = http.post(f"{service.url}/cds-services/{expected['service']}", json=body).json()["cards"]
+        assert cards, name
+        for card in cards:
+            url = card["source"]["url"]
+            assert url.startswith(f"{service.url}/rules#"), url
+            assert url.split("#", 1)[1] in anchors.ids, url
