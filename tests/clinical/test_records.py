@@ -84,7 +84,7 @@ def test_conditions_hygiene_and_value_sets(knowledge: Knowledge) -> None:
         condition("c7", "C90.00", clinical=None, system=icd), condition("c8", "M4656", system=icd),
     ], knowledge)
     assert [(c.reference, c.value_sets, c.chronic_pain) for c in record.conditions] == [
-        ("Condition/c1", {"cauda-equina": "192970008"}, False), ("Condition/c5", {}, True),
+        ("Condition/c1", {"cauda-equina": "192970008"}, False), ("Condition/c5", {"chronic-pain": "82423001"}, True),
         ("Condition/c6", {"cardiac-symptom": "29857009"}, False),
         ("Condition/c7", {"malignancy": "C90.00"}, False),  # no clinical status: counts
         ("Condition/c8", {"spinal-infection": "M4656"}, False)]  # ICD-10-CM without its dot matches by prefix
