@@ -32,6 +32,7 @@ RULESET_FILE = "ruleset.yaml"
 PARAMETERS_FILE = "parameters.yaml"
 FACTS_FILE = "facts.yaml"
 CODES_FILE = "codes.yaml"
+PATIENT_PLAN_FILE = "patient-plan.yaml"  # the patient's take-home plan texts (cds/charts/plan.py), not rules
 SCENARIO_SUFFIX = ".scenarios.yaml"
 COMPARISONS = {"$gt", "$gte", "$lt", "$lte", "$neq"}
 EXISTENCE = {"$ex", "$nex"}
@@ -153,7 +154,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     parameters = _read_parameters(rules_dir / PARAMETERS_FILE, problems)
     vocabulary = _read(rules_dir / FACTS_FILE, FactVocabulary, problems)
     code_lists = _read(rules_dir / CODES_FILE, CodeLists, problems)
-    special = {RULESET_FILE, PARAMETERS_FILE, FACTS_FILE, CODES_FILE}
+    special = {RULESET_FILE, PARAMETERS_FILE, FACTS_FILE, CODES_FILE, PATIENT_PLAN_FILE}
     rule_paths = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in special
                         and not p.name.endswith(SCENARIO_SUFFIX))
     rule_files = {p.name: _read(p, RuleFile, problems) for p in rule_paths}

@@ -1,0 +1,151 @@
+"""The pacing chart as SVG, drawn server-side by matplotlib (Agg-free SVG backend, no JavaScript in the page).
+
+Okabe-Ito colours (safe for the common colour-vision deficiencies), and every series also differs by shape or
+line style, so the chart reads in grey print too."""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import matplotlib
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from cds.charts.model import Series
+from cds.charts.series import WEEKS
+from cds.charts.weeks import Week, boom_bust_days, daily_activity, plan_steps
+
+BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW = (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+DAY = timedelta(days=1)
+# rcParams are process-wide: one drawing at a time, with text kept as text (searchable, accessible, small).
+_LOCK = threading.Lock()
+_RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "pacing-cds", "font.size": 10,
+                       "font.family": "DejaVu Sans"}
+FLAG_WORDS = {"blood-pressure": "BP", "fever": "fever", "weight-loss": "weight loss"}
+
+
+def titles(series: Series) -> tuple[str, str]:
+    """The chart's title and its activity axis label."""
+    if series.measure == "steps":
+        return "Daily steps against the step quota, with pain, over the last 12 weeks", "Steps per day"
+    return ("Exercise minutes per day against the planned session length, with pain, over the last 12 weeks",
+            "Exercise minutes per day")
+
+
+def render_svg(series: Series, rows: list[Week]) -> str:
+    """The chart as an SVG document (no XML prolog, ready to inline in HTML)."""
+    with _LOCK, matplotlib.rc_context(_RC):
+        # Fixed margins and fixed ticks: a layout engine and tick locators cost most of the drawing time.
+        figure = Figure(figsize=(10, 5))
+        figure.subplots_adjust(left=0.08, right=0.93, top=0.92, bottom=0.25)
+        axes = figure.add_subplot()
+        pain_axes = axes.twinx()
+        title, label = titles(series)
+        _activity(axes, series, rows)
+        _pain(pain_axes, series)
+        _orders_and_flags(axes, pain_axes, series)
+        axes.set_title(title, loc="left", fontsize=11)
+        axes.set_ylabel(label)
+        axes.set_xlabel("Date")
+        pain_axes.set_ylabel("Pain score (0-10)", color=VERMILLION)
+        pain_axes.set_ylim(0, 10.5)
+        first = series.now.date() - (WEEKS * 7 - 1) * DAY
+        axes.set_xlim(_x(first) - 0.5, _x(series.now.date() + 8 * DAY))
+        ticks = [first + (7 * k + 6) * DAY for k in range(WEEKS)]
+        axes.set_xticks([_x(d) for d in ticks], [d.strftime("%d %b") for d in ticks])
+        axes.set_ylim(bottom=0)
+        top = axes.get_ylim()[1]
+        axes.set_yticks(_nice_ticks(top))
+        pain_axes.set_yticks(range(0, 11, 2))
+        handles = [h for ax in (axes, pain_axes) for h in ax.get_legend_handles_labels()[0]]
+        figure.legend(handles=handles, loc="lower center", ncols=4, frameon=False, fontsize=9)
+        out = io.StringIO()
+        FigureCanvasSVG(figure).print_svg(out)
+    text = out.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _nice_ticks(top: float) -> list[float]:
+    """Five or so round steps from 0 to the top of the activity axis."""
+    step = 1.0
+    for candidate in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000):
+        step = candidate
+        if top / candidate <= 6:
+            break
+    return [step * k for k in range(int(top // step) + 1)]
+
+
+def _x(day: date | datetime) -> float:
+    return float(matplotlib.dates.date2num(day))
+
+
+def _activity(axes: object, series: Series, rows: list[Week]) -> None:
+    from matplotlib.axes import Axes
+
+    assert isinstance(axes, Axes)
+    days = daily_activity(series)
+    first = series.now.date() - (WEEKS * 7 - 1) * DAY
+    shown = sorted(d for d in days if d >= first)
+    for row in rows:
+        if row.flare:
+            axes.axvspan(_x(row.start) - 0.5, _x(row.end) + 0.5, facecolor=YELLOW, alpha=0.35, hatch="//",
+                         edgecolor=ORANGE, linewidth=0, label="_flare")
+    if any(row.flare for row in rows):
+        axes.fill_between([], [], facecolor=YELLOW, alpha=0.35, hatch="//", edgecolor=ORANGE, label="Flare week")
+    unit = "steps" if series.measure == "steps" else "minutes"
+    # One collection of thick lines rather than a patch per bar: the same picture, a fraction of the drawing.
+    axes.vlines([_x(d) for d in shown], 0, [days[d] for d in shown], colors=BLUE, linewidth=5,
+                label=f"Done ({unit} a day)")
+    booms, busts = boom_bust_days(series)
+    if booms:
+        axes.scatter([_x(d) for d in booms], [days[d] for d in booms], marker="^", s=40, color=BLUE, zorder=4,
+                     label="Boom day")
+    if busts:
+        axes.scatter([_x(d) for d in busts], [days[d] for d in busts], marker="v", s=40, color="black", zorder=4,
+                     label="Bust day")
+    corners = plan_steps(series)
+    if corners:
+        xs = [_x(d) for d, _ in corners] + [_x(series.now.date()) + 0.5]
+        ys = [v for _, v in corners] + [corners[-1][1]]
+        label = "Planned quota (steps a day)" if series.measure == "steps" else "Planned session (minutes)"
+        axes.step(xs, ys, where="post", color=ORANGE, linewidth=2.2, label=label)
+    proposed = series.proposed.daily if series.proposed else None
+    if proposed is not None:
+        start = _x(series.now.date()) + 0.5
+        axes.step([start, start + 7], [proposed, proposed], where="post", color=GREEN, linewidth=2.2,
+                  linestyle="--", label="Proposed next step")
+
+
+def _pain(axes: object, series: Series) -> None:
+    from matplotlib.axes import Axes
+
+    assert isinstance(axes, Axes)
+    if series.pain:
+        axes.plot([_x(w) for w, _ in series.pain], [v for _, v in series.pain], color=VERMILLION, marker="o",
+                  markersize=3, linewidth=1.4, label="Pain (0-10)")
+
+
+def _orders_and_flags(axes: object, pain_axes: object, series: Series) -> None:
+    from matplotlib.axes import Axes
+
+    assert isinstance(axes, Axes) and isinstance(pain_axes, Axes)
+    first = series.now - WEEKS * 7 * DAY
+    for authored, minutes, per_week in series.orders:
+        if authored < first:
+            continue
+        axes.axvline(_x(authored), color="black", linestyle=":", linewidth=1)
+        axes.annotate(f"order: {minutes} min x {per_week}/wk", (_x(authored), 1), xycoords=("data", "axes fraction"),
+                      xytext=(3, -12), textcoords="offset points", fontsize=8)
+    flags = [(w, kind, value) for w, kind, value in series.red_flags if w >= first]
+    for when, kind, value in flags:
+        words = FLAG_WORDS.get(kind, kind.replace("-", " "))
+        text = f"red flag: {words}" + (f" {value:g}" if value is not None else "")
+        pain_axes.annotate(text, (_x(when), 9.8), xytext=(-4, 0), textcoords="offset points", ha="right",
+                           fontsize=8, color=PURPLE)
+    if flags:
+        pain_axes.scatter([_x(w) for w, _, _ in flags], [9.8] * len(flags), marker="X", s=70, color=PURPLE,
+                          zorder=5, label="Red flag")
