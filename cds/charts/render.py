@@ -99,7 +99,7 @@ def _activity(axes: object, series: Series, rows: list[Week]) -> None:
     unit = "steps" if series.measure == "steps" else "minutes"
     # One collection of thick lines rather than a patch per bar: the same picture, a fraction of the drawing.
     axes.vlines([_x(d) for d in shown], 0, [days[d] for d in shown], colors=BLUE, linewidth=5,
-                label=f"Done ({unit} a day)")
+                label=f"Done ({unit} a day)", gid="activity")
     booms, busts = boom_bust_days(series)
     if booms:
         axes.scatter([_x(d) for d in booms], [days[d] for d in booms], marker="^", s=40, color=BLUE, zorder=4,
@@ -112,12 +112,12 @@ def _activity(axes: object, series: Series, rows: list[Week]) -> None:
         xs = [_x(d) for d, _ in corners] + [_x(series.now.date()) + 0.5]
         ys = [v for _, v in corners] + [corners[-1][1]]
         label = "Planned quota (steps a day)" if series.measure == "steps" else "Planned session (minutes)"
-        axes.step(xs, ys, where="post", color=ORANGE, linewidth=2.2, label=label)
+        axes.step(xs, ys, where="post", color=ORANGE, linewidth=2.2, label=label, gid="plan")
     proposed = series.proposed.daily if series.proposed else None
     if proposed is not None:
         start = _x(series.now.date()) + 0.5
         axes.step([start, start + 7], [proposed, proposed], where="post", color=GREEN, linewidth=2.2,
-                  linestyle="--", label="Proposed next step")
+                  linestyle="--", label="Proposed next step", gid="proposed")
 
 
 def _pain(axes: object, series: Series) -> None:
@@ -126,7 +126,7 @@ def _pain(axes: object, series: Series) -> None:
     assert isinstance(axes, Axes)
     if series.pain:
         axes.plot([_x(w) for w, _ in series.pain], [v for _, v in series.pain], color=VERMILLION, marker="o",
-                  markersize=3, linewidth=1.4, label="Pain (0-10)")
+                  markersize=3, linewidth=1.4, label="Pain (0-10)", gid="pain")
 
 
 def _orders_and_flags(axes: object, pain_axes: object, series: Series) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,33 +14,11 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 
 from tests.conftest import LiveService
-from tests.support.browser import chromium
 from tests.support.examples import example
-from tests.support.processes import free_port
 
-NOW = "2026-11-20T09:00:00Z"
 EXAMPLES = ["progress-walking", "step-back-flare", "boom-bust", "red-flag-on-progress-week"]
 SECRET_NAME = ("Zyxwvut", "Secretname")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """One `pacing-cds serve` for the module, evaluating as of the examples' day."""
-    workdir = tmp_path_factory.mktemp("charts")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
-    env.update({"PACING_CDS_PORT": str(port), "PACING_CDS_WORKERS": "2", "PACING_CDS_NOW": NOW,
-                "PACING_CDS_DATABASE_URL": f"sqlite:///{workdir / 'charts.db'}", "PYTHONUNBUFFERED": "1"})
-    live = LiveService(workdir, env, port).start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(log=tmp_path_factory.mktemp("chromium") / "chromedriver.log") as driver:
-        yield driver
 
 
 def ask(service: LiveService, http: httpx.Client, name: str,
@@ -82,9 +59,9 @@ def assert_not_blank(png: bytes) -> None:
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_card_link_opens_a_chart_whose_table_repeats_the_card(name: str, service: LiveService, browser: Any,
+def test_card_link_opens_a_chart_whose_table_repeats_the_card(name: str, chart_service: LiveService, browser: Any,
                                                              http: httpx.Client) -> None:
-    card = ask(service, http, name)[0]
+    card = ask(chart_service, http, name)[0]
     driver = browser
     driver.get(chart_link(card))
     assert driver.title == "Pacing chart"
@@ -92,8 +69,11 @@ def test_card_link_opens_a_chart_whose_table_repeats_the_card(name: str, service
     assert svg.find_elements(By.CSS_SELECTOR, "g[id^='axes_']"), "no axes in the SVG"
     axis_labels = " ".join(t.get_attribute("textContent") for t in svg.find_elements(By.CSS_SELECTOR, "text"))
     assert "Pain score (0-10)" in axis_labels and "Date" in axis_labels
-    paths = [p.get_attribute("d") or "" for p in svg.find_elements(By.CSS_SELECTOR, "g[id^='line2d_'] path")]
-    assert any(d.count("L") >= 2 for d in paths), "no data line in the SVG"
+    bars = [p.get_attribute("d") or "" for p in svg.find_elements(By.CSS_SELECTOR, "#activity path")]
+    assert bars and all(re.match(r"M\s*[\d.]+\s+[\d.]+\s*L\s*[\d.]+\s+[\d.]+", d) for d in bars), "no activity bars"
+    pain = svg.find_element(By.CSS_SELECTOR, "#pain path").get_attribute("d") or ""
+    assert pain.count("L") >= 2, "no pain line in the SVG"
+    assert svg.find_element(By.CSS_SELECTOR, "#plan path").get_attribute("d"), "no plan line"
     row = newest_row(driver)
     numbers = detail_numbers(card["detail"])
     for column in ("planned", "done", "adherence", "median pain"):
@@ -107,22 +87,22 @@ def test_card_link_opens_a_chart_whose_table_repeats_the_card(name: str, service
     assert driver.current_url == card["links"][1]["url"]
 
 
-def test_red_flag_reading_is_marked_on_the_chart(service: LiveService, browser: Any, http: httpx.Client) -> None:
-    [card] = ask(service, http, "red-flag-on-progress-week")
+def test_red_flag_reading_is_marked_on_the_chart(chart_service: LiveService, browser: Any, http: httpx.Client) -> None:
+    [card] = ask(chart_service, http, "red-flag-on-progress-week")
     systolic = re.search(r"blood pressure (\d+)/", card["detail"]).group(1)  # type: ignore[union-attr]
     browser.get(chart_link(card))
     texts = [t.get_attribute("textContent") for t in browser.find_elements(By.CSS_SELECTOR, "figure svg text")]
     assert f"red flag: BP {systolic}" in texts
 
 
-def test_patient_name_and_identifiers_never_reach_the_pages(service: LiveService, browser: Any,
+def test_patient_name_and_identifiers_never_reach_the_pages(chart_service: LiveService, browser: Any,
                                                             http: httpx.Client) -> None:
     def rename(body: dict[str, Any]) -> None:
         body["prefetch"]["patient"]["name"] = [{"given": [SECRET_NAME[0]], "family": SECRET_NAME[1]}]
 
     body, _ = example("step-back-flare")
     identifiers = {body["context"]["patientId"], *re.findall(r'"id": "([^"]+)"', json.dumps(body["prefetch"]))}
-    cards = ask(service, http, "step-back-flare", rename)
+    cards = ask(chart_service, http, "step-back-flare", rename)
     for url in (link["url"] for card in cards for link in card["links"]):
         browser.get(url)
         source = browser.page_source
