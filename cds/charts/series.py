@@ -22,24 +22,23 @@ VITAL_FLAGS = {"red-flag-blood-pressure": "blood-pressure", "red-flag-fever": "f
                "red-flag-weight-loss": "weight-loss"}
 
 
-def _iso(value: Any) -> str:
-    return value.isoformat()
-
-
 def chart_series(features: Features, record: PatientRecord, evaluation: Evaluation,
                  params: Mapping[str, float]) -> dict[str, Any]:
     """The part of the series every card of a call shares: 12 weeks of activity and pain, plans and red flags."""
     now = features.now
     start = now - timedelta(weeks=WEEKS)
     first_day = (now - timedelta(days=WEEKS * 7 - 1)).date()
+    steps = features.measure == "steps"
+    # Dates and datetimes stay objects here: the store's JSON encoder (orjson) writes them as ISO 8601 in C,
+    # which keeps this off the hook call's clock.
     series: dict[str, Any] = {
-        "v": SERIES_VERSION, "measure": features.measure, "now": _iso(now),
-        "sessions": [[_iso(r.when), r.value] for r in sorted(record.sessions, key=lambda r: r.when)
-                     if start < r.when <= now],
-        "steps": [[_iso(day), r.value] for day, r in sorted(record.steps.items()) if first_day <= day <= now.date()],
-        "pain": [[_iso(r.when), r.value] for r in sorted(record.pain, key=lambda r: r.when) if start < r.when <= now],
+        "v": SERIES_VERSION, "measure": features.measure, "now": now,
+        "sessions": [] if steps else sorted([r.when, r.value] for r in record.sessions if start < r.when <= now),
+        "steps": sorted([day, r.value] for day, r in record.steps.items() if first_day <= day <= now.date())
+        if steps else [],
+        "pain": sorted([r.when, r.value] for r in record.pain if start < r.when <= now),
         "pain_baseline": features.pain_baseline if features.pain_scale == "NRS" else None,
-        "orders": [[_iso(o.authored), o.dose.minutes, o.dose.per_week]
+        "orders": [[o.authored, o.dose.minutes, o.dose.per_week]
                    for o in sorted(record.orders, key=lambda o: o.authored or now)
                    if o.dose is not None and o.authored is not None and o.authored <= now],
         "plan": _dose(features),
@@ -67,20 +66,20 @@ def red_flag_marks(record: PatientRecord, evaluation: Evaluation, now: Any) -> l
             readings = [b for b in record.blood_pressure if b.when <= now and b.systolic is not None]
             latest = max(readings, key=lambda b: b.when, default=None)
             if latest is not None:
-                marks.append([_iso(latest.when), kind, latest.systolic])
+                marks.append([latest.when, kind, latest.systolic])
         elif kind == "fever":
             week = [t for t in record.temperature if now - timedelta(days=7) < t.when <= now]
             if week:
                 hottest = max(week, key=lambda t: t.value)
-                marks.append([_iso(hottest.when), kind, hottest.value])
+                marks.append([hottest.when, kind, hottest.value])
         elif kind == "weight-loss":
             weights = [w for w in record.weight if w.when <= now]
             if weights:
                 latest_weight = max(weights, key=lambda w: w.when)
-                marks.append([_iso(latest_weight.when), kind, latest_weight.value])
+                marks.append([latest_weight.when, kind, latest_weight.value])
         else:
             flags = {fact["red_flag"] for fact in finding.facts.values() if fact.get("t") == "condition"}
-            marks.extend([_iso(c.recorded or now), c.red_flag, None] for c in record.conditions
+            marks.extend([c.recorded or now, c.red_flag, None] for c in record.conditions
                          if c.red_flag in flags)
     unique = {(m[0], m[1]): m for m in marks}
     return sorted(unique.values(), key=lambda m: (m[0], m[1]))

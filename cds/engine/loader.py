@@ -240,7 +240,8 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
 def _digest(rules_dir: Path) -> str:
     sha = hashlib.sha256()
     for path in sorted(rules_dir.glob("*.yaml")):
-        if not path.name.endswith(SCENARIO_SUFFIX):  # scenarios do not change what the service answers
+        # Scenarios and the patient's plan text do not change what the service answers.
+        if not path.name.endswith(SCENARIO_SUFFIX) and path.name != PATIENT_PLAN_FILE:
             sha.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()
 

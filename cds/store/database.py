@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -137,7 +138,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        # orjson writes the JSON columns: several times faster, and dates and datetimes as ISO 8601 natively.
+        options: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": _json}
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database
             if database and database != ":memory:":
@@ -326,6 +328,10 @@ class Store:
             query = query.where(AuditEvent.hook_instance == hook_instance)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 import pytest
 
 from cds.charts.model import Dose, Series
@@ -28,7 +28,7 @@ def test_newest_week_of_the_table_is_the_week_on_the_card(name: str, engine: Rul
     outcome, cards = series_of(name, engine)
     f = outcome.features
     for stored in cards:
-        series = Series.model_validate(json.loads(json.dumps(stored)))
+        series = Series.model_validate(orjson.loads(orjson.dumps(stored)))
         newest = weeks(series)[-1]
         if f.measure == "minutes" and f.plan is not None:
             assert newest.planned == f.plan.weekly
@@ -55,7 +55,7 @@ def test_series_hold_no_identifier_from_the_request(name: str, engine: RuleEngin
                 ids.add(resource["id"])
     _, cards = series_of(name, engine)
     # The recommendation code is the service's own word (an example patient is even called "boom-bust").
-    text = json.dumps([{k: v for k, v in card.items() if k != "code"} for card in cards])
+    text = orjson.dumps([{k: v for k, v in card.items() if k != "code"} for card in cards]).decode()
     assert not {i for i in ids if i in text}
 
 
