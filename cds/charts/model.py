@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{0,39}$")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -59,3 +59,9 @@ class Series(Frozen):
     params: Thresholds
     code: Code
     proposed: Dose | None
+
+    @field_validator("sessions", "steps", "pain", "orders", "red_flags")
+    @classmethod
+    def _in_time_order(cls, value: list[Any]) -> list[Any]:
+        """Stored as the record listed them; drawn and counted oldest first."""
+        return sorted(value, key=lambda item: item[0])

@@ -28,18 +28,16 @@ def chart_series(features: Features, record: PatientRecord, evaluation: Evaluati
     now = features.now
     start = now - timedelta(weeks=WEEKS)
     first_day = (now - timedelta(days=WEEKS * 7 - 1)).date()
-    steps = features.measure == "steps"
-    # Dates and datetimes stay objects here: the store's JSON encoder (orjson) writes them as ISO 8601 in C,
-    # which keeps this off the hook call's clock.
+    steps, today = features.measure == "steps", now.date()
+    # Dates stay objects and nothing is sorted here: the store's JSON encoder (orjson) writes ISO 8601 in C and the
+    # chart sorts when it is opened, which keeps this off the hook call's clock.
     series: dict[str, Any] = {
         "v": SERIES_VERSION, "measure": features.measure, "now": now,
-        "sessions": [] if steps else sorted([r.when, r.value] for r in record.sessions if start < r.when <= now),
-        "steps": sorted([day, r.value] for day, r in record.steps.items() if first_day <= day <= now.date())
-        if steps else [],
-        "pain": sorted([r.when, r.value] for r in record.pain if start < r.when <= now),
+        "sessions": [] if steps else [(r.when, r.value) for r in record.sessions if start < r.when <= now],
+        "steps": [(day, r.value) for day, r in record.steps.items() if first_day <= day <= today] if steps else [],
+        "pain": [(r.when, r.value) for r in record.pain if start < r.when <= now],
         "pain_baseline": features.pain_baseline if features.pain_scale == "NRS" else None,
-        "orders": [[o.authored, o.dose.minutes, o.dose.per_week]
-                   for o in sorted(record.orders, key=lambda o: o.authored or now)
+        "orders": [(o.authored, o.dose.minutes, o.dose.per_week) for o in record.orders
                    if o.dose is not None and o.authored is not None and o.authored <= now],
         "plan": _dose(features),
         "red_flags": red_flag_marks(record, evaluation, now),

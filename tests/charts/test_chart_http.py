@@ -152,6 +152,7 @@ def test_unknown_malformed_and_expired_tokens(live_service: Start, http: httpx.C
         assert "svg" not in gone.text and "steps" not in gone.text and "Exercise" not in gone.text
         assert_strict_headers(gone)
     assert http.post(url).status_code == 405
+    assert token not in service.log()  # a token is a credential: never logged
 
 
 def test_plan_sentences_all_come_from_the_rules_folder(chart_service: LiveService, http: httpx.Client) -> None:
