@@ -66,8 +66,11 @@ def test_examples_over_http_equal_in_process(live_service: Callable[..., LiveSer
         body, expected = example(name)
         response = http.post(f"{service.url}/cds-services/{expected['service']}", json=body)
         assert response.status_code == 200, (name, response.text)
-        assert response.json() == in_process(name, knowledge, engine), name
-        seen.update(c["source"]["topic"]["code"] for c in response.json()["cards"])
+        answer = response.json()
+        for card in answer["cards"]:
+            card.pop("links", None)  # the HTTP edge adds chart links with random tokens (tests/charts checks them)
+        assert answer == in_process(name, knowledge, engine), name
+        seen.update(c["source"]["topic"]["code"] for c in answer["cards"])
     assert seen == CLINICAL_CODES, "every recommendation code is produced over HTTP"
 
 

@@ -10,7 +10,6 @@ from markupsafe import Markup
 
 from cds.charts.model import Dose, Series
 from cds.charts.plan import PlanText
-from cds.charts.render import render_svg, titles
 from cds.charts.weeks import Week, weeks
 
 
@@ -59,6 +58,9 @@ def _cells(series: Series, week: Week) -> dict[str, str]:
 
 
 def chart_page(series: Series, expires: datetime, token: str) -> str:
+    # matplotlib loads with the first chart, not when a worker starts: hook workers boot as fast as before.
+    from cds.charts.render import render_svg, titles
+
     rows = weeks(series)
     steps = series.measure == "steps"
     title, _ = titles(series)
