@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,11) <= sys.version_info[:2] < (3,13)))'; \
 	then echo $$p; break; fi; done)
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean screenshot
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The README's chart screenshot (docs/chart.png), taken by headless Chromium from a real card link.
+screenshot: venv
+	$(VENV)/bin/python -m tests.support.screenshot docs/chart.png
 
 clean:
 	rm -rf $(VENV) .venv-fhir var .pytest_cache

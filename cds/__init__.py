@@ -53,6 +53,7 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application: settings, rule engine, database, FHIR client, services and HTTP edge."""
     from cds import api
+    from cds.charts.plan import load_plan_text
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.client import FhirClient
     from cds.runtime import EXTENSION, Runtime
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     engine = RuleEngine(load_knowledge(settings.rules_path))
     services = services_of(engine.knowledge)
+    plan_text = load_plan_text(settings.rules_path, {r.rule.conclude.code for r in engine.knowledge.rules})
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     authenticator = build_authenticator(settings)
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         fhir=FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages),
         engine=engine,
         services=services,
+        plan_text=plan_text,
         auth=authenticator,
     )
     api.register(app, settings)

@@ -104,14 +104,20 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
 
 def check_rules(settings: Settings, out: Any = sys.stderr) -> Any:
     """Load and validate rules/; print every problem and return None when there are any."""
+    from cds.charts.plan import PlanTextError, load_plan_text
     from cds.engine import RuleError, load_knowledge
 
     try:
-        return load_knowledge(settings.rules_path)
+        knowledge = load_knowledge(settings.rules_path)
+        load_plan_text(settings.rules_path, {r.rule.conclude.code for r in knowledge.rules})
+        return knowledge
     except RuleError as exc:
         print(f"pacing-cds: {len(exc.problems)} problem(s) in {settings.rules_path}:", file=out)
         for problem in exc.problems:
             print(f"  {problem}", file=out)
+        return None
+    except PlanTextError as exc:
+        print(f"pacing-cds: 1 problem(s) in {settings.rules_path}:\n  {exc}", file=out)
         return None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from cds.api.auth import Authenticator
+from cds.charts.plan import PlanText
 from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
 from cds.services.base import CdsService
@@ -23,6 +24,7 @@ class Runtime:
     fhir: FhirClient
     engine: RuleEngine
     services: dict[str, CdsService]
+    plan_text: PlanText
     auth: Authenticator | None = None
 
     def close(self) -> None:

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis URL of the replay cache shared by several instances (default: in each process)"
     )
+    chart_ttl_h: float = Field(
+        24, gt=0, le=24 * 30, description="hours a card's chart and plan links stay open; then they answer 410 Gone"
+    )
     now: datetime | None = Field(
         None, description="evaluate as of this instant, not the clock (demos, golden tests; not in production)"
     )

@@ -335,7 +335,7 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("order-metastasis", "red-flag", "exercise-order-sign", order_metastasis),
     ("preliminary-blood-pressure", "precaution", "pacing-review", preliminary_blood_pressure),
     ("weight-loss-explained", "precaution", "pacing-review", weight_loss_explained),
-    ("me-cfs", "energy-management", "pacing-review", me_cfs),
+    ("me-cfs-on-progress-week", "energy-management", "pacing-review", me_cfs),
     ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),
 ]
 

@@ -77,8 +77,11 @@ def test_examples_over_http_equal_in_process(live_service: Callable[..., LiveSer
     for example in EXAMPLES:
         response = http.post(f"{service.url}/cds-services/{example.expected['service']}", json=example.request)
         assert response.status_code == 200, (example.name, response.text)
-        assert response.json() == in_process(example.name, engine), example.name
-        seen.update(c["source"]["topic"]["code"] for c in response.json()["cards"])
+        answer = response.json()
+        for card in answer["cards"]:
+            card.pop("links", None)  # the HTTP edge adds chart links with random tokens (tests/charts checks them)
+        assert answer == in_process(example.name, engine), example.name
+        seen.update(c["source"]["topic"]["code"] for c in answer["cards"])
     assert seen == concluded_codes(knowledge), "every recommendation code is produced over HTTP"
 
 

@@ -2,13 +2,15 @@
 
 from flask import Flask, g, request
 
-from cds.api import cors, discovery, error_handler, feedback, health, rules_page, service_call
+from cds.api import charts, cors, discovery, error_handler, feedback, health, rules_page, service_call
 from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
 from cds.errors import CdsError
 from cds.runtime import runtime
 from cds.settings import Settings
 
 OPEN_PATHS = {"/healthz", "/rules"}  # no patient data: a clinician opens /rules from a card
+# Opened by a person's browser from a card link, which carries no JWT: the random token is the credential.
+OPEN_PREFIXES = ("/charts/",)
 
 
 def register(app: Flask, settings: Settings) -> None:
@@ -18,7 +20,7 @@ def register(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _authenticate() -> None:
         authenticator = runtime().auth
-        if authenticator is None or request.path in OPEN_PATHS:
+        if authenticator is None or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return
         try:
             claims = authenticator.verify(request.headers.get("Authorization"), request.path)
@@ -30,5 +32,5 @@ def register(app: Flask, settings: Settings) -> None:
             raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")
 
-    for module in (discovery, service_call, feedback, health, rules_page):
+    for module in (discovery, service_call, feedback, health, rules_page, charts):
         app.register_blueprint(module.bp)

@@ -52,6 +52,15 @@ def from_http_exception(exc: HTTPException) -> CdsError:
     return CdsError(status, exc.description or exc.name)
 
 
+def loggable_path() -> str:
+    """The request path for a log line: a chart token is a credential, so it never reaches the log."""
+    path = request.path[:200]
+    if not path.startswith("/charts/"):
+        return path
+    _, slash, rest = path.removeprefix("/charts/").partition("/")
+    return "/charts/(token)" + slash + rest
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> Response:
@@ -64,5 +73,5 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         reference = uuid.uuid4().hex[:12]
-        log.exception("unhandled error, reference %s, on %s %s", reference, request.method, request.path[:200])
+        log.exception("unhandled error, reference %s, on %s %s", reference, request.method, loggable_path())
         return error_response(CdsError(500, f"internal error; reference {reference}"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, g
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from cds.api.body import read_json
 from cds.api.error_handler import json_response
+from cds.charts.links import add_chart_links
 from cds.errors import CdsError
 from cds.fhir.client import DeadlineExceeded
 from cds.hooks.models import CdsResponse
@@ -54,6 +55,9 @@ def call(service_id: str) -> Response:
         response = answered.outcome.response
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
                         for card in response.cards]
+        # Stored with the audit record, in its transaction, before the answer leaves: any instance can serve it.
+        record.charts = add_chart_links(answered.outcome, rt.engine.knowledge.parameters, rt.settings.base_url)
+        record.charts_expire = datetime.now(UTC) + timedelta(hours=rt.settings.chart_ttl_h)
         status = 200
         return json_response(response.to_json())
     except CdsError as error:

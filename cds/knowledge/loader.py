@@ -50,6 +50,7 @@ RULE_FILE = "rule.yaml"
 SCENARIO_FILE = "scenarios.yaml"
 EXAMPLES_DIR = "examples"
 VALUE_SETS_DIR = "value-sets"
+PATIENT_PLAN_FILE = "patient-plan.yaml"  # the patient's take-home plan texts (cds/charts/plan.py), not rules
 CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed):([a-z0-9_,]+)\}(?!\})")
 
 M = TypeVar("M", bound=BaseModel)
@@ -391,7 +392,8 @@ def _digest(rules_dir: Path) -> str:
     sha = hashlib.sha256()
     for path in sorted(rules_dir.rglob("*.yaml")):
         relative = path.relative_to(rules_dir)
-        if relative.name in (SCENARIO_FILE, FIXTURES_FILE) or EXAMPLES_DIR in relative.parts[:-1]:
+        # Scenarios, fixtures, examples and the patient's plan text do not change what the service answers.
+        if relative.name in (SCENARIO_FILE, FIXTURES_FILE, PATIENT_PLAN_FILE) or EXAMPLES_DIR in relative.parts[:-1]:
             continue
         sha.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()

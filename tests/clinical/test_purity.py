@@ -1,4 +1,4 @@
-"""cds/clinical and cds/cards.py promise purity: no Flask, no HTTP client, no database, no clock."""
+"""cds/clinical, cds/cards.py and the chart series promise purity: no Flask, no HTTP client, no database, no clock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 CDS = Path(__file__).resolve().parents[2] / "cds"
-PURE = sorted((CDS / "clinical").glob("*.py")) + [CDS / "cards.py"]
+PURE = sorted((CDS / "clinical").glob("*.py")) + [CDS / "cards.py", CDS / "charts" / "series.py",
+                                                  CDS / "charts" / "weeks.py"]
 FORBIDDEN = {"flask", "werkzeug", "httpx", "requests", "urllib", "socket", "sqlalchemy", "gunicorn", "cds.api",
              "cds.store", "cds.fhir.client", "cds.fhir.resolver", "subprocess", "os", "time"}
 

@@ -1,0 +1,67 @@
+"""The stored series, checked when a chart is read: dates, numbers and the service's own codes, nothing else."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{0,39}$")]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dose(Frozen):
+    """Minutes per session and sessions a week, or a daily step quota."""
+
+    minutes: int | None = Field(None, ge=0)
+    per_week: int | None = Field(None, ge=0)
+    quota: Number | None = Field(None, ge=0)
+
+    @property
+    def daily(self) -> float | None:
+        """The height of the plan line: minutes on a session day, or steps a day."""
+        return self.quota if self.quota is not None else self.minutes
+
+    @property
+    def weekly(self) -> float | None:
+        if self.minutes is not None and self.per_week is not None:
+            return self.minutes * self.per_week
+        return None
+
+
+class Thresholds(Frozen):
+    """The rule parameters the chart marks flares and boom and bust days with."""
+
+    flare_delta: Number = 2.0
+    boom_day_ratio: Number = 1.5
+    bust_day_ratio: Number = 0.5
+    boom_bust_window_hours: Number = 48.0
+
+
+class Series(Frozen):
+    """What a chart token opens, as chart_series() and card_series() wrote it."""
+
+    v: Literal[1]
+    measure: Literal["minutes", "steps"]
+    now: datetime
+    sessions: list[tuple[datetime, Number]]
+    steps: list[tuple[date, Number]]
+    pain: list[tuple[datetime, Number]]
+    pain_baseline: Number | None
+    orders: list[tuple[datetime, int, int]]
+    plan: Dose | None
+    red_flags: list[tuple[datetime, Code, Number | None]]
+    params: Thresholds
+    code: Code
+    proposed: Dose | None
+
+    @field_validator("sessions", "steps", "pain", "orders", "red_flags")
+    @classmethod
+    def _in_time_order(cls, value: list[Any]) -> list[Any]:
+        """Stored as the record listed them; drawn and counted oldest first."""
+        return sorted(value, key=lambda item: item[0])

@@ -1,0 +1,198 @@
+"""The pacing chart as SVG, drawn server-side by matplotlib (its SVG backend: no JavaScript in the page).
+
+Okabe-Ito colours (safe for the common colour-vision deficiencies), and every series also differs by shape or
+line style, so the chart reads in grey print too. One figure per process is reused under a lock: building axes,
+ticks and their labels is most of matplotlib's cost, and only the data changes from chart to chart."""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import matplotlib
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from cds.charts.model import Series
+from cds.charts.series import WEEKS
+from cds.charts.weeks import Week, boom_bust_days, daily_activity, plan_steps
+
+BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW = (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+DAY = timedelta(days=1)
+# Text stays text in the SVG (searchable, selectable, small); fixed ids make the same series the same SVG.
+RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "pacing-cds", "font.size": 10,
+                      "font.family": "DejaVu Sans"}
+FLAG_WORDS = {"blood-pressure": "BP", "fever": "fever", "weight-loss": "weight loss"}
+
+
+def titles(series: Series) -> tuple[str, str]:
+    """The chart's title and its activity axis label."""
+    if series.measure == "steps":
+        return "Daily steps against the step quota, with pain, over the last 12 weeks", "Steps per day"
+    return ("Exercise minutes per day against the planned session length, with pain, over the last 12 weeks",
+            "Exercise minutes per day")
+
+
+class _Canvas:
+    """The reusable figure: axes, labels and tick positions stay; each drawing's artists are removed after it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.figure = Figure(figsize=(10, 5))
+        # Fixed margins: a layout engine would cost more than the rest of the drawing.
+        self.figure.subplots_adjust(left=0.08, right=0.93, top=0.92, bottom=0.25)
+        self.axes = self.figure.add_subplot()
+        self.pain = self.axes.twinx()
+        self.axes.set_xlabel("Date")
+        self.pain.set_ylabel("Pain score (0-10)", color=VERMILLION)
+        self.pain.set_ylim(0, 10.5)
+        self.pain.set_yticks(range(0, 11, 2))
+        self.drawn: list[Artist] = []
+
+    def keep(self, *artists: Any) -> None:
+        for artist in artists:
+            self.drawn.extend(artist if isinstance(artist, list) else [artist])
+
+    def svg(self) -> str:
+        out = io.StringIO()
+        FigureCanvasSVG(self.figure).print_svg(out)
+        return out.getvalue()
+
+    def clear(self) -> None:
+        for artist in self.drawn:
+            artist.remove()
+        self.drawn.clear()
+        for legend in list(self.figure.legends):
+            legend.remove()
+
+
+_canvas: _Canvas | None = None
+_canvas_lock = threading.Lock()
+
+
+def _shared_canvas() -> _Canvas:
+    global _canvas
+    with _canvas_lock:
+        if _canvas is None:
+            with matplotlib.rc_context(RC):
+                _canvas = _Canvas()
+        return _canvas
+
+
+def render_svg(series: Series, rows: list[Week]) -> str:
+    """The chart as an SVG document (no XML prolog, ready to inline in HTML)."""
+    canvas = _shared_canvas()
+    with canvas.lock, matplotlib.rc_context(RC):
+        try:
+            top = _draw(canvas, series, rows)
+            axes = canvas.axes
+            title, label = titles(series)  # the service's own words: nothing to escape
+            axes.set_title(title, loc="left", fontsize=11)
+            axes.set_ylabel(label)
+            first = series.now.date() - (WEEKS * 7 - 1) * DAY
+            axes.set_xlim(_x(first) - 0.5, _x(series.now.date() + 8 * DAY))
+            # A tick at the end of every week, a label every other week: text is the costliest thing to lay out.
+            ticks = [first + (7 * k + 6) * DAY for k in range(WEEKS)]
+            axes.set_xticks([_x(d) for d in ticks[1::2]], [d.strftime("%d %b") for d in ticks[1::2]])
+            axes.set_xticks([_x(d) for d in ticks[::2]], minor=True)
+            axes.set_ylim(0, top)
+            axes.set_yticks(_nice_ticks(top))
+            handles = [h for ax in (axes, canvas.pain) for h in ax.get_legend_handles_labels()[0]]
+            canvas.keep(canvas.figure.legend(handles=handles, loc="lower center", ncols=4, frameon=False,
+                                             fontsize=9))
+            text = canvas.svg()
+        finally:
+            canvas.clear()
+    # Named for screen readers; the table under the chart carries the same numbers as text.
+    svg = text[text.index("<svg"):]
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{title}" ', 1)
+
+
+def _nice_ticks(top: float) -> list[float]:
+    """Five or so round steps from 0 to the top of the activity axis."""
+    step = 1.0
+    for candidate in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000):
+        step = candidate
+        if top / candidate <= 6:
+            break
+    return [step * k for k in range(int(top // step) + 1)]
+
+
+def _x(day: date | datetime) -> float:
+    return float(matplotlib.dates.date2num(day))
+
+
+def _draw(canvas: _Canvas, series: Series, rows: list[Week]) -> float:
+    """Every data artist; returns the top of the activity axis."""
+    axes = canvas.axes
+    days = daily_activity(series)
+    first = series.now.date() - (WEEKS * 7 - 1) * DAY
+    shown = sorted(d for d in days if d >= first)
+    for row in rows:
+        if row.flare:
+            canvas.keep(axes.axvspan(_x(row.start) - 0.5, _x(row.end) + 0.5, facecolor=YELLOW, alpha=0.35,
+                                     hatch="//", edgecolor=ORANGE, linewidth=0, label="_flare"))
+    if any(row.flare for row in rows):
+        canvas.keep(axes.fill_between([], [], facecolor=YELLOW, alpha=0.35, hatch="//", edgecolor=ORANGE,
+                                      label="Flare week"))
+    unit = "steps" if series.measure == "steps" else "minutes"
+    # One collection of thick lines rather than a patch per bar: the same picture, a fraction of the drawing.
+    canvas.keep(axes.vlines([_x(d) for d in shown], 0, [days[d] for d in shown], colors=BLUE, linewidth=5,
+                            label=f"Done ({unit} a day)", gid="activity"))
+    booms, busts = boom_bust_days(series)
+    if booms:
+        canvas.keep(axes.scatter([_x(d) for d in booms], [days[d] for d in booms], marker="^", s=40, color=BLUE,
+                                 zorder=4, label="Boom day"))
+    if busts:
+        canvas.keep(axes.scatter([_x(d) for d in busts], [days[d] for d in busts], marker="v", s=40,
+                                 color="black", zorder=4, label="Bust day"))
+    heights = [days[d] for d in shown]
+    corners = plan_steps(series)
+    if corners:
+        xs = [_x(d) for d, _ in corners] + [_x(series.now.date()) + 0.5]
+        ys = [v for _, v in corners] + [corners[-1][1]]
+        label = "Planned quota (steps a day)" if series.measure == "steps" else "Planned session (minutes)"
+        canvas.keep(axes.step(xs, ys, where="post", color=ORANGE, linewidth=2.2, label=label, gid="plan"))
+        heights += ys
+    proposed = series.proposed.daily if series.proposed else None
+    if proposed is not None:
+        start = _x(series.now.date()) + 0.5
+        canvas.keep(axes.step([start, start + 7], [proposed, proposed], where="post", color=GREEN, linewidth=2.2,
+                              linestyle="--", label="Proposed next step", gid="proposed"))
+        heights.append(proposed)
+    _pain(canvas, series)
+    _orders_and_flags(canvas, series)
+    return max(heights, default=1.0) * 1.1 or 1.0
+
+
+def _pain(canvas: _Canvas, series: Series) -> None:
+    if series.pain:
+        canvas.keep(canvas.pain.plot([_x(w) for w, _ in series.pain], [v for _, v in series.pain],
+                                     color=VERMILLION, marker="o", markersize=3, linewidth=1.4, label="Pain (0-10)",
+                                     gid="pain"))
+
+
+def _orders_and_flags(canvas: _Canvas, series: Series) -> None:
+    axes: Axes = canvas.axes
+    first = series.now - WEEKS * 7 * DAY
+    for authored, minutes, per_week in series.orders:
+        if authored < first:
+            continue
+        canvas.keep(axes.axvline(_x(authored), color="black", linestyle=":", linewidth=1),
+                    axes.annotate(f"order: {minutes} min x {per_week}/wk", (_x(authored), 1),
+                                  xycoords=("data", "axes fraction"), xytext=(3, -12), textcoords="offset points",
+                                  fontsize=8))
+    flags = [(w, kind, value) for w, kind, value in series.red_flags if w >= first]
+    for when, kind, value in flags:
+        words = FLAG_WORDS.get(kind, kind.replace("-", " "))
+        text = f"red flag: {words}" + (f" {value:g}" if value is not None else "")
+        canvas.keep(canvas.pain.annotate(text, (_x(when), 9.8), xytext=(-4, 0), textcoords="offset points",
+                                         ha="right", fontsize=8, color=PURPLE))
+    if flags:
+        canvas.keep(canvas.pain.scatter([_x(w) for w, _, _ in flags], [9.8] * len(flags), marker="X", s=70,
+                                        color=PURPLE, zorder=5, label="Red flag"))
