@@ -19,7 +19,8 @@ def _bind(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    """Run the service under gunicorn (gthread workers) on HOST:PORT."""
+    """Run the service under gunicorn on HOST:PORT: asyncio workers read whole requests (cds.serving), then
+    THREADS threads per worker run the application."""
     from gunicorn.app.base import BaseApplication
 
     from cds import create_app
@@ -36,8 +37,9 @@ def serve(settings: Settings) -> int:
         def load_config(self) -> None:
             self.cfg.set("bind", [_bind(settings)])
             self.cfg.set("workers", settings.workers)
-            self.cfg.set("threads", settings.threads)
-            self.cfg.set("worker_class", "gthread")
+            # Not gthread: its threads read requests themselves, so a few slow clients stopped every worker.
+            self.cfg.set("worker_class", "asgi")
+            self.cfg.set("asgi_lifespan", "off")
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "pacing-cds")
@@ -47,7 +49,10 @@ def serve(settings: Settings) -> int:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            app = create_app(settings)
+            from cds.serving import BufferedWsgi
+
+            app = BufferedWsgi(create_app(settings), settings.threads, settings.max_body_bytes,
+                               settings.client_timeout_s)
             # Everything built so far lives as long as the worker: move it out of the collector's sight, so that
             # full collections walk only what requests allocate (they took tens of ms, the p99 of a call).
             gc.collect()
@@ -55,7 +60,8 @@ def serve(settings: Settings) -> int:
             return app
 
     print(f"pacing-cds serving {settings.base_url}/cds-services on {_bind(settings)} "
-          f"({settings.workers} workers x {settings.threads} threads, env {settings.env})", file=sys.stderr)
+          f"({settings.workers} workers x {settings.threads} threads behind a buffering event loop, "
+          f"env {settings.env})", file=sys.stderr)
     Server().run()
     return 0
 

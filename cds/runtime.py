@@ -8,6 +8,7 @@ from flask import current_app
 
 from cds.api.auth import Authenticator
 from cds.engine import RuleEngine
+from cds.fhir.allowlist import ServerPolicy
 from cds.fhir.client import FhirClient
 from cds.services.base import CdsService
 from cds.settings import Settings
@@ -24,6 +25,7 @@ class Runtime:
     engine: RuleEngine
     services: dict[str, CdsService]
     auth: Authenticator | None = None
+    fhir_servers: ServerPolicy = ServerPolicy()
 
     def close(self) -> None:
         if self.auth is not None:

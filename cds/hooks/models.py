@@ -193,9 +193,11 @@ class OrderSelectContext(OrderSignContext):
 
     @model_validator(mode="after")
     def _selections_in_draft_orders(self) -> OrderSelectContext:
-        missing = [s for s in self.selections if s not in self.draftOrders.references()]
+        references = self.draftOrders.references()  # once: a set per selection made this quadratic
+        missing = [s for s in self.selections if s not in references]
         if missing:
-            raise ValueError(f"selections {missing} are not in draftOrders")
+            shown = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
+            raise ValueError(f"selections {shown} are not in draftOrders")
         return self
 
 
@@ -305,21 +307,34 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# Feedback field limits: a card and a suggestion are named by a uuid (36 characters; 128 leaves room for any
+# client's ids), a reason is a Coding as the card offered it; nothing larger is stored.
+ShortId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
 class AcceptedSuggestion(WireModel):
-    id: NonEmptyStr
+    id: ShortId
+
+
+class ReasonCoding(Coding):
+    """An override reason sent back: the sizes the card's own codings have."""
+
+    code: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    system: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    display: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
 
 
 class OverrideReason(WireModel):
     """The reason given when overriding; reason.display is optional on input."""
 
-    reason: Coding | None = None
+    reason: ReasonCoding | None = None
     userComment: Annotated[str, StringConstraints(max_length=4000)] | None = None
 
 
 class Feedback(WireModel):
-    card: NonEmptyStr
+    card: ShortId
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    acceptedSuggestions: Annotated[list[AcceptedSuggestion], Field(max_length=64)] | None = None
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: Annotated[datetime, Strict(False), BeforeValidator(_timestamp_text), AfterValidator(_utc)]
 

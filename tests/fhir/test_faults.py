@@ -1,5 +1,6 @@
 """FHIR server faults, produced by real server processes on 127.0.0.1: each ends in 412, or in a correct but
-degraded answer within the request deadline; past the deadline the call answers {"cards": []} and says why."""
+degraded answer within the request deadline; past the deadline the call answers a card saying that guidance (red
+flags included) is unavailable, and the audit says why."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_broken_answers_are_412_naming_the_keys(live_service: Start, fault_serve
     assert audit_of(service, body["hookInstance"])["status"] == 412
 
 
-def test_a_server_too_slow_for_the_deadline_gets_no_cards_in_time(live_service: Start,
+def test_a_server_too_slow_for_the_deadline_gets_an_unavailable_card_in_time(live_service: Start,
                                                                   fault_server: Callable[[str], str],
                                                                   http: httpx.Client) -> None:
     service = live_service(request_deadline_s="1.5", fhir_timeout_s="3")
@@ -72,10 +73,13 @@ def test_a_server_too_slow_for_the_deadline_gets_no_cards_in_time(live_service: 
     response = http.post(f"{service.url}/cds-services/pacing-review", json=body)
     elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert response.json() == {"cards": []}
+    [card] = response.json()["cards"]
+    assert card["indicator"] == "warning" and "red flags not checked" in card["summary"]
+    assert card["source"]["topic"]["code"] == "data-unavailable"
     assert elapsed < 1.5 + 1.0, "answered at the deadline, not after the slow server"
     event = audit_of(service, body["hookInstance"])
     assert event["status"] == 200 and "deadline of 1.5 s passed" in str(event["message"])
+    assert event["card_topics"] == ["data-unavailable"]
     assert http.get(f"{service.url}/healthz").status_code == 200
 
 
