@@ -1,4 +1,4 @@
-"""The `pacing-cds` command: serve, feedback report, settings."""
+"""The `pacing-cds` command: serve, feedback report, purge, settings."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
     """Accepted and overridden counts per service and card topic, then the override reasons."""
     from sqlalchemy.engine import make_url
 
+    from cds import escape_controls
     from cds.store.database import Store
 
     store = Store(settings.database_url)
@@ -85,6 +86,8 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
         return 0
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"accepted": 0, "overridden": 0})
     reasons: dict[tuple[str, str, str], int] = defaultdict(int)
+    # Reasons are client text: escape control characters so that none reaches the terminal (ANSI escapes).
+    rows = [{k: escape_controls(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     for row in rows:
         key = (row["service"], row["topic"] or "(card not issued here)")
         counts[key][row["outcome"]] += row["count"]
@@ -105,6 +108,25 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
         print("\nOverride reasons", file=out)
         for (service, topic, reason), n in sorted(reasons.items()):
             print(f"{service:<{width_s}}  {topic:<{width_t}}  {n:>4}  {reason}", file=out)
+    return 0
+
+
+def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
+    """Delete feedback, audit events and issued cards older than RETENTION_DAYS (or --days)."""
+    from datetime import datetime, timedelta
+
+    from cds.store.database import Store
+
+    keep = days if days is not None else settings.retention_days
+    before = datetime.now(UTC) - timedelta(days=keep)
+    store = Store(settings.database_url)
+    try:
+        store.create_schema()
+        counts = store.purge(before)
+    finally:
+        store.close()
+    print(f"Purged records older than {keep} days (before {before.isoformat(timespec='seconds')}): "
+          + ", ".join(f"{n} {name}" for name, n in counts.items()), file=out)
     return 0
 
 
@@ -246,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     feedback = commands.add_parser("feedback", help="feedback analytics")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
     feedback_commands.add_parser("report", help="accepted / overridden counts per service and card topic")
+    purge_cmd = commands.add_parser("purge", help="delete feedback and audit records past the retention period")
+    purge_cmd.add_argument("--days", type=int, help="keep this many days (default PACING_CDS_RETENTION_DAYS)")
     commands.add_parser("settings", help="list the PACING_CDS_* settings with their defaults")
     evaluate_cmd = commands.add_parser("evaluate", help="evaluate a CDS Hooks request file: cards and trace")
     evaluate_cmd.add_argument("request", help="a CDS Hooks request (JSON)")
@@ -273,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate(settings, args.request, args.now, args.service)
     if args.command == "rules":
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
+    if args.command == "purge":
+        if args.days is not None and args.days < 0:
+            print("pacing-cds: --days must be 0 or more", file=sys.stderr)
+            return 2
+        return purge(settings, args.days)
     return feedback_report(settings)
 
 

@@ -4,38 +4,17 @@ flags included) is unavailable, and the audit says why."""
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from cds.store.database import Store
-from tests.conftest import ROOT, LiveService
+from tests.conftest import LiveService
 from tests.support import data
-from tests.support.processes import ServerProcess, free_port
 
 Start = Callable[..., LiveService]
-
-
-@pytest.fixture
-def fault_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    started: list[ServerProcess] = []
-
-    def start(mode: str) -> str:
-        port = free_port()
-        server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), mode],
-                               env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                               log_path=tmp_path / f"fault-{mode}.log")
-        server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata")
-        started.append(server)
-        return f"http://127.0.0.1:{port}/fhir"
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def audit_of(service: LiveService, hook_instance: str) -> dict[str, object]:
