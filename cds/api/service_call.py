@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from cds.api.body import read_json, validate
-from cds.api.error_handler import json_response
+from cds.api.error_handler import json_response, where
 from cds.errors import CdsError
 from cds.fhir.client import DeadlineExceeded
 from cds.fhir.resolver import PrefetchData, draft_order_problems, resolve
@@ -48,10 +48,12 @@ def _evaluate(service: CdsService, request: CdsRequest, context: PatientViewCont
     rt = runtime()
     try:
         return service.handler(service.id, service.hook, request, context, data, rt.engine, now)
-    except (ArithmeticError, ValueError) as exc:
-        # OverflowError from extreme numbers, pydantic's ValidationError on what we build from the data. The
-        # exception text can quote the data: only its type is logged.
-        log.warning("call %s not evaluated: %s from the data", request.hookInstance, type(exc).__name__)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        # OverflowError from extreme numbers, pydantic's ValidationError on what we build from the data, TypeError
+        # from a resource field of the wrong JSON type. The exception text can quote the data: only its type and
+        # where it was raised are logged.
+        log.warning("call %s not evaluated: %s from the data at %s", request.hookInstance, type(exc).__name__,
+                    where(exc))
         raise CdsError(400, "the request's data could not be evaluated: a value is out of range or malformed"
                        ) from exc
 

@@ -179,26 +179,42 @@ class PatientViewContext(WireModel):
     encounterId: FhirId | None = None
 
 
+# Each draft exercise order is reviewed and may get its own card: an order hook carrying more than this is no
+# clinician's order set but an attempt to make one call cost minutes of CPU.
+MAX_DRAFT_ORDERS = 100
+
+
 class OrderSignContext(PatientViewContext):
     """order-sign context."""
 
     draftOrders: Bundle
+
+    @field_validator("draftOrders")
+    @classmethod
+    def _bounded(cls, value: Bundle) -> Bundle:
+        if len(value.entry) > MAX_DRAFT_ORDERS:
+            raise ValueError(f"at most {MAX_DRAFT_ORDERS} draft orders in one call, not {len(value.entry)}")
+        return value
 
 
 class OrderSelectContext(OrderSignContext):
     """order-select context: selections must name orders present in draftOrders."""
 
     selections: Annotated[list[Annotated[str, StringConstraints(pattern=f"^[A-Za-z]+/{FHIR_ID}$")]],
-                          Field(min_length=1)]
+                          Field(min_length=1, max_length=MAX_DRAFT_ORDERS)]
 
     @model_validator(mode="after")
     def _selections_in_draft_orders(self) -> OrderSelectContext:
-        references = self.draftOrders.references()  # once: a set per selection made this quadratic
-        missing = [s for s in self.selections if s not in references]
+        missing = missing_selections(self.selections, self.draftOrders.references())
         if missing:
             shown = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
             raise ValueError(f"selections {shown} are not in draftOrders")
         return self
+
+
+def missing_selections(selections: list[str], references: set[str]) -> list[str]:
+    """Selections naming no draft order: one set built once, one lookup per selection (linear)."""
+    return [s for s in selections if s not in references]
 
 
 HOOK_CONTEXTS: dict[str, type[PatientViewContext]] = {
