@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Float,
+    Index,
     Integer,
     String,
     Text,
@@ -44,6 +45,9 @@ class FeedbackItem(Base):
     """One feedback item as the client sent it; `item_key` makes a repeated item a no-op."""
 
     __tablename__ = "feedback"
+    # The rate limit counts a client's recent items; the retention purge deletes by age.
+    __table_args__ = (Index("ix_feedback_client_received", "client_key", "received_at"),
+                      Index("ix_feedback_received_at", "received_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     item_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -89,7 +93,7 @@ class IssuedCard(Base):
     service_id: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str | None] = mapped_column(String(128), nullable=True)
     hook_instance: Mapped[str] = mapped_column(String(128))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 @dataclass
