@@ -193,6 +193,7 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
 
     from cds.engine import RuleEngine
     from cds.errors import CdsError
+    from cds.fhir.allowlist import AllowList
     from cds.fhir.client import FhirClient
     from cds.fhir.resolver import resolve
     from cds.hooks.models import CdsRequest
@@ -216,10 +217,12 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
     if service is None:
         print(f"pacing-cds: no service for hook {request.hook!r}; name one with --service", file=sys.stderr)
         return 2
-    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages)
+    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages, max_bytes=settings.fhir_max_bytes,
+                      max_entries=settings.fhir_max_entries)
     try:
         context = service.context_model.model_validate(request.context)
-        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
+        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys,
+                       allowed=AllowList.parse(settings.allowed_fhir_servers))
         outcome = service.handler(service.id, service.hook, request, context, data, RuleEngine(knowledge), now)
     except (CdsError, ValidationError) as exc:
         print(f"pacing-cds: {getattr(exc, 'message', str(exc).splitlines()[0])}", file=sys.stderr)

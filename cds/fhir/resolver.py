@@ -215,20 +215,24 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
     return data
 
 
+def _refuse_server(to_fetch: set[str], continuing: set[str], optional: frozenset[str], data: PrefetchData) -> None:
+    """fhirServer is not allowed: refused before any connection, in the same words whatever the target would
+    have answered (412 when a required key needed it)."""
+    for key in continuing:
+        data.notes.setdefault(key, []).append("more pages exist but fhirServer is not an allowed FHIR server")
+    for key in sorted(optional & (to_fetch - continuing)):
+        _without(data, key, "fhirServer is not an allowed FHIR server")
+    if to_fetch - continuing - optional:
+        raise CdsError(412, "fhirServer is not an allowed FHIR server", expression=["fhirServer"])
+
+
 def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
                    client: FhirClient, to_fetch: dict[str, tuple[str, dict[str, Any] | None]],
                    data: PrefetchData, optional: frozenset[str], deadline: float | None,
                    allowed: AllowList | None = None) -> None:
     continuing = {k for k, (_, first) in to_fetch.items() if first is not None}
     if request.fhirServer is not None and allowed is not None and not allowed.allows(request.fhirServer):
-        # Refused before any connection, and in the same words whatever the target would have answered.
-        for key in continuing:
-            data.notes.setdefault(key, []).append("more pages exist but fhirServer is not an allowed FHIR server")
-        missing = sorted(set(to_fetch) - continuing - optional)
-        for key in sorted(optional & (set(to_fetch) - continuing)):
-            _without(data, key, "fhirServer is not an allowed FHIR server")
-        if missing:
-            raise CdsError(412, "fhirServer is not an allowed FHIR server", expression=["fhirServer"])
+        _refuse_server(set(to_fetch), continuing, optional, data)
         return
     if request.fhirServer is None:
         for key in sorted(optional & (set(to_fetch) - continuing)):
