@@ -40,6 +40,9 @@ def serve(settings: Settings) -> int:
             # Not gthread: its threads read requests themselves, so a few slow clients stopped every worker.
             self.cfg.set("worker_class", "asgi")
             self.cfg.set("asgi_lifespan", "off")
+            # An idle kept-alive connection costs the event loop almost nothing; closing it after gunicorn's 2 s
+            # default raced with clients that reuse it after a slow answer elsewhere (RemoteProtocolError).
+            self.cfg.set("keepalive", 30)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "pacing-cds")
