@@ -12,8 +12,25 @@ from cds.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from cds.api.auth import Authenticator
+    from cds.store.database import Store
 
 __all__ = ["create_app"]
+
+
+class EscapingFormatter(logging.Formatter):
+    """Control characters (newlines, ANSI escapes) in a message are escaped: one record is one line, and text
+    from a request (a path with %0a) can neither forge log lines nor drive the operator's terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record))
+
+
+def escape_controls(text: str) -> str:
+    """Every control character but tab written as an escape, e.g. \\n or \\x1b."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def configure_logging(level: str) -> None:
@@ -22,16 +39,17 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level)
     if not any(getattr(h, "_pacing_cds", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler._pacing_cds = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
 
 
-def build_authenticator(settings: Settings) -> Authenticator | None:
+def build_authenticator(settings: Settings, store: Store) -> Authenticator | None:
     """The JWT verifier when issuers are configured; None (open) otherwise, said loudly."""
-    from cds.api.auth import Authenticator, MemoryReplayCache, RedisReplayCache, ReplayCache, load_issuers
+    from cds.api.auth import Authenticator, RedisReplayCache, ReplayCache, load_issuers
     from cds.settings import SettingsError
+    from cds.store.replay import DatabaseReplayCache
 
     log = logging.getLogger("cds")
     if settings.issuers_file is None:
@@ -44,9 +62,10 @@ def build_authenticator(settings: Settings) -> Authenticator | None:
         issuers = load_issuers(settings.issuers_file)
     except ValueError as exc:
         raise SettingsError(f"PACING_CDS_ISSUERS_FILE: {exc}") from exc
-    replay: ReplayCache = RedisReplayCache(settings.redis_url) if settings.redis_url else MemoryReplayCache()
+    # Never a cache per process: a token captured once would be accepted once by every worker.
+    replay: ReplayCache = RedisReplayCache(settings.redis_url) if settings.redis_url else DatabaseReplayCache(store)
     log.info("client authentication: %d trusted issuer(s), replay cache %s", len(issuers),
-             "shared (Redis)" if settings.redis_url else "in this process")
+             "shared (Redis)" if settings.redis_url else "shared (the database)")
     return Authenticator(issuers, settings.base_url, replay)
 
 
@@ -55,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from cds import api
     from cds.charts.plan import load_plan_text
     from cds.engine import RuleEngine, load_knowledge
+    from cds.fhir.allowlist import AllowList, ServerPolicy
     from cds.fhir.client import FhirClient
     from cds.runtime import EXTENSION, Runtime
     from cds.services import services_of
@@ -67,17 +87,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     plan_text = load_plan_text(settings.rules_path, {r.rule.conclude.code for r in engine.knowledge.rules})
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    authenticator = build_authenticator(settings)
     store = Store(settings.database_url)
     store.create_schema()
+    authenticator = build_authenticator(settings, store)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
         store=store,
-        fhir=FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages),
+        fhir=FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages, max_bytes=settings.fhir_max_bytes,
+                        max_entries=settings.fhir_max_entries),
         engine=engine,
         services=services,
         plan_text=plan_text,
         auth=authenticator,
+        fhir_servers=ServerPolicy(AllowList.parse(settings.allowed_fhir_servers),
+                                  authenticator.fhir_server_lists() if authenticator else {}),
     )
     api.register(app, settings)
     return app

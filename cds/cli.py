@@ -1,4 +1,4 @@
-"""The `pacing-cds` command: serve, feedback report, settings."""
+"""The `pacing-cds` command: serve, feedback report, purge, settings."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def _bind(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    """Run the service under gunicorn (gthread workers) on HOST:PORT."""
+    """Run the service under gunicorn on HOST:PORT: asyncio workers read whole requests (cds.serving), then
+    THREADS threads per worker run the application."""
     from gunicorn.app.base import BaseApplication
 
     from cds import create_app
@@ -36,8 +37,12 @@ def serve(settings: Settings) -> int:
         def load_config(self) -> None:
             self.cfg.set("bind", [_bind(settings)])
             self.cfg.set("workers", settings.workers)
-            self.cfg.set("threads", settings.threads)
-            self.cfg.set("worker_class", "gthread")
+            # Not gthread: its threads read requests themselves, so a few slow clients stopped every worker.
+            self.cfg.set("worker_class", "asgi")
+            self.cfg.set("asgi_lifespan", "off")
+            # An idle kept-alive connection costs the event loop almost nothing; closing it after gunicorn's 2 s
+            # default raced with clients that reuse it after a slow answer elsewhere (RemoteProtocolError).
+            self.cfg.set("keepalive", 30)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "pacing-cds")
@@ -47,7 +52,10 @@ def serve(settings: Settings) -> int:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            app = create_app(settings)
+            from cds.serving import BufferedWsgi
+
+            app = BufferedWsgi(create_app(settings), settings.threads, settings.max_body_bytes,
+                               settings.client_timeout_s)
             # Everything built so far lives as long as the worker: move it out of the collector's sight, so that
             # full collections walk only what requests allocate (they took tens of ms, the p99 of a call).
             gc.collect()
@@ -55,7 +63,8 @@ def serve(settings: Settings) -> int:
             return app
 
     print(f"pacing-cds serving {settings.base_url}/cds-services on {_bind(settings)} "
-          f"({settings.workers} workers x {settings.threads} threads, env {settings.env})", file=sys.stderr)
+          f"({settings.workers} workers x {settings.threads} threads behind a buffering event loop, "
+          f"env {settings.env})", file=sys.stderr)
     Server().run()
     return 0
 
@@ -64,6 +73,7 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
     """Accepted and overridden counts per service and card topic, then the override reasons."""
     from sqlalchemy.engine import make_url
 
+    from cds import escape_controls
     from cds.store.database import Store
 
     store = Store(settings.database_url)
@@ -79,6 +89,8 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
         return 0
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"accepted": 0, "overridden": 0})
     reasons: dict[tuple[str, str, str], int] = defaultdict(int)
+    # Reasons are client text: escape control characters so that none reaches the terminal (ANSI escapes).
+    rows = [{k: escape_controls(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     for row in rows:
         key = (row["service"], row["topic"] or "(card not issued here)")
         counts[key][row["outcome"]] += row["count"]
@@ -99,6 +111,25 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
         print("\nOverride reasons", file=out)
         for (service, topic, reason), n in sorted(reasons.items()):
             print(f"{service:<{width_s}}  {topic:<{width_t}}  {n:>4}  {reason}", file=out)
+    return 0
+
+
+def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
+    """Delete feedback, audit events and issued cards older than RETENTION_DAYS (or --days)."""
+    from datetime import datetime, timedelta
+
+    from cds.store.database import Store
+
+    keep = days if days is not None else settings.retention_days
+    before = datetime.now(UTC) - timedelta(days=keep)
+    store = Store(settings.database_url)
+    try:
+        store.create_schema()
+        counts = store.purge(before)
+    finally:
+        store.close()
+    print(f"Purged records older than {keep} days (before {before.isoformat(timespec='seconds')}): "
+          + ", ".join(f"{n} {name}" for name, n in counts.items()), file=out)
     return 0
 
 
@@ -177,12 +208,15 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
         return 2
     from cds.engine import RuleEngine
     from cds.errors import CdsError
+    from cds.fhir.allowlist import AllowList
     from cds.fhir.client import FhirClient
     from cds.services.pipeline import answer
 
-    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages)
+    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages, max_bytes=settings.fhir_max_bytes,
+                      max_entries=settings.fhir_max_entries)
     try:
-        answered = answer(service, body, RuleEngine(knowledge), fhir, now, base_url=settings.base_url)
+        answered = answer(service, body, RuleEngine(knowledge), fhir, now, base_url=settings.base_url,
+                          allowed=AllowList.parse(settings.allowed_fhir_servers))
     except CdsError as exc:
         print(f"pacing-cds: {exc.message}", file=sys.stderr)
         return 1
@@ -264,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     feedback = commands.add_parser("feedback", help="feedback analytics")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
     feedback_commands.add_parser("report", help="accepted / overridden counts per service and card topic")
+    purge_cmd = commands.add_parser("purge", help="delete feedback and audit records past the retention period")
+    purge_cmd.add_argument("--days", type=int, help="keep this many days (default PACING_CDS_RETENTION_DAYS)")
     commands.add_parser("settings", help="list the PACING_CDS_* settings with their defaults")
     evaluate_cmd = commands.add_parser("evaluate", help="evaluate a CDS Hooks request file: cards and trace")
     evaluate_cmd.add_argument("request", help="a CDS Hooks request (JSON)")
@@ -291,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate(settings, args.request, args.now, args.service)
     if args.command == "rules":
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
+    if args.command == "purge":
+        if args.days is not None and args.days < 0:
+            print("pacing-cds: --days must be 0 or more", file=sys.stderr)
+            return 2
+        return purge(settings, args.days)
     return feedback_report(settings)
 
 

@@ -12,6 +12,8 @@ ISSUE_CODES = {
     412: "incomplete",
     413: "too-costly",
     415: "not-supported",
+    408: "timeout",
+    429: "throttled",
     500: "exception",
     503: "transient",
 }

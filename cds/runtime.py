@@ -9,6 +9,7 @@ from flask import current_app
 from cds.api.auth import Authenticator
 from cds.charts.plan import PlanText
 from cds.engine import RuleEngine
+from cds.fhir.allowlist import ServerPolicy
 from cds.fhir.client import FhirClient
 from cds.services.base import CdsService
 from cds.settings import Settings
@@ -26,6 +27,7 @@ class Runtime:
     services: dict[str, CdsService]
     plan_text: PlanText
     auth: Authenticator | None = None
+    fhir_servers: ServerPolicy = ServerPolicy()
 
     def close(self) -> None:
         if self.auth is not None:

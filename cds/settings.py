@@ -43,11 +43,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="largest request body accepted (413 above)"
     )
-    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("*",), description="comma-separated origins allowed by CORS, or * for any"
+    cors_origins: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, description="comma-separated origins allowed by CORS, or * for any (default: * in development, "
+        "none in production; * is refused in production)"
     )
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
-    threads: int = Field(4, ge=1, le=64, description="threads per gunicorn worker")
+    threads: int = Field(4, ge=1, le=64, description="threads per worker that run the application")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
     issuers_file: Path | None = Field(
         None, description="YAML file of trusted CDS clients (iss, jwks and/or jwks_url, tenants); enables JWT auth"
@@ -61,6 +62,31 @@ class Settings(BaseSettings):
     chart_ttl_h: float = Field(
         24, gt=0, le=24 * 30, description="hours a card's chart and plan links stay open; then they answer 410 Gone"
     )
+    fhir_servers: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, description="comma-separated FHIR server URLs that calls may name as fhirServer when the issuer "
+        "has no fhir_servers list (default: loopback in development, none in production)"
+    )
+    fhir_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+        description="most bytes read from FHIR servers for one call, all responses together",
+    )
+    fhir_max_entries: int = Field(
+        10000, ge=1, le=1000000, description="most Bundle entries read from FHIR servers for one call"
+    )
+    client_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a request's headers and body must arrive within this, else 408"
+    )
+    feedback_max_items: int = Field(100, ge=1, le=1000, description="most feedback items in one request")
+    feedback_rate_per_minute: int = Field(
+        120, ge=1, le=100000, description="feedback items accepted per client (issuer, else address) per minute"
+    )
+    retention_days: int = Field(
+        365, ge=1, le=36500, description="feedback and audit records older than this are deleted by "
+        "`pacing-cds purge`"
+    )
+    allow_all_interfaces: bool = Field(
+        False, description="production binds HOST 0.0.0.0 or :: only when this is true"
+    )
     now: datetime | None = Field(
         None, description="evaluate as of this instant, not the clock (demos, golden tests; not in production)"
     )
@@ -71,7 +97,18 @@ class Settings(BaseSettings):
             raise ValueError("PACING_CDS_NOW must not be set in production")
         if self.env == "production" and self.issuers_file is None and self.auth != "disabled":
             raise ValueError("production needs PACING_CDS_ISSUERS_FILE, or PACING_CDS_AUTH=disabled to run open")
+        if self.env == "production":
+            self._production_hardening()
         return self
+
+    def _production_hardening(self) -> None:
+        if self.host in ("0.0.0.0", "::", "") and not self.allow_all_interfaces:
+            raise ValueError("production binds every interface only with PACING_CDS_ALLOW_ALL_INTERFACES=true "
+                             "(PACING_CDS_HOST)")
+        if self.public_base_url is not None and not self.public_base_url.startswith("https://"):
+            raise ValueError("PACING_CDS_PUBLIC_BASE_URL must be an https URL in production")
+        if self.cors_origins is not None and "*" in self.cors_origins:
+            raise ValueError("PACING_CDS_CORS_ORIGINS must list origins in production, not *")
 
     @field_validator("now")
     @classmethod
@@ -80,7 +117,7 @@ class Settings(BaseSettings):
             raise ValueError("must carry a time zone, e.g. 2026-11-20T09:00:00Z")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "fhir_servers", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -89,10 +126,19 @@ class Settings(BaseSettings):
 
     @field_validator("cors_origins")
     @classmethod
-    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for origin in value:
+    def _check_origins(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for origin in value or ():
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"origin {origin!r} must be * or start with http:// or https://")
+        return value
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _check_fhir_servers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from cds.fhir.allowlist import AllowList
+
+        if value is not None:
+            AllowList.parse(value)  # ValueError names the entry
         return value
 
     @field_validator("public_base_url")
@@ -115,6 +161,22 @@ class Settings(BaseSettings):
     def rules_path(self) -> Path:
         """RULES_DIR, or the rules/ folder beside the cds package."""
         return self.rules_dir if self.rules_dir is not None else Path(__file__).resolve().parents[1] / "rules"
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """CORS origins in force: the setting, else any origin in development and none in production."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return ("*",) if self.env == "development" else ()
+
+    @property
+    def allowed_fhir_servers(self) -> tuple[str, ...]:
+        """FHIR servers callers without their own list may name: the setting, else loopback in development."""
+        from cds.fhir.allowlist import LOOPBACK_ENTRIES
+
+        if self.fhir_servers is not None:
+            return self.fhir_servers
+        return LOOPBACK_ENTRIES if self.env == "development" else ()
 
     @property
     def base_url(self) -> str:

@@ -133,6 +133,25 @@ def live_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
 
 
 @pytest.fixture
+def fault_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Factory: a misbehaving FHIR server process (tests/support/fault_server.py) in a MODE; returns its base."""
+    started: list[ServerProcess] = []
+
+    def start(mode: str) -> str:
+        port = free_port()
+        server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), mode],
+                               env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                               log_path=tmp_path / f"fault-{mode}-{port}.log")
+        server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata")
+        started.append(server)
+        return f"http://127.0.0.1:{port}/fhir"
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=30.0) as client:
         yield client

@@ -19,7 +19,7 @@ def test_defaults_serve_loopback_on_8080_with_sqlite_under_var() -> None:
     assert settings.database_url == "sqlite:///var/pacing-cds.db"
     assert settings.env == "development"
     assert settings.base_url == "http://127.0.0.1:8080"
-    assert settings.cors_origins == ("*",)
+    assert settings.origins == ("*",)  # the default: any origin in development, none in production
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

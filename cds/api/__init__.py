@@ -7,6 +7,7 @@ from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
 from cds.errors import CdsError
 from cds.runtime import runtime
 from cds.settings import Settings
+from cds.store.replay import ReplayCacheError
 
 OPEN_PATHS = {"/healthz", "/rules"}  # no patient data: a clinician opens /rules from a card
 # Opened by a person's browser from a card link, which carries no JWT: the random token is the credential.
@@ -14,7 +15,7 @@ OPEN_PREFIXES = ("/charts/",)
 
 
 def register(app: Flask, settings: Settings) -> None:
-    cors.register(app, settings.cors_origins)  # first: preflight is answered before authentication
+    cors.register(app, settings.origins)  # first: preflight is answered before authentication
     error_handler.register(app)
 
     @app.before_request
@@ -27,7 +28,7 @@ def register(app: Flask, settings: Settings) -> None:
         except AuthError as exc:
             error_handler.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
             raise unauthorized() from exc
-        except ReplayCacheUnavailable as exc:
+        except (ReplayCacheUnavailable, ReplayCacheError) as exc:
             error_handler.log.error("replay cache unavailable (%s): calls refused", exc)
             raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")

@@ -6,7 +6,9 @@
 - `aud` is the exact public URL called (PUBLIC_BASE_URL + path, never the Host header);
 - `exp` and `iat` required, `nbf` honoured, 60 s leeway; a token may live at most MAX_LIFETIME_S;
 - `jti` is never accepted twice while the token lives (the replay cache);
-- unknown `kid`: the issuer's JWK Set is fetched again, at most once per REFRESH_INTERVAL_S.
+- unknown `kid`: the issuer's JWK Set is fetched again, at most once per REFRESH_INTERVAL_S, by one thread while
+  the others answer at once, within JWKS_DEADLINE_S and JWKS_MAX_BYTES (forged kids cannot hold clients up);
+- `fhir_servers`: the FHIR servers this issuer's calls may name as fhirServer (see cds.fhir.allowlist).
 Every failure is the same 401 to the client; the reason goes to the log with iss and jti, never the token.
 """
 
@@ -28,6 +30,7 @@ from jwt import PyJWK
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds.errors import CdsError
+from cds.fhir.allowlist import AllowList, NotAllowed, parse_target
 
 log = logging.getLogger("cds.auth")
 
@@ -36,6 +39,8 @@ ALGORITHMS = {"ES256": "EC", "ES384": "EC", "ES512": "EC", "RS256": "RSA", "RS38
 LEEWAY_S = 60
 MAX_LIFETIME_S = 3600
 REFRESH_INTERVAL_S = 60.0
+JWKS_DEADLINE_S = 3.0
+JWKS_MAX_BYTES = 256 * 1024
 
 
 class AuthError(Exception):
@@ -53,12 +58,27 @@ class IssuerConfig(BaseModel):
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
     tenants: list[str] | None = None
+    fhir_servers: list[str] | None = None
 
     @field_validator("jwks_url")
     @classmethod
     def _https_or_loopback(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        if value is None:
+            return None
+        try:
+            target = parse_target(value)
+        except NotAllowed as exc:
+            raise ValueError(f"must be an https URL ({exc})") from exc
+        loopback = target.host in ("127.0.0.1", "::1", "localhost")
+        if target.scheme != "https" and not loopback:
             raise ValueError("must be an https URL")
+        return value
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _usable_servers(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            AllowList.parse(value)
         return value
 
     @model_validator(mode="after")
@@ -142,25 +162,44 @@ class Issuer:
             self._keys.update(_parse_jwks(config.jwks))
 
     def key(self, kid: str, now: float) -> PyJWK:
-        with self._lock:
-            if kid not in self._keys and self.config.jwks_url and now - self._last_fetch >= REFRESH_INTERVAL_S:
+        keys = self._keys
+        if kid not in keys and self.config.jwks_url and now - self._last_fetch >= REFRESH_INTERVAL_S \
+                and self._lock.acquire(blocking=False):
+            # One refresh at a time; the other requests do not queue behind it.
+            try:
                 self._last_fetch = now
                 self._refresh()
-            if kid not in self._keys:
-                raise AuthError(f"unknown kid {kid[:64]!r}")
-            return self._keys[kid]
+            finally:
+                self._lock.release()
+            keys = self._keys
+        if kid not in keys:
+            raise AuthError(f"unknown kid {kid[:64]!r}")
+        return keys[kid]
 
     def _refresh(self) -> None:
         assert self.config.jwks_url is not None
         try:
-            response = self._http.get(self.config.jwks_url)
-            response.raise_for_status()
-            fetched = _parse_jwks(json.loads(response.content))
-        except (httpx.HTTPError, ValueError) as exc:
+            fetched = _parse_jwks(json.loads(self._download(self.config.jwks_url)))
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
             log.warning("JWK Set of %s not refreshed: %s", self.config.iss, type(exc).__name__)
             return
         inline = _parse_jwks(self.config.jwks) if self.config.jwks else {}
         self._keys = {**fetched, **inline}
+
+    def _download(self, url: str) -> bytes:
+        """The JWK Set document, within JWKS_DEADLINE_S in all and JWKS_MAX_BYTES; ValueError otherwise."""
+        deadline = time.monotonic() + JWKS_DEADLINE_S
+        chunks, size = [], 0
+        with self._http.stream("GET", url, timeout=JWKS_DEADLINE_S) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > JWKS_MAX_BYTES:
+                    raise ValueError("JWK Set too large")
+                if time.monotonic() > deadline:
+                    raise ValueError("JWK Set not received in time")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _parse_jwks(jwks: Any) -> dict[str, PyJWK]:
@@ -180,10 +219,16 @@ class Authenticator:
 
     def __init__(self, issuers: list[IssuerConfig], base_url: str, replay: ReplayCache,
                  http: httpx.Client | None = None) -> None:
-        self._http = http or httpx.Client(timeout=3.0, follow_redirects=False, trust_env=False)
+        self._http = http or httpx.Client(timeout=JWKS_DEADLINE_S, follow_redirects=False, trust_env=False,
+                                          headers={"Accept-Encoding": "identity"})
         self.issuers = {config.iss: Issuer(config, self._http) for config in issuers}
         self.base_url = base_url.rstrip("/")
         self.replay = replay
+
+    def fhir_server_lists(self) -> dict[str, AllowList]:
+        """The allow-list of each issuer that has its own `fhir_servers`."""
+        return {iss: AllowList.parse(issuer.config.fhir_servers) for iss, issuer in self.issuers.items()
+                if issuer.config.fhir_servers is not None}
 
     def close(self) -> None:
         self._http.close()

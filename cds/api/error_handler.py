@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from typing import Any
 
@@ -73,5 +74,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         reference = uuid.uuid4().hex[:12]
-        log.exception("unhandled error, reference %s, on %s %s", reference, request.method, loggable_path())
+        log.error("unhandled %s, reference %s, on %s %s at %s", type(exc).__name__, reference, request.method,
+                  loggable_path(), where(exc))
         return error_response(CdsError(500, f"internal error; reference {reference}"))
+
+
+def where(exc: BaseException) -> str:
+    """The frames an exception passed through, without its message: messages can quote request data."""
+    frames = traceback.extract_tb(exc.__traceback__)[-8:]
+    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames))

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from cds.api.body import read_json
-from cds.api.error_handler import json_response
+from cds.api.error_handler import json_response, where
 from cds.charts.links import add_chart_links
 from cds.errors import CdsError
 from cds.fhir.client import DeadlineExceeded
@@ -19,6 +19,7 @@ from cds.hooks.models import CdsResponse
 from cds.runtime import runtime
 from cds.services.base import CdsService
 from cds.services.pipeline import answer
+from cds.services.unavailable import data_unavailable_card
 from cds.store.database import AuditRecord
 
 bp = Blueprint("service_call", __name__)
@@ -45,13 +46,25 @@ def call(service_id: str) -> Response:
         try:
             answered = answer(service, body, rt.engine, rt.fhir, now, record=record,
                               deadline=time.monotonic() + max(0.0, deadline - time.perf_counter()),
-                              https_only=rt.settings.env == "production", base_url=rt.settings.base_url)
+                              https_only=rt.settings.env == "production", base_url=rt.settings.base_url,
+                              allowed=rt.fhir_servers.for_issuer(g.get("iss")))
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            # OverflowError from extreme numbers, pydantic's ValidationError on what we build from the data, TypeError
+            # from a resource field of the wrong JSON type. The exception text can quote the data: only its type and
+            # where it was raised are logged.
+            log.warning("call %s not evaluated: %s from the data at %s", record.hook_instance, type(exc).__name__,
+                        where(exc))
+            raise CdsError(400, "the request's data could not be evaluated: a value is out of range or malformed"
+                           ) from exc
         except DeadlineExceeded as exc:
-            # An EHR-facing service must not hold the clinician up: no guidance rather than a late answer.
+            # An EHR-facing service must not hold the clinician up, nor let silence pass for "no red flags".
             status = 200
             record.message = (f"deadline of {rt.settings.request_deadline_s:g} s passed waiting for the FHIR "
-                              f"server ({exc}); answered with no cards")
-            return json_response(CdsResponse().to_json())
+                              f"server ({exc}); answered that guidance is unavailable")
+            card = data_unavailable_card(record.hook_instance or "", rt.engine.knowledge,
+                                         rt.settings.request_deadline_s)
+            record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)]
+            return json_response(CdsResponse(cards=[card]).to_json())
         response = answered.outcome.response
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
                         for card in response.cards]
@@ -69,8 +82,8 @@ def call(service_id: str) -> Response:
     finally:
         try:
             rt.store.audit(record, status)
-        except SQLAlchemyError:
-            log.exception("audit record not written for hookInstance %s", record.hook_instance)
+        except SQLAlchemyError as exc:  # its message can carry the statement's parameters: only the type
+            log.error("audit record not written for hookInstance %s: %s", record.hook_instance, type(exc).__name__)
         log.info("service call service=%s hookInstance=%s iss=%s jti=%s status=%s cards=%d duration_ms=%.1f",
                  service.id, record.hook_instance, g.get("iss"), g.get("jti"), status, len(record.cards),
                  (time.perf_counter() - record.started) * 1000)

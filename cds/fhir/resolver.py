@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from cds.errors import CdsError
+from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FetchFailure, FhirClient, next_link
 from cds.fhir.templates import PrefetchTemplate
-from cds.hooks.models import CdsRequest
+from cds.hooks.models import FHIR_ID, CdsRequest
 
 
 @dataclass
@@ -68,44 +70,96 @@ def unfulfilled(resource: dict[str, Any]) -> bool:
     return False
 
 
-def _patient_of(resource: dict[str, Any]) -> str | None:
-    """The Patient id a resource points at through subject or patient, when it is a Patient reference."""
+def patient_in_reference(reference: str, fhir_base: str | None, full_urls: dict[str, str]) -> str | None:
+    """The Patient id a reference resolves to: `Patient/id`, versioned, absolute on the request's fhirServer, or
+    a `urn:uuid` naming a Patient in the same Bundle. None for anything else (other types, other servers)."""
+    if reference.startswith(("urn:uuid:", "urn:oid:")):
+        return full_urls.get(reference)
+    if reference.startswith(("http://", "https://")):
+        base = (fhir_base or "").rstrip("/") + "/"
+        if not fhir_base or not reference.startswith(base):
+            return None
+        reference = reference[len(base):]
+    parts = reference.split("/")
+    if len(parts) == 4 and parts[2] == "_history" and parts[3]:
+        parts = parts[:2]
+    if len(parts) != 2 or parts[0] != "Patient" or not re.fullmatch(FHIR_ID, parts[1]):
+        return None
+    return parts[1]
+
+
+def subject_problem(resource: dict[str, Any], patient_id: str, fhir_base: str | None,
+                    full_urls: dict[str, str]) -> str | None:
+    """Why a resource is not the context patient's own (no subject, unresolvable, another patient), or None."""
     for name in ("subject", "patient"):
-        ref = resource.get(name)
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            parts = ref["reference"].rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-2] == "Patient":
-                return parts[-1]
-    return None
+        value = resource.get(name)
+        if value is None:
+            continue
+        reference = value.get("reference") if isinstance(value, dict) else None
+        if not isinstance(reference, str):
+            return f"has a {name} without a literal Patient reference"
+        resolved = patient_in_reference(reference, fhir_base, full_urls)
+        if resolved is None:
+            return f"has a {name} that is not a reference to context.patientId"
+        if resolved != patient_id:
+            return "belongs to another patient than context.patientId"
+        return None
+    return "has no subject; it must name the context patient"
 
 
-def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_id: str) -> str | None:
+def _patient_full_urls(entries: list[Any]) -> dict[str, str]:
+    urls = {}
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str):
+            inner = entry.get("resource")
+            if isinstance(inner, dict) and inner.get("resourceType") == "Patient" and isinstance(inner.get("id"), str):
+                urls[entry["fullUrl"]] = inner["id"]
+    return urls
+
+
+def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_id: str,
+                  fhir_base: str | None = None) -> str | None:
     """Why this resource cannot be the answer to this template (wrong type, another patient), or None."""
     expected = template.resource_type
     if not template.is_search:
         if resource.get("resourceType") != expected:
             return f"is a {resource.get('resourceType')}, expected a {expected}"
-        if expected == "Patient" and resource.get("id") not in (None, patient_id):
-            return "is a different Patient than context.patientId"
-        return None
+        if expected == "Patient":
+            return None if resource.get("id") == patient_id else "is a different Patient than context.patientId"
+        return subject_problem(resource, patient_id, fhir_base, {})
     if resource.get("resourceType") != "Bundle":
         return f"is a {resource.get('resourceType')}, expected a Bundle of {expected}"
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
         return "has an entry that is not a list"
+    full_urls = _patient_full_urls(entries)
     for index, entry in enumerate(entries):
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(inner, dict):
             return f"entry[{index}] has no resource"
         kind = inner.get("resourceType")
-        if kind == "OperationOutcome":
+        if kind == "OperationOutcome" or (kind == "Patient" and inner.get("id") == patient_id):
             continue
         if kind != expected:
             return f"entry[{index}] is a {kind}, expected {expected}"
-        other = _patient_of(inner)
-        if other is not None and other != patient_id:
-            return f"entry[{index}] belongs to another patient than context.patientId"
+        problem = subject_problem(inner, patient_id, fhir_base, full_urls)
+        if problem is not None:
+            return f"entry[{index}] {problem}"
     return None
+
+
+def draft_order_problems(entries: list[dict[str, Any]], patient_id: str, fhir_base: str | None) -> list[str]:
+    """Draft orders of an order hook that are not for the context patient, as `entry[i] why`."""
+    full_urls = _patient_full_urls([{"fullUrl": e.get("fullUrl"), "resource": e.get("resource")} for e in entries])
+    problems = []
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "Patient":
+            continue
+        problem = subject_problem(resource, patient_id, fhir_base, full_urls)
+        if problem is not None:
+            problems.append(f"entry[{index}] {problem}")
+    return problems
 
 
 def _without(data: PrefetchData, key: str, reason: str) -> None:
@@ -123,8 +177,8 @@ def _url(template: PrefetchTemplate, request: CdsRequest) -> str:
 
 
 def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
-            client: FhirClient, optional: frozenset[str] = frozenset(), deadline: float | None = None
-            ) -> PrefetchData:
+            client: FhirClient, optional: frozenset[str] = frozenset(), deadline: float | None = None,
+            allowed: AllowList | None = None) -> PrefetchData:
     """Resolve every template of a service for this request, or raise CdsError (400 bad data, 412 unobtainable)."""
     sent = request.prefetch or {}
     data = PrefetchData()
@@ -146,7 +200,7 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
             to_fetch[key] = (_url(template, request), None)
             data.notes.setdefault(key, []).append("prefetch held an OperationOutcome")
             continue
-        problem = shape_problem(template, value, patient_id)
+        problem = shape_problem(template, value, patient_id, request.fhirServer)
         if problem:
             invalid.append(f"prefetch.{key} {problem}")
             continue
@@ -157,14 +211,29 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
         raise CdsError(400, "; ".join(invalid), expression=[f"prefetch.{t.key}" for t in templates
                                                             if any(f"prefetch.{t.key} " in m for m in invalid)])
     if to_fetch:
-        _fetch_missing(templates, request, patient_id, client, to_fetch, data, optional, deadline)
+        _fetch_missing(templates, request, patient_id, client, to_fetch, data, optional, deadline, allowed)
     return data
+
+
+def _refuse_server(to_fetch: set[str], continuing: set[str], optional: frozenset[str], data: PrefetchData) -> None:
+    """fhirServer is not allowed: refused before any connection, in the same words whatever the target would
+    have answered (412 when a required key needed it)."""
+    for key in continuing:
+        data.notes.setdefault(key, []).append("more pages exist but fhirServer is not an allowed FHIR server")
+    for key in sorted(optional & (to_fetch - continuing)):
+        _without(data, key, "fhirServer is not an allowed FHIR server")
+    if to_fetch - continuing - optional:
+        raise CdsError(412, "fhirServer is not an allowed FHIR server", expression=["fhirServer"])
 
 
 def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patient_id: str,
                    client: FhirClient, to_fetch: dict[str, tuple[str, dict[str, Any] | None]],
-                   data: PrefetchData, optional: frozenset[str], deadline: float | None) -> None:
+                   data: PrefetchData, optional: frozenset[str], deadline: float | None,
+                   allowed: AllowList | None = None) -> None:
     continuing = {k for k, (_, first) in to_fetch.items() if first is not None}
+    if request.fhirServer is not None and allowed is not None and not allowed.allows(request.fhirServer):
+        _refuse_server(set(to_fetch), continuing, optional, data)
+        return
     if request.fhirServer is None:
         for key in sorted(optional & (set(to_fetch) - continuing)):
             _without(data, key, "not in the request and no fhirServer")
@@ -180,7 +249,8 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         return
     token = request.fhirAuthorization.access_token.get_secret_value() if request.fhirAuthorization else None
     by_key = {t.key: t for t in templates}
-    results = client.fetch_all(request.fhirServer, token, to_fetch, deadline)
+    results = client.fetch_all(request.fhirServer, token, to_fetch, deadline,
+                               allowed.allows if allowed is not None else None)
     failed: dict[str, str] = {}
     for key, result in results.items():
         if isinstance(result, FetchFailure):
@@ -189,9 +259,9 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         if unfulfilled(result.resource):
             failed[key] = "FHIR server answered with an OperationOutcome"
             continue
-        problem = shape_problem(by_key[key], result.resource, patient_id)
-        if problem:
-            failed[key] = f"the FHIR server's answer {problem}"
+        if shape_problem(by_key[key], result.resource, patient_id, request.fhirServer):
+            # The remote body's details stay out of the message: it could describe any host's answer.
+            failed[key] = f"the FHIR server's answer is not a usable {by_key[key].resource_type} answer"
             continue
         data.resources[key] = result.resource
         data.sources[key] = "prefetch + fhirServer pages" if key in continuing else "fhirServer"

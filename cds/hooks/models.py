@@ -179,24 +179,42 @@ class PatientViewContext(WireModel):
     encounterId: FhirId | None = None
 
 
+# Each draft exercise order is reviewed and may get its own card: an order hook carrying more than this is no
+# clinician's order set but an attempt to make one call cost minutes of CPU.
+MAX_DRAFT_ORDERS = 100
+
+
 class OrderSignContext(PatientViewContext):
     """order-sign context."""
 
     draftOrders: Bundle
+
+    @field_validator("draftOrders")
+    @classmethod
+    def _bounded(cls, value: Bundle) -> Bundle:
+        if len(value.entry) > MAX_DRAFT_ORDERS:
+            raise ValueError(f"at most {MAX_DRAFT_ORDERS} draft orders in one call, not {len(value.entry)}")
+        return value
 
 
 class OrderSelectContext(OrderSignContext):
     """order-select context: selections must name orders present in draftOrders."""
 
     selections: Annotated[list[Annotated[str, StringConstraints(pattern=f"^[A-Za-z]+/{FHIR_ID}$")]],
-                          Field(min_length=1)]
+                          Field(min_length=1, max_length=MAX_DRAFT_ORDERS)]
 
     @model_validator(mode="after")
     def _selections_in_draft_orders(self) -> OrderSelectContext:
-        missing = [s for s in self.selections if s not in self.draftOrders.references()]
+        missing = missing_selections(self.selections, self.draftOrders.references())
         if missing:
-            raise ValueError(f"selections {missing} are not in draftOrders")
+            shown = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
+            raise ValueError(f"selections {shown} are not in draftOrders")
         return self
+
+
+def missing_selections(selections: list[str], references: set[str]) -> list[str]:
+    """Selections naming no draft order: one set built once, one lookup per selection (linear)."""
+    return [s for s in selections if s not in references]
 
 
 HOOK_CONTEXTS: dict[str, type[PatientViewContext]] = {
@@ -305,21 +323,34 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# Feedback field limits: a card and a suggestion are named by a uuid (36 characters; 128 leaves room for any
+# client's ids), a reason is a Coding as the card offered it; nothing larger is stored.
+ShortId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
 class AcceptedSuggestion(WireModel):
-    id: NonEmptyStr
+    id: ShortId
+
+
+class ReasonCoding(Coding):
+    """An override reason sent back: the sizes the card's own codings have."""
+
+    code: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    system: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    display: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
 
 
 class OverrideReason(WireModel):
     """The reason given when overriding; reason.display is optional on input."""
 
-    reason: Coding | None = None
+    reason: ReasonCoding | None = None
     userComment: Annotated[str, StringConstraints(max_length=4000)] | None = None
 
 
 class Feedback(WireModel):
-    card: NonEmptyStr
+    card: ShortId
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    acceptedSuggestions: Annotated[list[AcceptedSuggestion], Field(max_length=64)] | None = None
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: Annotated[datetime, Strict(False), BeforeValidator(_timestamp_text), AfterValidator(_utc)]
 

@@ -15,9 +15,10 @@ from cds.clinical.recommend import recommend
 from cds.clinical.records import OrderRecord, PatientRecord
 from cds.engine import Evaluation, RuleEngine
 from cds.errors import CdsError
+from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FhirClient
 from cds.fhir.readers import SNOMED, build_record, codes_of, order_dose, parse_time
-from cds.fhir.resolver import PrefetchData, resolve
+from cds.fhir.resolver import PrefetchData, draft_order_problems, resolve
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
 from cds.hooks.validation import validate
 from cds.services.base import CdsService
@@ -75,10 +76,12 @@ class Answer:
 
 def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient, now: datetime, *,
            deadline: float | None = None, https_only: bool = False, record: CallRecord | None = None,
-           stages: dict[str, float] | None = None, base_url: str | None = None) -> Answer:
+           stages: dict[str, float] | None = None, base_url: str | None = None,
+           allowed: AllowList | None = None) -> Answer:
     """Answer one call of `service`: validate (CdsError 400), resolve prefetch (CdsError 412, DeadlineExceeded
     past `deadline` on the monotonic clock), evaluate and build the cards. `stages` receives seconds per stage;
-    `base_url`, where the service is reached, makes each card's source link to its rule on the rules page."""
+    `base_url`, where the service is reached, makes each card's source link to its rule on the rules page;
+    `allowed`, the FHIR servers the caller may name as fhirServer (none: any)."""
     started = time.perf_counter()
     request = validate(CdsRequest, body)
     if record is not None:
@@ -92,8 +95,10 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
     context = validate(service.context_model, request.context, prefix="context")
     if record is not None:
         record.patient_id, record.user_id = context.patientId, context.userId
+    if isinstance(context, OrderSignContext):
+        _check_draft_subjects(context, request.fhirServer)
     validated = time.perf_counter()
-    data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys, deadline)
+    data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys, deadline, allowed)
     if record is not None:
         record.data_sources = data.summary()
     if stages is not None:
@@ -103,6 +108,15 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
     outcome = evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
                                resources, now, drafts, stages, f"{base_url}/rules" if base_url else None)
     return Answer(service, request, context, data, outcome)
+
+
+def _check_draft_subjects(context: OrderSignContext, fhir_server: str | None) -> None:
+    """Draft orders must be the context patient's: another patient's order must not be reviewed or replaced."""
+    entries = [entry.model_dump(by_alias=True) for entry in context.draftOrders.entry]
+    problems = draft_order_problems(entries, context.patientId, fhir_server)
+    if problems:
+        raise CdsError(400, "; ".join(f"context.draftOrders {p}" for p in problems[:8]),
+                       expression=["context.draftOrders"])
 
 
 def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instance: str, patient_id: str,

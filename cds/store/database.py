@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Float,
+    Index,
     Integer,
     String,
     Text,
@@ -46,6 +47,9 @@ class FeedbackItem(Base):
     """One feedback item as the client sent it; `item_key` makes a repeated item a no-op."""
 
     __tablename__ = "feedback"
+    # The rate limit counts a client's recent items; the retention purge deletes by age.
+    __table_args__ = (Index("ix_feedback_client_received", "client_key", "received_at"),
+                      Index("ix_feedback_received_at", "received_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     item_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -59,6 +63,7 @@ class FeedbackItem(Base):
     user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     outcome_timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    client_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditEvent(Base):
@@ -90,7 +95,7 @@ class IssuedCard(Base):
     service_id: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str | None] = mapped_column(String(128), nullable=True)
     hook_instance: Mapped[str] = mapped_column(String(128))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class ChartRecord(Base):
@@ -185,12 +190,37 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _insert(self, table: Any) -> Any:
+    def insert_statement(self, table: Any) -> Any:
+        """INSERT with this backend's ON CONFLICT support."""
         return (postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table))
+
+    _insert = insert_statement
+
+    def purge(self, before: datetime) -> dict[str, int]:
+        """Delete feedback, audit events and issued cards older than `before`; how many rows of each."""
+        from cds.store.replay import UsedToken
+
+        counts = {}
+        with self.engine.begin() as conn:
+            for name, statement in (
+                    ("feedback", delete(FeedbackItem).where(FeedbackItem.received_at < before)),
+                    ("audit events", delete(AuditEvent).where(AuditEvent.time < before)),
+                    ("issued cards", delete(IssuedCard).where(IssuedCard.issued_at < before)),
+                    ("expired token ids", delete(UsedToken).where(UsedToken.expires_at < time.time()))):
+                counts[name] = conn.execute(statement).rowcount
+        return counts
+
+    def recent_feedback(self, client_key: str, since: datetime) -> int:
+        """How many feedback items this client had stored since `since` (the rate limit's count)."""
+        table = FeedbackItem.__table__
+        query = select(func.count()).select_from(table).where(table.c.client_key == client_key,
+                                                                table.c.received_at >= since)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     # ------------------------------------------------------------ feedback
 
-    def add_feedback(self, service_id: str, items: Iterable[Feedback]) -> int:
+    def add_feedback(self, service_id: str, items: Iterable[Feedback], client_key: str | None = None) -> int:
         """Store each item once, in one transaction; return how many were new."""
         now = _utcnow()
         rows = []
@@ -213,6 +243,7 @@ class Store:
                 "user_comment": item.overrideReason.userComment if item.overrideReason else None,
                 "outcome_timestamp": item.outcomeTimestamp,
                 "received_at": now,
+                "client_key": client_key,
             })
         # RETURNING tells new rows from conflicts on every backend (rowcount does not under psycopg).
         statement = (self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
