@@ -16,16 +16,19 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 
-def configure_logging(level: str) -> None:
-    """One stderr handler for the `cds` loggers; request bodies and tokens are never logged."""
+def configure_logging(level: str, kind: str = "text") -> None:
+    """One stderr handler for the `cds` loggers, text or JSON; request bodies and tokens are never logged."""
+    from cds.logs import formatter
+
     logger = logging.getLogger("cds")
     logger.setLevel(level)
-    if not any(getattr(h, "_pacing_cds", False) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if getattr(h, "_pacing_cds", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler._pacing_cds = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
+    handler.setFormatter(formatter(kind))
 
 
 def build_authenticator(settings: Settings) -> Authenticator | None:
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from cds.store.database import Store
 
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     services = by_id()
     engine = RuleEngine(load_knowledge(settings.rules_path, services))
     app = Flask("cds")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,10 +20,23 @@ def _bind(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    """Run the service under gunicorn (gthread workers) on HOST:PORT."""
+    """Run the service under gunicorn (gthread workers) on HOST:PORT; its own folder for the workers' metrics."""
+    import shutil
+    import tempfile
+
+    # Before prometheus-client is imported: it picks per-process files or in-memory values once, at import.
+    metrics_dir = tempfile.mkdtemp(prefix="pacing-cds-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _serve(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from cds import create_app
+    from cds import create_app, logs, metrics
     from cds.store.database import Store
 
     knowledge = check_rules(settings)  # refuse to start on broken knowledge, before any worker boots
@@ -42,6 +56,11 @@ def serve(settings: Settings) -> int:
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "pacing-cds")
             self.cfg.set("loglevel", settings.log_level.lower())
+            if settings.log_format == "json":
+                self.cfg.set("logconfig_dict", logs.gunicorn_json_config())
+            self.cfg.set("child_exit", lambda _arbiter, worker: metrics.worker_exit(worker.pid))
+            if settings.metrics_port is not None:
+                self.cfg.set("when_ready", lambda _arbiter: metrics.serve_port(settings.host, settings.metrics_port))
             if "control_socket_disable" in self.cfg.settings:
                 # A shared control socket in $HOME would let one instance's tooling reach another.
                 self.cfg.set("control_socket_disable", True)

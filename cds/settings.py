@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the feedback and audit database (sqlite:///... or postgresql+psycopg://...)",
     )
     rules_dir: Path | None = Field(
-        None, description="folder of the rule files and parameters.yaml (default: the project's rules/)"
+        None, description="folder of the rule files and parameters.yaml (default: the rules installed with the package)"
     )
     public_base_url: str | None = Field(
         None, description="URL the EHR uses to reach this service (default http://HOST:PORT); JWT audience"
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
     threads: int = Field(4, ge=1, le=64, description="threads per gunicorn worker")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text (one readable line per event) or json (one JSON object per line, for collectors)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="serve GET /metrics on this port of HOST, without authentication, instead of on PORT",
+    )
     issuers_file: Path | None = Field(
         None, description="YAML file of trusted CDS clients (iss, jwks and/or jwks_url, tenants); enables JWT auth"
     )
@@ -68,6 +75,8 @@ class Settings(BaseSettings):
             raise ValueError("PACING_CDS_NOW must not be set in production")
         if self.env == "production" and self.issuers_file is None and self.auth != "disabled":
             raise ValueError("production needs PACING_CDS_ISSUERS_FILE, or PACING_CDS_AUTH=disabled to run open")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("PACING_CDS_METRICS_PORT must differ from PACING_CDS_PORT")
         return self
 
     @field_validator("now")
@@ -110,8 +119,12 @@ class Settings(BaseSettings):
 
     @property
     def rules_path(self) -> Path:
-        """RULES_DIR, or the rules/ folder beside the cds package."""
-        return self.rules_dir if self.rules_dir is not None else Path(__file__).resolve().parents[1] / "rules"
+        """RULES_DIR, else the rules installed in the package (cds/rules), else the checkout's rules/ folder."""
+        if self.rules_dir is not None:
+            return self.rules_dir
+        package = Path(__file__).resolve().parent
+        installed = package / "rules"
+        return installed if installed.is_dir() else package.parent / "rules"
 
     @property
     def base_url(self) -> str:

@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds import metrics
 from cds.api.body import read_json, validate
 from cds.api.error_handler import json_response
 from cds.api.service_call import find_service
@@ -27,5 +28,7 @@ def feedback(service_id: str) -> Response:
     except SQLAlchemyError as exc:
         log.exception("feedback not stored for service %s", service.id)
         raise CdsError(503, "feedback could not be stored; send it again") from exc
-    log.info("feedback service=%s received=%d stored=%d", service.id, len(body.feedback), stored)
+    metrics.feedback_stored(item.outcome for item in body.feedback)
+    log.info("feedback service=%s received=%d stored=%d", service.id, len(body.feedback), stored,
+             extra={"event": "feedback", "service": service.id, "received": len(body.feedback), "stored": stored})
     return json_response({"received": len(body.feedback), "stored": stored})

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, g
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from cds import metrics
 from cds.api.body import read_json, validate
 from cds.api.error_handler import json_response
 from cds.errors import CdsError
@@ -59,10 +60,12 @@ def call(service_id: str) -> Response:
                               f"server ({exc}); answered with no cards")
             return json_response(CdsResponse().to_json())
         record.data_sources = data.summary()
+        metrics.prefetch_sources(data.sources.values())
         now = rt.settings.now or datetime.now(UTC)
         outcome = service.handler(service.id, service.hook, request, context, data, rt.engine, now)
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
                         for card in outcome.response.cards]
+        metrics.cards((c.source.topic.code if c.source.topic else "none", c.indicator) for c in outcome.response.cards)
         status = 200
         return json_response(outcome.response.to_json())
     except CdsError as error:
@@ -75,7 +78,12 @@ def call(service_id: str) -> Response:
         try:
             rt.store.audit(record, status)
         except SQLAlchemyError:
+            metrics.audit_write_failed()
             log.exception("audit record not written for hookInstance %s", record.hook_instance)
+        metrics.service_call(service.id, status, time.perf_counter() - record.started)
+        duration_ms = round((time.perf_counter() - record.started) * 1000, 1)
         log.info("service call service=%s hookInstance=%s iss=%s jti=%s status=%s cards=%d duration_ms=%.1f",
                  service.id, record.hook_instance, g.get("iss"), g.get("jti"), status, len(record.cards),
-                 (time.perf_counter() - record.started) * 1000)
+                 duration_ms, extra={"event": "service call", "service": service.id, "status": status,
+                                     "hookInstance": record.hook_instance, "iss": g.get("iss"), "jti": g.get("jti"),
+                                     "cards": len(record.cards), "duration_ms": duration_ms})

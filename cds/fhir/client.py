@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from cds import metrics
+
 
 class FetchFailure(Exception):
     """A FHIR query that gave no usable answer; the message is safe to show (no token, no data)."""
@@ -107,6 +109,7 @@ class FhirClient:
                                         if isinstance(lk, dict) and lk.get("relation") != "next"]
         return fetched
 
+    @metrics.timed_fhir_request
     def _get(self, base: str, token: str | None, url: str, deadline: float | None = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = self.timeout_s if deadline is None else max(0.05, min(self.timeout_s, deadline - time.monotonic()))
