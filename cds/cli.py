@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import sys
 from collections import defaultdict
@@ -36,7 +37,7 @@ def serve(settings: Settings) -> int:
 def _serve(settings: Settings) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from cds import create_app, logs, metrics
+    from cds import configure_logging, create_app, logs, metrics
     from cds.store.database import Store
 
     knowledge = check_rules(settings)  # refuse to start on broken knowledge, before any worker boots
@@ -73,8 +74,11 @@ def _serve(settings: Settings) -> int:
             gc.freeze()
             return app
 
-    print(f"pacing-cds serving {settings.base_url}/cds-services on {_bind(settings)} "
-          f"({settings.workers} workers x {settings.threads} threads, env {settings.env})", file=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
+    logging.getLogger("cds").info(
+        "pacing-cds serving %s/cds-services on %s (%d workers x %d threads, env %s)%s", settings.base_url,
+        _bind(settings), settings.workers, settings.threads, settings.env,
+        f"; metrics on port {settings.metrics_port}" if settings.metrics_port else "")
     Server().run()
     return 0
 

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from tests.support.processes import ServerProcess, free_port
 
@@ -138,4 +140,7 @@ def test_installed_service_answers_over_http(served: str, elsewhere: Path) -> No
         assert answer.status_code == 200
         assert [c["summary"] for c in answer.json()["cards"]] == ["Progress exercise to 22 min x 3/week (+10 %)"]
         assert 'pacing_cds_calls_total{service="pacing-review",status="200"} 1.0' in http.get("/metrics").text
+        openapi = http.get("/openapi.json").json()
+        validate(openapi)
+        assert openapi["info"]["version"] == version("pacing-cds"), "the installed distribution's version"
     assert (elsewhere / "var" / "pacing-cds.db").is_file(), "the default database is made in the working folder"
