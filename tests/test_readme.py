@@ -55,3 +55,9 @@ def test_evaluate_output_shown_is_what_the_command_prints() -> None:
                              "2026-11-20T09:00:00Z"], capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/bin:/bin"})
     assert result.stdout.rstrip() == shown.rstrip()
+
+
+def test_integration_guide_covers_every_setting() -> None:
+    guide = (ROOT / "docs/integration.md").read_text()
+    missing = [name for name, _, _ in settings_table() if f"`{name}`" not in guide]
+    assert missing == []
