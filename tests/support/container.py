@@ -1,0 +1,70 @@
+"""podman for the container test: the options this kind of machine needs, and a base image when none can be pulled.
+
+The Dockerfile builds on python:3.11-slim-bookworm. Where no container registry can be reached, the same thing is
+made from Debian's own packages: a bookworm root file system (debootstrap) with Python 3.11 made the `python` of
+/usr/local, as in the official image, and imported into podman under a local name.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import subprocess
+from pathlib import Path
+
+BASE = "docker.io/library/python:3.11-slim-bookworm"
+STAND_IN = "localhost/pacing-cds-test-base:bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+def podman() -> list[str]:
+    """podman with runc when installed: crun refuses hosts with cgroups in hybrid mode."""
+    runc = shutil.which("runc")
+    return ["podman", "--runtime", runc] if runc else ["podman"]
+
+
+def run_options() -> list[str]:
+    """Limits no higher than this process's own: without CAP_SYS_RESOURCE podman's defaults cannot be set."""
+    nofile_soft, nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[0], 4096)
+    return ["--ulimit", f"nofile={min(nofile_soft, 65536)}:{min(nofile_hard, 65536)}",
+            "--ulimit", f"nproc={nproc}:{nproc}"]
+
+
+def _podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*podman(), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def base_image(workdir: Path) -> tuple[str, str]:
+    """(image to build on, how it was had): the official one if present or pullable, else the Debian stand-in."""
+    if _podman("image", "exists", BASE).returncode == 0:
+        return BASE, "present"
+    try:
+        pulled = _podman("pull", "--quiet", BASE)
+        if pulled.returncode == 0:
+            return BASE, "pulled"
+        reason = (pulled.stderr.strip().splitlines() or ["no answer"])[-1][:300]
+    except subprocess.TimeoutExpired:
+        reason = "no answer within 120 s"
+    if _podman("image", "exists", STAND_IN).returncode != 0:
+        _build_stand_in(workdir)
+    return STAND_IN, f"stand-in built from Debian packages ({BASE} not pullable: {reason})"
+
+
+def _build_stand_in(workdir: Path) -> None:
+    rootfs = workdir / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates,passwd",
+                    "bookworm", str(rootfs), DEBIAN_MIRROR], check=True, capture_output=True, timeout=1200)
+    # python:3.11-slim has a python of its own in /usr/local whose pip installs freely; Debian's is managed by apt.
+    subprocess.run(["chroot", str(rootfs), "python3", "-m", "venv", "/usr/local"], check=True, timeout=300)
+    subprocess.run(["chroot", str(rootfs), "apt-get", "clean"], check=True, timeout=120)
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    try:
+        subprocess.run([*podman(), "import", "--change", "ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "--change", 'CMD ["python"]', "-", STAND_IN], stdin=tar.stdout, check=True,
+                       capture_output=True, timeout=600)
+    finally:
+        if tar.stdout is not None:
+            tar.stdout.close()
+        tar.wait(timeout=600)
+    shutil.rmtree(rootfs, ignore_errors=True)
