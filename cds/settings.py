@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -75,9 +75,14 @@ class Settings(BaseSettings):
             raise ValueError("PACING_CDS_NOW must not be set in production")
         if self.env == "production" and self.issuers_file is None and self.auth != "disabled":
             raise ValueError("production needs PACING_CDS_ISSUERS_FILE, or PACING_CDS_AUTH=disabled to run open")
-        if self.metrics_port is not None and self.metrics_port == self.port:
-            raise ValueError("PACING_CDS_METRICS_PORT must differ from PACING_CDS_PORT")
         return self
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _own_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("port"):
+            raise ValueError("must differ from PACING_CDS_PORT")
+        return value
 
     @field_validator("now")
     @classmethod
