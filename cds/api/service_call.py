@@ -80,8 +80,9 @@ def call(service_id: str) -> Response:
         except SQLAlchemyError:
             metrics.audit_write_failed()
             log.exception("audit record not written for hookInstance %s", record.hook_instance)
-        metrics.service_call(service.id, status, time.perf_counter() - record.started)
-        duration_ms = round((time.perf_counter() - record.started) * 1000, 1)
+        seconds = time.perf_counter() - record.started
+        metrics.service_call(service.id, status, seconds)
+        duration_ms = round(seconds * 1000, 1)
         log.info("service call service=%s hookInstance=%s iss=%s jti=%s status=%s cards=%d duration_ms=%.1f",
                  service.id, record.hook_instance, g.get("iss"), g.get("jti"), status, len(record.cards),
                  duration_ms, extra={"event": "service call", "service": service.id, "status": status,

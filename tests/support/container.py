@@ -13,7 +13,9 @@ import subprocess
 from pathlib import Path
 
 BASE = "docker.io/library/python:3.11-slim-bookworm"
+ROOTFS = "localhost/pacing-cds-test-rootfs:bookworm"
 STAND_IN = "localhost/pacing-cds-test-base:bookworm"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -46,12 +48,26 @@ def base_image(workdir: Path) -> tuple[str, str]:
         reason = (pulled.stderr.strip().splitlines() or ["no answer"])[-1][:300]
     except subprocess.TimeoutExpired:
         reason = "no answer within 120 s"
-    if _podman("image", "exists", STAND_IN).returncode != 0:
-        _build_stand_in(workdir)
+    if _podman("image", "exists", ROOTFS).returncode != 0:
+        _import_rootfs(workdir)
+    _trust_this_machine(workdir)
     return STAND_IN, f"stand-in built from Debian packages ({BASE} not pullable: {reason})"
 
 
-def _build_stand_in(workdir: Path) -> None:
+def _trust_this_machine(workdir: Path) -> None:
+    """The stand-in trusts the certificate authorities this machine trusts (its network may re-sign TLS), and
+    tells pip so: the pip of Debian 12 reads its own bundle, not the system's."""
+    context = workdir / "trust"
+    context.mkdir(exist_ok=True)
+    shutil.copy(HOST_CA_BUNDLE, context / "ca-certificates.crt")
+    (context / "Containerfile").write_text(
+        f"FROM {ROOTFS}\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt\n")
+    subprocess.run([*podman(), "build", "--network", "none", "-t", STAND_IN, str(context)], check=True,
+                   capture_output=True, timeout=300)
+
+
+def _import_rootfs(workdir: Path) -> None:
     rootfs = workdir / "rootfs"
     subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates,passwd",
                     "bookworm", str(rootfs), DEBIAN_MIRROR], check=True, capture_output=True, timeout=1200)
@@ -61,7 +77,7 @@ def _build_stand_in(workdir: Path) -> None:
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     try:
         subprocess.run([*podman(), "import", "--change", "ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                        "--change", 'CMD ["python"]', "-", STAND_IN], stdin=tar.stdout, check=True,
+                        "--change", 'CMD ["python"]', "-", ROOTFS], stdin=tar.stdout, check=True,
                        capture_output=True, timeout=600)
     finally:
         if tar.stdout is not None:
