@@ -16,7 +16,9 @@ COPY pyproject.toml README.md ./
 COPY cds ./cds
 COPY rules ./rules
 # The project's wheel and a wheel of every dependency, so that the runtime stage installs without a compiler.
-RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
+# --use-pep517: durable-rules has no pyproject.toml; build it in an isolated environment with its own setuptools
+# and wheel, whatever the base image's pip has installed.
+RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --use-pep517 --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 cds \

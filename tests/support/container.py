@@ -56,15 +56,19 @@ def base_image(workdir: Path) -> tuple[str, str]:
 
 def _trust_this_machine(workdir: Path) -> None:
     """The stand-in trusts the certificate authorities this machine trusts (its network may re-sign TLS), and
-    tells pip so: the pip of Debian 12 reads its own bundle, not the system's."""
+    tells pip so: the pip of Debian 12 reads its own bundle, not the system's. Its layers are cached."""
     context = workdir / "trust"
     context.mkdir(exist_ok=True)
     shutil.copy(HOST_CA_BUNDLE, context / "ca-certificates.crt")
+    # The Python headers too, which python:3.11-slim has and Debian's minimal system has not (durable-rules
+    # compiles against them).
     (context / "Containerfile").write_text(
         f"FROM {ROOTFS}\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
-        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt\n")
-    subprocess.run([*podman(), "build", "--network", "none", "-t", STAND_IN, str(context)], check=True,
-                   capture_output=True, timeout=300)
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends libpython3.11-dev"
+        " && rm -rf /var/lib/apt/lists/*\n")
+    subprocess.run([*podman(), "build", "--network", "host", "-t", STAND_IN, str(context)], check=True,
+                   capture_output=True, timeout=900)
 
 
 def _import_rootfs(workdir: Path) -> None:
