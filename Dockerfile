@@ -15,19 +15,21 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cds ./cds
 COPY rules ./rules
-# The project's wheel and a wheel of every dependency, so that the runtime stage installs without a compiler.
-# --use-pep517: durable-rules has no pyproject.toml; build it in an isolated environment with its own setuptools
-# and wheel, whatever the base image's pip has installed.
-RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --use-pep517 --wheel-dir /wheels .
+# The wheel, then the wheel installed with its dependencies in a virtual environment that the runtime stage
+# copies whole (no compiler there). --use-pep517: durable-rules has no pyproject.toml; it is built in an isolated
+# environment with its own setuptools and wheel, whatever the base image's pip has.
+RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /dist . \
+    && python -m venv /opt/pacing-cds \
+    && /opt/pacing-cds/bin/python -m pip install --no-cache-dir --disable-pip-version-check --use-pep517 \
+        /dist/pacing_cds-*.whl
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 cds \
     && useradd --system --uid 10001 --gid cds --no-create-home --home-dir /data --shell /usr/sbin/nologin cds \
     && mkdir /data && chown cds:cds /data
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels \
-        /wheels/pacing_cds-*.whl
-ENV PACING_CDS_HOST=0.0.0.0 \
+COPY --from=build /opt/pacing-cds /opt/pacing-cds
+ENV PATH=/opt/pacing-cds/bin:$PATH \
+    PACING_CDS_HOST=0.0.0.0 \
     PACING_CDS_PORT=8080 \
     PACING_CDS_DATABASE_URL=sqlite:////data/pacing-cds.db \
     PYTHONUNBUFFERED=1 \
