@@ -21,7 +21,7 @@ run: venv
 	$(VENV)/bin/pacing-cds serve
 
 lint: venv
-	$(VENV)/bin/ruff check cds tests bench fhir_examples
+	$(VENV)/bin/ruff check cds tests bench scripts
 	$(VENV)/bin/mypy
 
 test: lint

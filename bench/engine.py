@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cds.engine import RuleEngine, load_knowledge  # noqa: E402
-from tests.support.stress import SERVICES, nothing_matches, patient_case  # noqa: E402
+from tests.support.stress import nothing_matches, patient_case  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 ON_TRACK: dict[str, Any] = {
@@ -82,7 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=5000, help="evaluations per row")
     args = parser.parse_args()
-    knowledge = load_knowledge(ROOT / "rules", SERVICES)
+    knowledge = load_knowledge(ROOT / "rules")
     engine = RuleEngine(knowledge)
     print(f"Rule engine benchmark: {len(knowledge.rules)} rules, rule set {knowledge.version}, "
           f"{args.n} evaluations a row")

@@ -59,13 +59,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.client import FhirClient
     from cds.runtime import EXTENSION, Runtime
-    from cds.services import by_id
+    from cds.services import services_of
     from cds.store.database import Store
 
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    services = by_id()
-    engine = RuleEngine(load_knowledge(settings.rules_path, services))
+    engine = RuleEngine(load_knowledge(settings.rules_path))
+    services = services_of(engine.knowledge)
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     authenticator = build_authenticator(settings)

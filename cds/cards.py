@@ -1,11 +1,12 @@
-"""Findings -> CDS Hooks cards (CLINICAL.md section 7). Pure: no I/O, no clock; uuids derive from the
-hookInstance and the rule, so the same request gives the same response."""
+"""Findings -> CDS Hooks cards (docs/clinical.md, what a card says). Pure: no I/O, no clock; uuids derive from the
+hookInstance and the rule, so the same request gives the same response. The words, codes and kinds of suggestion
+come from the rule that fired (rules/<recommendation>/rule.yaml); Python builds each kind of suggestion."""
 
 from __future__ import annotations
 
 import string
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -20,19 +21,12 @@ from cds.clinical.recommend import Recommendation, current_words
 from cds.clinical.records import Dose, PatientRecord
 from cds.engine import Evaluation, Fired, Knowledge
 from cds.hooks.models import Action, Card, Coding, OverrideReasonCoding, Source, Suggestion
+from cds.knowledge.conditions import matches
+from cds.knowledge.schema import Suggestion as SuggestionSpec
+from cds.knowledge.schema import template_texts
 
-SNOMED = "http://snomed.info/sct"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 PA_SERVICE_REQUEST = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-servicerequest"
 PA_GOAL = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-goal"
-EXERCISE_THERAPY = ("229065009", "Exercise therapy")
-TOLERANCE = ("426866005", "Determination of physical activity tolerance")
-EXERCISE_REFERRAL = ("390893007", "Referral to exercise programme")
-PATIENT_REFERRAL = ("3457005", "Patient referral")
-FLAG_WORDS = {"cauda-equina": "signs of cauda equina syndrome", "malignancy": "suspected malignancy",
-              "infection": "suspected infection", "fracture": "fracture or trauma",
-              "inflammatory": "inflammatory spondyloarthritis", "cardiovascular": "cardiovascular symptom"}
 
 
 @dataclass
@@ -41,6 +35,7 @@ class CardContext:
 
     hook_instance: str
     service_id: str
+    hook: str
     patient_id: str
     knowledge: Knowledge
     features: Features
@@ -64,9 +59,18 @@ def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _fill(template: str, values: Mapping[str, str]) -> str:
-    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    return template.format(**{name: values.get(name, "") for name in names}).strip()
+def _names(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _fill(template: str, values: Mapping[str, Any]) -> str:
+    return template.format(**{name: values.get(name, "") for name in _names(template)}).strip()
+
+
+def render(template: str | list[str] | None, values: Mapping[str, Any]) -> str:
+    """A template, or its segments: a segment naming a value that is absent is left out."""
+    return "".join(segment.format(**{n: values[n] for n in _names(segment)})
+                   for segment in template_texts(template) if _names(segment) <= set(values))
 
 
 def _clip(summary: str) -> str:
@@ -119,32 +123,41 @@ def data_lines(ctx: CardContext) -> str:
 
 
 def red_flag_lines(findings: list[Fired], ctx: CardContext) -> str:
+    """One line per fact a red-flag rule matched, from the rule's `finding` template."""
     lines = []
+    labels = ctx.knowledge.codes.red_flags
     for finding in findings:
+        template = ctx.knowledge.rule(finding.rule_id).rule.conclude.finding
         for fact in finding.facts.values():
-            if fact.get("t") == "condition":
-                recorded = f", recorded {fact['days_since_recorded']} days ago" if "days_since_recorded" in fact else ""
-                lines.append(f"- {FLAG_WORDS.get(fact['red_flag'], fact['red_flag']).capitalize()} "
-                             f"(SNOMED {fact['code']}){recorded}")
-            elif finding.rule_id == "red-flag-blood-pressure":
-                lines.append(f"- Latest resting blood pressure {_number(fact.get('systolic', 0))}/"
-                             f"{_number(fact.get('diastolic', 0))} mmHg (last 30 days)")
-            elif finding.rule_id == "red-flag-fever":
-                lines.append(f"- Temperature up to {fact['temperature_max']:.1f} Cel in the last 7 days")
-            elif finding.rule_id == "red-flag-weight-loss":
-                lines.append(f"- Weight down {fact['weight_loss_percent']:.1f} % within 12 months")
+            values = {**ctx.params, **fact}
+            if fact.get("red_flag") in labels:
+                values["red_flag_label"] = labels[fact["red_flag"]].label
+            line = render(template, values)
+            if line:
+                lines.append(line)
     return "\n".join(dict.fromkeys(lines))
+
+
+def reason_text(findings: list[Fired], ctx: CardContext) -> str:
+    """The rule's reasons whose test the matched facts pass, joined; else its `no_reason`."""
+    texts = []
+    for finding in findings:
+        compiled = ctx.knowledge.rule(finding.rule_id)
+        fact = {k: v for matched in finding.facts.values() for k, v in matched.items()}
+        texts += [text.format(**fact) for when, text in compiled.reasons if matches(when, fact)]
+    if texts:
+        return " and ".join(dict.fromkeys(texts))
+    return ctx.knowledge.rule(findings[0].rule_id).rule.conclude.no_reason or ""
 
 
 # ---------------------------------------------------------------- FHIR resources suggested
 
 
-def _service_request(ctx: CardContext, code: tuple[str, str], rid: str, instruction: str, dose: Dose | None = None,
+def _service_request(ctx: CardContext, code: dict[str, str], rid: str, instruction: str, dose: Dose | None = None,
                      replaces: str | None = None) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest", "id": rid, "meta": {"profile": [PA_SERVICE_REQUEST]},
-        "status": "draft", "intent": "order",
-        "code": {"coding": [{"system": SNOMED, "code": code[0], "display": code[1]}]},
+        "status": "draft", "intent": "order", "code": {"coding": [code]},
         "subject": {"reference": f"Patient/{ctx.patient_id}"},
         "patientInstruction": instruction,
     }
@@ -160,66 +173,100 @@ def _service_request(ctx: CardContext, code: tuple[str, str], rid: str, instruct
     return ServiceRequest.model_validate(resource).model_dump(mode="json", exclude_none=True)
 
 
-def _goal(ctx: CardContext, rid: str, steps: int) -> dict[str, Any]:
+def _goal(ctx: CardContext, rid: str, steps: int, text: str) -> dict[str, Any]:
+    codes = ctx.knowledge.codes
     resource = {
         "resourceType": "Goal", "id": rid, "meta": {"profile": [PA_GOAL]}, "lifecycleStatus": "proposed",
-        "description": {"text": f"Walk {steps:,} steps a day, every day, whatever the pain"},
+        "description": {"text": text},
         "subject": {"reference": f"Patient/{ctx.patient_id}"},
-        "target": [{"measure": {"coding": [{"system": LOINC, "code": "41950-7",
-                                             "display": "Number of steps in 24 hour Measured"}]},
-                    "detailQuantity": {"value": steps, "unit": "steps/day", "system": UCUM, "code": "/d"}}],
+        "target": [{"measure": {"coding": [codes.coding(codes.step_goal_target)]},
+                    "detailQuantity": {"value": steps, "unit": "steps/day", "system": codes.systems["ucum"],
+                                       "code": "/d"}}],
     }
     return Goal.model_validate(resource).model_dump(mode="json", exclude_none=True)
 
 
-def _instruction(dose: Dose) -> str:
-    return (f"Exercise for {dose.minutes} minutes, {dose.per_week} times a week, on set days, whatever the pain; "
-            f"stop at the time, not at the pain.")
+def _dose_words(dose: Dose) -> dict[str, Any]:
+    return {"dose": dose.words(), "minutes": dose.minutes, "per_week": dose.per_week}
 
 
-def _dose_suggestion(ctx: CardContext, finding: Fired, rec: Recommendation) -> list[Suggestion]:
+# ---------------------------------------------------------------- suggestions, by kind
+
+SuggestionBuilder = Callable[[CardContext, Fired, SuggestionSpec], list[Suggestion]]
+
+
+def _dose_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> list[Suggestion]:
+    """The recommended dose: a step Goal for a steps-only patient, else a draft exercise ServiceRequest."""
+    rec = ctx.recommendation
+    if rec is None or rec.code != finding.code:
+        return []
     rid = card_uuid(ctx.hook_instance, finding.rule_id, "resource")
     sid = card_uuid(ctx.hook_instance, finding.rule_id, "suggestion")
     if rec.quota is not None:
-        goal = _goal(ctx, rid, rec.quota)
-        return [Suggestion(label=f"Set a quota of {rec.quota:,} steps/day", uuid=sid, isRecommended=True,
-                           actions=[Action(type="create", description=f"Propose the goal {rec.quota:,} steps/day",
+        values = {"dose": rec.words(ctx.features), "dose_quota": f"{rec.quota:,}"}
+        goal = _goal(ctx, rid, rec.quota, render(spec.goal_text, values))
+        return [Suggestion(label=render(spec.goal_label, values), uuid=sid, isRecommended=True,
+                           actions=[Action(type="create", description=render(spec.goal_description, values),
                                            resource=goal)])]
-    if rec.dose is not None:
-        current = ctx.record.current_order
-        resource = _service_request(ctx, EXERCISE_THERAPY, rid, _instruction(rec.dose), rec.dose,
-                                    current.reference if current else None)
-        return [Suggestion(label=f"Order {rec.dose.words()}", uuid=sid, isRecommended=True,
-                           actions=[Action(type="create", description=f"Draft an exercise order of {rec.dose.words()}"
-                                           + (f" replacing {current.reference}" if current else ""),
-                                           resource=resource)])]
-    return []
+    if rec.dose is None:
+        return []
+    current = ctx.record.current_order
+    values = _dose_words(rec.dose)
+    if current:
+        values["current_order"] = current.reference
+    codes = ctx.knowledge.codes
+    resource = _service_request(ctx, codes.coding(codes.orderables["exercise-therapy"]), rid,
+                                render(spec.instruction, values), rec.dose, current.reference if current else None)
+    return [Suggestion(label=render(spec.label, values), uuid=sid, isRecommended=True,
+                       actions=[Action(type="create", description=render(spec.description, values),
+                                       resource=resource)])]
 
 
-def _simple_order(ctx: CardContext, finding: Fired, code: tuple[str, str], label: str, instruction: str
-                  ) -> list[Suggestion]:
-    rid = card_uuid(ctx.hook_instance, finding.rule_id, finding.subject or "", "resource")
-    resource = _service_request(ctx, code, rid, instruction)
-    return [Suggestion(label=label, uuid=card_uuid(ctx.hook_instance, finding.rule_id, finding.subject or "",
-                                                   "suggestion"),
+def _order_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> list[Suggestion]:
+    """A draft ServiceRequest for an orderable of codes.yaml: an assessment or a referral."""
+    codes = ctx.knowledge.codes
+    subject = finding.subject or ""
+    rid = card_uuid(ctx.hook_instance, finding.rule_id, subject, "resource")
+    label = render(spec.label, ctx.params)
+    resource = _service_request(ctx, codes.coding(codes.orderables[spec.orderable or ""]), rid,
+                                render(spec.instruction, ctx.params))
+    return [Suggestion(label=label, uuid=card_uuid(ctx.hook_instance, finding.rule_id, subject, "suggestion"),
                        isRecommended=True, actions=[Action(type="create", description=label, resource=resource)])]
 
 
-def _paced_update(ctx: CardContext, finding: Fired, review: OrderReview) -> list[Suggestion]:
-    draft = ctx.drafts.get(review.order.reference)
-    if draft is None or review.paced is None:
+def _update_draft(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> list[Suggestion]:
+    """The draft order under review, changed to the paced dose."""
+    review = ctx.reviews.get(finding.subject or "")
+    draft = ctx.drafts.get(review.order.reference) if review else None
+    if review is None or draft is None or review.paced is None:
         return []
+    values = _dose_words(review.paced)
     updated = dict(draft)
     timing = dict(updated.get("occurrenceTiming") or {})
     timing["repeat"] = {**(timing.get("repeat") or {}), "frequency": review.paced.per_week, "period": 1,
                         "periodUnit": "wk", "duration": review.paced.minutes, "durationUnit": "min"}
     updated["occurrenceTiming"] = timing
-    updated["patientInstruction"] = _instruction(review.paced)
+    updated["patientInstruction"] = render(spec.instruction, values)
     resource = ServiceRequest.model_validate(updated).model_dump(mode="json", exclude_none=True)
-    label = f"Change the order to {review.paced.words()}"
+    label = render(spec.label, values)
     return [Suggestion(label=label, uuid=card_uuid(ctx.hook_instance, finding.rule_id, review.order.reference,
                                                    "suggestion"),
                        isRecommended=True, actions=[Action(type="update", description=label, resource=resource)])]
+
+
+def _remove_drafts(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> list[Suggestion]:
+    """Delete the draft exercise orders of an order hook (none at patient-view)."""
+    if not ctx.drafts:
+        return []
+    return [Suggestion(label=render(spec.label, ctx.params), uuid=card_uuid(ctx.hook_instance, finding.code, "remove"),
+                       actions=[Action(type="delete", description=render(spec.description, {"draft": ref}),
+                                       resourceId=ref) for ref in ctx.drafts])]
+
+
+SUGGESTIONS: dict[str, SuggestionBuilder] = {
+    "dose": _dose_suggestion, "order": _order_suggestion, "update-draft": _update_draft,
+    "remove-drafts": _remove_drafts,
+}
 
 
 # ---------------------------------------------------------------- cards
@@ -235,19 +282,19 @@ def build_cards(evaluation: Evaluation, ctx: CardContext) -> list[Card]:
 
 def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
     f = ctx.features
+    compiled = ctx.knowledge.rule(findings[0].rule_id)
     values = {name: _number(value) for name, value in ctx.params.items()}
     rec = ctx.recommendation if ctx.recommendation and ctx.recommendation.code == findings[0].code else None
     values.update({
-        "activity": "daily steps" if f.measure == "steps" else "exercise",
+        "activity": ctx.knowledge.info.activity_words[f.measure],
         "current_dose": current_words(f),
         "dose": rec.words(f) if rec else current_words(f),
         "change": (rec.change if rec and rec.change else ""),
-        "reason": (rec.reason if rec and rec.reason else ""),
+        "reason": reason_text(findings, ctx),
         "data": ctx.data,
         "red_flags": red_flag_lines(findings, ctx),
-        "action": ("Do not progress exercise; evaluate the red flag first." if ctx.service_id == "pacing-review"
-                   else "Hold the draft exercise order until the red flag is evaluated, or make it a referral."),
     })
+    values.update({name: by_hook.get(ctx.hook, "") for name, by_hook in compiled.words.items()})
     review = ctx.reviews.get(findings[0].subject or "")
     if review is not None:
         proposed = review.proposed
@@ -262,48 +309,22 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
     return values
 
 
-def _suggestions(findings: list[Fired], ctx: CardContext) -> list[Suggestion]:
-    finding, code = findings[0], findings[0].code
-    if code in ("start", "progress", "step-back") and ctx.recommendation is not None:
-        return _dose_suggestion(ctx, finding, ctx.recommendation)
-    if code in ("data-gap", "re-baseline", "order-no-baseline"):
-        return _simple_order(ctx, finding, TOLERANCE, "Order an activity tolerance assessment",
-                             "We will check how much activity you can do comfortably before setting your plan.")
-    if code == "inactivity":
-        return _simple_order(ctx, finding, EXERCISE_REFERRAL, "Refer to a supervised group exercise programme",
-                             "Join a supervised group exercise programme to build up activity safely.")
-    if code == "order-dose-jump":
-        review = ctx.reviews.get(finding.subject or "")
-        return _paced_update(ctx, finding, review) if review else []
-    if code == "red-flag":
-        suggestions = _simple_order(ctx, finding, PATIENT_REFERRAL, "Refer for evaluation of the red flag",
-                                    "Your clinician will arrange an assessment before any change to your exercise.")
-        if ctx.drafts:
-            suggestions.append(Suggestion(
-                label="Remove the draft exercise order", uuid=card_uuid(ctx.hook_instance, "red-flag", "remove"),
-                actions=[Action(type="delete", description=f"Remove {ref}", resourceId=ref) for ref in ctx.drafts]))
-        return suggestions
-    return []
-
-
 def _card(findings: list[Fired], ctx: CardContext) -> Card:
     first = findings[0]
     rule = ctx.knowledge.rule(first.rule_id).rule
     values = _values(findings, ctx)
     info = ctx.knowledge.info
-    evidence = "; ".join(dict.fromkeys(c for f in findings
-                                       for c in ctx.knowledge.rule(f.rule_id).rule.evidence.citations))
-    notes = [ctx.knowledge.rule(f.rule_id).rule.evidence.note for f in findings]
-    derived = "; ".join(n for n in dict.fromkeys(notes) if n)
+    rules_fired = [ctx.knowledge.rule(f.rule_id).rule for f in findings]
+    evidence = "; ".join(dict.fromkeys(c for r in rules_fired for c in r.evidence.citations))
+    derived = "; ".join(n for n in dict.fromkeys(r.evidence.note for r in rules_fired) if n)
     rules = ", ".join(dict.fromkeys(f"`{f.rule_id}` v{f.rule_version}" for f in findings))
     footer = f"---\nRule {rules}, {info.name} {ctx.knowledge.version}. Evidence: {evidence}."
     if derived:
         footer += f" Derived: {derived}."
     detail = "\n\n".join(part for part in (_fill(rule.conclude.detail, values), footer) if part)
-    suggestions = _suggestions(findings, ctx)
-    subject = first.subject or ""
+    suggestions = [s for spec in rule.conclude.suggest for s in SUGGESTIONS[spec.kind](ctx, first, spec)]
     return Card(
-        uuid=card_uuid(ctx.hook_instance, first.code, subject),
+        uuid=card_uuid(ctx.hook_instance, first.code, first.subject or ""),
         summary=_clip(_fill(rule.conclude.summary, values)),
         detail=detail,
         indicator=rule.conclude.indicator,
@@ -311,7 +332,7 @@ def _card(findings: list[Fired], ctx: CardContext) -> Card:
                       topic=Coding(system=info.code_system, code=first.code,
                                    display=first.code.replace("-", " ").capitalize())),
         suggestions=suggestions or None,
-        selectionBehavior=("any" if first.code == "red-flag" else "at-most-one") if suggestions else None,
+        selectionBehavior=rule.conclude.selection if suggestions else None,
         overrideReasons=[OverrideReasonCoding(system=info.override_reason_system, code=r.code, display=r.display)
                          for r in info.override_reasons],
     )

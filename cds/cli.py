@@ -128,10 +128,9 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
 def check_rules(settings: Settings, out: Any = sys.stderr) -> Any:
     """Load and validate rules/; print every problem and return None when there are any."""
     from cds.engine import RuleError, load_knowledge
-    from cds.services import by_id
 
     try:
-        return load_knowledge(settings.rules_path, by_id())
+        return load_knowledge(settings.rules_path)
     except RuleError as exc:
         print(f"pacing-cds: {len(exc.problems)} problem(s) in {settings.rules_path}:", file=out)
         for problem in exc.problems:
@@ -173,57 +172,71 @@ def rules_test(settings: Settings, out: Any = sys.stdout) -> int:
     return 0 if passed == len(results) else 1
 
 
-HOOK_SERVICES = {"patient-view": "pacing-review", "order-select": "exercise-order-select",
-                 "order-sign": "exercise-order-sign"}
-
-
 def evaluate(settings: Settings, path: str, now_text: str | None, service_id: str | None,
              out: Any = sys.stdout) -> int:
-    """Evaluate a CDS Hooks request file in-process; print the cards and the trace."""
-    import json
-    import textwrap
-    from datetime import datetime
-
-    from pydantic import ValidationError
-
-    from cds.engine import RuleEngine
-    from cds.errors import CdsError
-    from cds.fhir.client import FhirClient
-    from cds.fhir.resolver import resolve
-    from cds.hooks.models import CdsRequest
-    from cds.services import by_id
-
+    """Evaluate a CDS Hooks request file in-process, by the same call path as the HTTP service; print the cards
+    and the trace."""
     knowledge = check_rules(settings)
     if knowledge is None:
         return 2
+    read = _read_request(path, now_text, settings)
+    if read is None:
+        return 2
+    body, now = read
+    from cds.services import services_of
+
+    services = services_of(knowledge)
+    hook = body.get("hook") if isinstance(body, dict) else None
+    service = services.get(service_id) if service_id else next(
+        (s for s in services.values() if s.hook == hook), None)
+    if service is None:
+        print(f"pacing-cds: no service for hook {str(hook)[:64]!r}; name one with --service", file=sys.stderr)
+        return 2
+    from cds.engine import RuleEngine
+    from cds.errors import CdsError
+    from cds.fhir.client import FhirClient
+    from cds.services.pipeline import answer
+
+    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages)
+    try:
+        answered = answer(service, body, RuleEngine(knowledge), fhir, now)
+    except CdsError as exc:
+        print(f"pacing-cds: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        fhir.close()
+    print(f"{service.id} ({service.hook}) for Patient/{answered.context.patientId} as of {now.isoformat()}",
+          file=out)
+    print(f"{knowledge.info.name} {knowledge.version}\n", file=out)
+    _print_cards(answered.outcome.response.cards, out)
+    _print_trace(answered, out)
+    return 0
+
+
+def _read_request(path: str, now_text: str | None, settings: Settings) -> tuple[Any, Any] | None:
+    """The request body and the evaluation time, or None after saying why they cannot be read."""
+    import json
+    from datetime import datetime
+
     try:
         with open(path, encoding="utf-8") as handle:
             body = json.loads(handle.read())
-        request = CdsRequest.model_validate(body)
         now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else \
             settings.now or datetime.now(UTC)
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
-    except (OSError, ValueError, ValidationError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"pacing-cds: cannot read {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    service = by_id().get(service_id or HOOK_SERVICES.get(request.hook, ""))
-    if service is None:
-        print(f"pacing-cds: no service for hook {request.hook!r}; name one with --service", file=sys.stderr)
-        return 2
-    fhir = FhirClient(settings.fhir_timeout_s, settings.fhir_max_pages)
-    try:
-        context = service.context_model.model_validate(request.context)
-        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
-        outcome = service.handler(service.id, service.hook, request, context, data, RuleEngine(knowledge), now)
-    except (CdsError, ValidationError) as exc:
-        print(f"pacing-cds: {getattr(exc, 'message', str(exc).splitlines()[0])}", file=sys.stderr)
-        return 1
-    finally:
-        fhir.close()
-    print(f"{service.id} ({service.hook}) for Patient/{context.patientId} as of {now.isoformat()}", file=out)
-    print(f"{knowledge.info.name} {knowledge.version}\n", file=out)
-    cards = outcome.response.cards
+        return None
+    if not isinstance(body, dict):
+        print(f"pacing-cds: cannot read {path}: not a JSON object", file=sys.stderr)
+        return None
+    return body, now
+
+
+def _print_cards(cards: list[Any], out: Any) -> None:
+    import textwrap
+
     if not cards:
         print("No cards: nothing to recommend.\n", file=out)
     for card in cards:
@@ -235,6 +248,12 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
             print(f"    suggestion: {suggestion.label} ({actions})", file=out)
         print(textwrap.indent(card.detail or "", "    | "), file=out)
         print(file=out)
+
+
+def _print_trace(answered: Any, out: Any) -> None:
+    import json
+
+    outcome = answered.outcome
     print("Trace", file=out)
     for fact in outcome.facts:
         print(f"    fact   {json.dumps(fact, separators=(', ', ': '))}", file=out)
@@ -242,12 +261,11 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
         params = ", ".join(f"{k}={v}" for k, v in fired.parameters.items())
         print(f"    fired  {fired.rule_id} v{fired.rule_version} -> {fired.code}: {fired.outcome}"
               + (f" [{params}]" if params else ""), file=out)
-    for key, info in data.summary().items():
+    for key, info in answered.data.summary().items():
         print(f"    data   {key}: {info['count']} from {info['source']}"
               + (f" ({'; '.join(info['notes'])})" if info.get("notes") else ""), file=out)
     for skipped in outcome.record.skipped:
         print(f"    skipped {skipped}", file=out)
-    return 0
 
 
 def show_settings(out: Any = sys.stdout) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,6 @@ from flask.testing import FlaskClient
 
 from cds import create_app
 from cds.engine import Knowledge, RuleEngine, load_knowledge
-from cds.services import by_id
 from cds.settings import Settings, load_settings
 from tests.support.backing import PostgresServer, RedisServer
 from tests.support.fhir_server import FhirServer
@@ -49,10 +49,18 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture
+def rules_copy(tmp_path: Path) -> Path:
+    """A copy of rules/ a test may break."""
+    target = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
     """The project's rules/, loaded once."""
-    return load_knowledge(ROOT / "rules", by_id())
+    return load_knowledge(ROOT / "rules")
 
 
 @pytest.fixture(scope="session")

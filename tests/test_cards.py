@@ -1,4 +1,5 @@
-"""What a card says (CLINICAL.md section 7), checked on the golden examples."""
+"""What a card says (docs/clinical.md, what a card says), checked on the golden examples. Doses are computed here
+from the parameters of rules/, so that a tuned parameter changes the examples' recorded answers, not these tests."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from cds.clinical import dose as dosing
+from cds.clinical.records import Dose
 from cds.engine import Knowledge, RuleEngine
 from cds.services.pipeline import Outcome
-from tests.support.examples import EXAMPLES, run_example
+from tests.support.examples import SCENARIOS, example_path, run_example
 
 
 def run(name: str, engine: RuleEngine, change: Any = None) -> Outcome:
@@ -22,7 +25,8 @@ def card_json(outcome: Outcome, index: int = 0) -> dict[str, Any]:
 
 def test_progress_card_carries_number_data_rule_and_evidence(engine: RuleEngine, knowledge: Knowledge) -> None:
     card = card_json(run("progress-walking", engine))
-    assert card["summary"] == "Progress exercise to 22 min x 3/week (+10 %)"
+    plan, new = Dose(20, 3), dosing.progress(Dose(20, 3), knowledge.values)
+    assert card["summary"] == f"Progress exercise to {new.words()} ({dosing.percent_change(plan.weekly, new.weekly)})"
     assert card["indicator"] == "info"
     detail = card["detail"]
     assert "- Plan: 20 min x 3/week (60 min/week), from ServiceRequest/progress-walking-order" in detail
@@ -37,8 +41,10 @@ def test_progress_card_carries_number_data_rule_and_evidence(engine: RuleEngine,
         "Patient declined", "Clinical judgement", "Already addressed", "Data not representative"]
 
 
-def test_progress_suggests_a_pa_ig_service_request_replacing_the_current_order(engine: RuleEngine) -> None:
+def test_progress_suggests_a_pa_ig_service_request_replacing_the_current_order(engine: RuleEngine,
+                                                                             knowledge: Knowledge) -> None:
     card = card_json(run("progress-walking", engine))
+    new = dosing.progress(Dose(20, 3), knowledge.values)
     assert card["selectionBehavior"] == "at-most-one"
     [suggestion] = card["suggestions"]
     [action] = suggestion["actions"]
@@ -48,20 +54,21 @@ def test_progress_suggests_a_pa_ig_service_request_replacing_the_current_order(e
     assert order["meta"]["profile"] == [
         "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-servicerequest"]
     assert order["code"]["coding"][0]["code"] == "229065009"
-    assert order["occurrenceTiming"]["repeat"] == {"frequency": 3, "period": 1, "periodUnit": "wk", "duration": 22,
-                                                   "durationUnit": "min"}
+    assert order["occurrenceTiming"]["repeat"] == {"frequency": new.per_week, "period": 1, "periodUnit": "wk",
+                                                   "duration": new.minutes, "durationUnit": "min"}
     assert order["performer"] == [{"reference": "Patient/progress-walking"}]
     assert order["reasonReference"] == [{"reference": "Condition/progress-walking-chronic-pain"}]
     assert order["replaces"] == [{"reference": "ServiceRequest/progress-walking-order"}]
-    assert "22 minutes, 3 times a week" in order["patientInstruction"]
+    assert f"{new.minutes} minutes, {new.per_week} times a week" in order["patientInstruction"]
 
 
-def test_steps_only_patients_get_a_goal(engine: RuleEngine) -> None:
+def test_steps_only_patients_get_a_goal(engine: RuleEngine, knowledge: Knowledge) -> None:
     card = card_json(run("progress-steps", engine))
     goal = card["suggestions"][0]["actions"][0]["resource"]
     assert goal["resourceType"] == "Goal"
     assert goal["target"][0]["measure"]["coding"][0]["code"] == "41950-7"
-    assert goal["target"][0]["detailQuantity"] == {"value": 5500, "unit": "steps/day",
+    quota = dosing.progress_quota(5000, knowledge.values)  # the example's goal is 5,000 steps a day
+    assert goal["target"][0]["detailQuantity"] == {"value": quota, "unit": "steps/day",
                                                    "system": "http://unitsofmeasure.org", "code": "/d"}
 
 
@@ -74,36 +81,38 @@ def test_uuids_derive_from_the_hook_instance(engine: RuleEngine) -> None:
     assert other["suggestions"][0]["uuid"] != first["suggestions"][0]["uuid"]
 
 
-def test_red_flag_card_lists_the_flag_and_suppresses_progress(engine: RuleEngine) -> None:
+def test_red_flag_card_lists_the_flag_and_suppresses_progress(engine: RuleEngine, knowledge: Knowledge) -> None:
     outcome = run("red-flag-on-progress-week", engine)
     card = card_json(outcome)
     assert card["indicator"] == "critical"
-    assert "- Latest resting blood pressure 186/96 mmHg (last 30 days)" in card["detail"]
+    window = knowledge.values["vitals_window_days"]
+    assert f"- Latest resting blood pressure 186/96 mmHg (last {window} days)" in card["detail"]
     assert "derived" in card["detail"]
     assert {f.rule_id: f.outcome for f in outcome.evaluation.trace}["progress"] == "suppressed by red-flag"
     assert card["suggestions"][0]["actions"][0]["resource"]["code"]["coding"][0]["code"] == "3457005"
 
 
-def test_order_red_flag_offers_to_remove_the_draft(engine: RuleEngine) -> None:
+def test_order_red_flag_offers_to_remove_the_draft(engine: RuleEngine, knowledge: Knowledge) -> None:
     card = card_json(run("order-red-flag", engine))
     assert card["selectionBehavior"] == "any"
     remove = card["suggestions"][1]["actions"][0]
     assert remove == {"type": "delete", "description": "Remove ServiceRequest/order-red-flag-draft",
                       "resourceId": "ServiceRequest/order-red-flag-draft"}
-    assert "Temperature up to 38.6 Cel in the last 7 days" in card["detail"]
+    assert f"Temperature up to 38.6 Cel in the last {knowledge.values['fever_window_days']} days" in card["detail"]
 
 
-def test_order_dose_jump_updates_the_draft_in_its_entirety(engine: RuleEngine) -> None:
+def test_order_dose_jump_updates_the_draft_in_its_entirety(engine: RuleEngine, knowledge: Knowledge) -> None:
     outcome = run("order-dose-jump", engine)
     card = card_json(outcome)
-    assert card["summary"] == "This order jumps to 30 min x 3/week; the paced dose is 22 min x 3/week"
+    paced = dosing.progress(Dose(20, 3), knowledge.values)  # one step above the plan of 20 min x 3
+    assert card["summary"] == f"This order jumps to 30 min x 3/week; the paced dose is {paced.words()}"
     action = card["suggestions"][0]["actions"][0]
     assert action["type"] == "update"
-    draft = json.loads((EXAMPLES / "order-dose-jump" / "request.json").read_text())["context"]["draftOrders"][
+    draft = json.loads(example_path("order-dose-jump").read_text())["context"]["draftOrders"][
         "entry"][0]["resource"]
     updated = action["resource"]
     assert updated["id"] == draft["id"] and updated["status"] == "draft"
-    assert updated["occurrenceTiming"]["repeat"]["duration"] == 22
+    assert updated["occurrenceTiming"]["repeat"]["duration"] == paced.minutes
     assert {k: v for k, v in updated.items() if k not in ("occurrenceTiming", "patientInstruction")} == \
         {k: v for k, v in draft.items() if k not in ("occurrenceTiming", "patientInstruction")}
     assert "- Proposed: 90 min/week; tolerated or planned: 60 min/week (+50%)" in card["detail"]
@@ -115,7 +124,7 @@ def test_skipped_readings_are_reported(engine: RuleEngine) -> None:
     assert "- Not used: 1 item (status, unit or date not usable)" in card_json(outcome)["detail"]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))
+@pytest.mark.parametrize("name", SCENARIOS)
 def test_every_card_summary_is_short_and_carries_no_empty_placeholder(engine: RuleEngine, name: str) -> None:
     for card in run(name, engine).response.to_json()["cards"]:
         assert len(card["summary"]) < 140

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
-from cds.services import SERVICES
 from cds.store.database import Store
 from tests.conftest import ROOT, LiveService
 from tests.support import data
+from tests.support.examples import example_path
 from tests.support.fhir_server import TOKEN, FhirServer
 from tests.support.processes import ServerProcess, free_port
 
@@ -25,6 +27,22 @@ Start = Callable[..., LiveService]
 
 def live_store(service: LiveService) -> Store:
     return Store(service.env["PACING_CDS_DATABASE_URL"])
+
+
+def declared_services() -> list[dict[str, Any]]:
+    """rules/services.yaml as discovery must list it: each {loinc:...}/{snomed:...} written out from codes.yaml."""
+    rules = ROOT / "rules"
+    spec, codes = (yaml.safe_load((rules / name).read_text()) for name in ("services.yaml", "codes.yaml"))
+
+    def expand(match: re.Match[str]) -> str:
+        system = match.group(1)
+        lists = [codes["observations"][n] if system == "loinc" else codes[n] for n in match.group(2).split(",")]
+        return ",".join(f"{codes['systems'][system]}|{code}" for listed in lists for code in listed)
+
+    prefetch = {key: re.sub(r"(?<!\{)\{(loinc|snomed):([a-z0-9_,]+)\}", expand, query)
+                for key, query in spec["prefetch"].items()}
+    return [{**{k: entry[k] for k in ("hook", "title", "description", "id")}, "prefetch": prefetch,
+             "usageRequirements": spec["usage"]} for entry in spec["services"]]
 
 
 def test_make_run_serves_discovery_on_the_configured_port(tmp_path: Path, http: httpx.Client) -> None:
@@ -37,7 +55,7 @@ def test_make_run_serves_discovery_on_the_configured_port(tmp_path: Path, http: 
         server.wait_ready(f"http://127.0.0.1:{port}/cds-services", timeout_s=300)
         response = http.get(f"http://127.0.0.1:{port}/cds-services")
         assert response.status_code == 200
-        assert [s["id"] for s in response.json()["services"]] == [s.id for s in SERVICES]
+        assert [s["id"] for s in response.json()["services"]] == [s["id"] for s in declared_services()]
     finally:
         server.stop()
 
@@ -48,7 +66,7 @@ def test_discovery_is_exactly_the_declared_services(live_service: Start, http: h
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert body == {"services": [s.definition.to_json() for s in SERVICES]}
+    assert body == {"services": declared_services()}
     assert [(s["id"], s["hook"]) for s in body["services"]] == [
         ("pacing-review", "patient-view"), ("exercise-order-select", "order-select"),
         ("exercise-order-sign", "order-sign")]
@@ -151,9 +169,8 @@ def test_logs_hold_no_token_and_no_patient_data(live_service: Start, fhir_server
 
 def test_cards_are_audited_and_feedback_reports_their_topic(live_service: Start, http: httpx.Client,
                                                             tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1] / "fhir_examples"
     service = live_service(now="2026-11-20T09:00:00Z")
-    body = json.loads((root / "progress-walking" / "request.json").read_text())
+    body = json.loads(example_path("progress-walking").read_text())
     answer = http.post(f"{service.url}/cds-services/pacing-review", json=body).json()
     [card] = answer["cards"]
     store = live_store(service)

@@ -1,8 +1,11 @@
-"""Golden examples: every fhir_examples/<scenario> gives its expected recommendations and dose, in-process and
-over HTTP, and the two answers are the same to the byte."""
+"""Golden examples: every rules/<recommendation>/examples/<name> gives its intended recommendations and dose and
+exactly its recorded answer, in-process and over HTTP, and the two answers are the same to the byte."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,10 @@ import pytest
 
 from cds.engine import Knowledge
 from cds.hooks.models import Card, CdsResponse
-from tests.conftest import LiveService
-from tests.support.examples import EXAMPLES, SCENARIOS, example, run_example
+from tests.conftest import ROOT, LiveService
+from tests.support.examples import EXAMPLES, RULES, Example, evaluate_output, run_example
 
 NOW = "2026-11-20T09:00:00Z"
-CLINICAL_CODES = {"red-flag", "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold",
-                  "goal-met", "progress", "boom-bust", "inactivity", "order-dose-jump", "order-no-baseline"}
 
 
 def dose_of(cards: list[dict[str, Any]]) -> str | None:
@@ -34,52 +35,60 @@ def dose_of(cards: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def in_process(name: str, knowledge: Knowledge, engine: Any) -> dict[str, Any]:
+def in_process(name: str, engine: Any) -> dict[str, Any]:
     return run_example(name, engine).response.to_json()
 
 
-def test_there_are_at_least_12_scenarios_covering_every_code() -> None:
-    assert len(SCENARIOS) >= 12
-    covered = {code for name in SCENARIOS for code in example(name)[1]["codes"]}
-    assert covered == CLINICAL_CODES
+def concluded_codes(knowledge: Knowledge) -> set[str]:
+    return {c.rule.conclude.code for c in knowledge.rules}
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_example_in_process(name: str, knowledge: Knowledge, engine: Any) -> None:
-    _, expected = example(name)
-    answer = in_process(name, knowledge, engine)
+def test_every_recommendation_folder_has_an_example_that_makes_it(knowledge: Knowledge) -> None:
+    made = {code for e in EXAMPLES for code in e.expected["codes"]}
+    assert made == concluded_codes(knowledge)
+    for example in EXAMPLES:
+        assert example.recommendation in concluded_codes(knowledge), example.folder
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.recommendation}/{e.name}")
+def test_example_in_process(example: Example, knowledge: Knowledge, engine: Any) -> None:
+    expected = example.expected
+    answer = in_process(example.name, engine)
     assert [c["source"]["topic"]["code"] for c in answer["cards"]] == expected["codes"]
     assert dose_of(answer["cards"]) == expected["dose"]
+    assert answer == example.response(knowledge.version), "the answer differs from the recorded response.json"
     for card in answer["cards"]:
         Card.model_validate(card)
         assert len(card["summary"]) < 140
         assert knowledge.version in card["detail"] and "Evidence:" in card["detail"]
     assert CdsResponse.model_validate(answer).to_json() == answer
-    assert in_process(name, knowledge, engine) == answer, "the same request gives the same response"
+    assert in_process(example.name, engine) == answer, "the same request gives the same response"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.recommendation}/{e.name}")
+def test_evaluate_prints_what_was_recorded(example: Example, knowledge: Knowledge) -> None:
+    assert evaluate_output(example.name) == example.evaluate_text(knowledge.version)
 
 
 def test_examples_over_http_equal_in_process(live_service: Callable[..., LiveService], http: httpx.Client,
                                              knowledge: Knowledge, engine: Any) -> None:
     service = live_service(now=NOW)
     seen: set[str] = set()
-    for name in SCENARIOS:
-        body, expected = example(name)
-        response = http.post(f"{service.url}/cds-services/{expected['service']}", json=body)
-        assert response.status_code == 200, (name, response.text)
-        assert response.json() == in_process(name, knowledge, engine), name
+    for example in EXAMPLES:
+        response = http.post(f"{service.url}/cds-services/{example.expected['service']}", json=example.request)
+        assert response.status_code == 200, (example.name, response.text)
+        assert response.json() == in_process(example.name, engine), example.name
         seen.update(c["source"]["topic"]["code"] for c in response.json()["cards"])
-    assert seen == CLINICAL_CODES, "every recommendation code is produced over HTTP"
+    assert seen == concluded_codes(knowledge), "every recommendation code is produced over HTTP"
 
 
-def test_examples_are_what_the_generator_writes(tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-    import sys
-
-    copy = tmp_path / "fhir_examples"
-    copy.mkdir()
-    shutil.copy(EXAMPLES / "generate.py", copy / "generate.py")
-    subprocess.run([sys.executable, str(copy / "generate.py")], check=True, capture_output=True, timeout=120)
-    for name in SCENARIOS:
-        for file in ("request.json", "expected.json"):
-            assert (copy / name / file).read_text() == (EXAMPLES / name / file).read_text(), f"{name}/{file}"
+def test_example_requests_are_what_the_generator_writes(tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "generate_examples.py", copy / "scripts" / "generate_examples.py")
+    subprocess.run([sys.executable, str(copy / "scripts" / "generate_examples.py")], check=True,
+                   capture_output=True, timeout=120)
+    written = sorted(p.relative_to(copy / "rules") for p in (copy / "rules").rglob("request.json"))
+    assert written == sorted(p.relative_to(RULES) for p in RULES.rglob("request.json"))
+    for relative in written:
+        assert (copy / "rules" / relative).read_text() == (RULES / relative).read_text(), relative

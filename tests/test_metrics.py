@@ -19,15 +19,16 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds.services import by_id
+from cds.knowledge import load_knowledge
+from cds.services import services_of
 from tests.conftest import ROOT, LiveService
 from tests.support import data
 from tests.support.fhir_server import TOKEN, FhirServer
 from tests.support.processes import free_port
 
 Start = Callable[..., LiveService]
-PROGRESS = json.loads((ROOT / "fhir_examples/progress-walking/request.json").read_text())
-DOSE_JUMP = json.loads((ROOT / "fhir_examples/order-dose-jump/request.json").read_text())
+PROGRESS = json.loads((ROOT / "rules/progress/examples/progress-walking/request.json").read_text())
+DOSE_JUMP = json.loads((ROOT / "rules/order-dose-jump/examples/order-dose-jump/request.json").read_text())
 FEEDBACK = json.loads((ROOT / "docs/examples/feedback.json").read_text())
 ISS = "https://ehr.example.org"
 BASE = "https://cds.example.org"
@@ -93,8 +94,9 @@ def test_metrics_count_every_worker_after_a_known_sequence(live_service: Start, 
         db.execute("DROP TABLE audit_event")
     call("pacing-review", {**PROGRESS, "hookInstance": str(uuid.uuid4())})
 
-    templates = len(by_id()["pacing-review"].templates)
-    optional = by_id()["pacing-review"].optional_keys
+    services = services_of(load_knowledge(ROOT / "rules"))
+    templates = len(services["pacing-review"].templates)
+    optional = services["pacing-review"].optional_keys
     assert statuses[("pacing-review", 200)] == progress_calls + 2 and statuses[("pacing-review", 412)] == 3
     assert cards[("progress", "info")] == progress_calls + 1
     for _ in range(6):  # every scrape, whichever worker answers it, adds up both workers
@@ -106,7 +108,7 @@ def test_metrics_count_every_worker_after_a_known_sequence(live_service: Start, 
         for (topic, indicator), count in cards.items():
             assert value(samples, "pacing_cds_cards_total", topic=topic, indicator=indicator) == count
         assert value(samples, "pacing_cds_prefetch_keys_total", source="prefetch") == templates * (
-            progress_calls + 1) + 3 * len(by_id()["exercise-order-select"].templates)
+            progress_calls + 1) + 3 * len(services["exercise-order-select"].templates)
         # The fetched call: each key from the FHIR server, or none for an optional key the server cannot search.
         fetched = value(samples, "pacing_cds_prefetch_keys_total", source="fetched")
         assert fetched >= templates - len(optional)

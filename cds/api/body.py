@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from flask import request
-from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds.errors import CdsError
 
-M = TypeVar("M", bound=BaseModel)
-MAX_REPORTED = 8
 # An oversized body is read and dropped up to this size, so that the client, still sending, receives the 413
 # instead of a connection reset. Larger ones are cut off.
 DRAIN_LIMIT = 32 * 1024 * 1024
@@ -56,29 +53,3 @@ def _discard(size: int) -> None:
         if not chunk:
             break
         remaining -= len(chunk)
-
-
-def _location(prefix: str, loc: tuple[Any, ...]) -> str:
-    path = prefix
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path = f"{path}.{part}" if path else str(part)
-    return path
-
-
-def validate(model: type[M], data: Any, prefix: str = "", what: str = "request") -> M:
-    """Validate data against a model; 400 listing each problem as `path: message` (values never echoed)."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems, paths = [], []
-        for err in exc.errors(include_url=False, include_input=False, include_context=False):
-            path = _location(prefix, err["loc"]) or what
-            message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{path}: {message}")
-            paths.append(path)
-        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise CdsError(400, f"invalid {what}: " + "; ".join(problems[:MAX_REPORTED]) + more,
-                       expression=paths[:MAX_REPORTED]) from exc

@@ -8,11 +8,12 @@ from flask import Blueprint, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds import metrics
-from cds.api.body import read_json, validate
+from cds.api.body import read_json
 from cds.api.error_handler import json_response
 from cds.api.service_call import find_service
 from cds.errors import CdsError
 from cds.hooks.models import FeedbackRequest
+from cds.hooks.validation import validate
 from cds.runtime import runtime
 
 bp = Blueprint("feedback", __name__)

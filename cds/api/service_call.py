@@ -11,14 +11,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from cds import metrics
-from cds.api.body import read_json, validate
+from cds.api.body import read_json
 from cds.api.error_handler import json_response
 from cds.errors import CdsError
 from cds.fhir.client import DeadlineExceeded
-from cds.fhir.resolver import resolve
-from cds.hooks.models import CdsRequest, CdsResponse
+from cds.hooks.models import CdsResponse
 from cds.runtime import runtime
 from cds.services.base import CdsService
+from cds.services.pipeline import answer
 from cds.store.database import AuditRecord
 
 bp = Blueprint("service_call", __name__)
@@ -39,35 +39,26 @@ def call(service_id: str) -> Response:
     record = AuditRecord(service_id=service.id, rule_set_version=rt.engine.knowledge.version)
     status = 500
     try:
-        request = validate(CdsRequest, read_json())
-        record.hook_instance, record.hook = request.hookInstance, request.hook
-        if rt.settings.env == "production" and request.fhirServer and not request.fhirServer.startswith("https://"):
-            # The access token must not cross the network in clear text.
-            raise CdsError(400, "fhirServer must be an https URL in production", expression=["fhirServer"])
-        if request.hook != service.hook:
-            raise CdsError(400, f"service {service.id} answers the {service.hook} hook, not {request.hook[:64]!r}",
-                           expression=["hook"])
-        context = validate(service.context_model, request.context, prefix="context")
-        record.patient_id, record.user_id = context.patientId, context.userId
+        body = read_json()
         deadline = record.started + rt.settings.request_deadline_s  # on the perf_counter clock
+        now = rt.settings.now or datetime.now(UTC)
         try:
-            data = resolve(service.templates, request, context.patientId, rt.fhir, service.optional_keys,
-                           time.monotonic() + max(0.0, deadline - time.perf_counter()))
+            answered = answer(service, body, rt.engine, rt.fhir, now, record=record,
+                              deadline=time.monotonic() + max(0.0, deadline - time.perf_counter()),
+                              https_only=rt.settings.env == "production")
         except DeadlineExceeded as exc:
             # An EHR-facing service must not hold the clinician up: no guidance rather than a late answer.
             status = 200
             record.message = (f"deadline of {rt.settings.request_deadline_s:g} s passed waiting for the FHIR "
                               f"server ({exc}); answered with no cards")
             return json_response(CdsResponse().to_json())
-        record.data_sources = data.summary()
-        metrics.prefetch_sources(data.sources.values())
-        now = rt.settings.now or datetime.now(UTC)
-        outcome = service.handler(service.id, service.hook, request, context, data, rt.engine, now)
+        metrics.prefetch_sources(answered.data.sources.values())
+        response = answered.outcome.response
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
-                        for card in outcome.response.cards]
-        metrics.cards((c.source.topic.code if c.source.topic else "none", c.indicator) for c in outcome.response.cards)
+                        for card in response.cards]
+        metrics.cards((c.source.topic.code if c.source.topic else "none", c.indicator) for c in response.cards)
         status = 200
-        return json_response(outcome.response.to_json())
+        return json_response(response.to_json())
     except CdsError as error:
         status, record.message = error.status, error.message
         raise

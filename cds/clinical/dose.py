@@ -1,4 +1,4 @@
-"""Dose arithmetic of CLINICAL.md section 5: starting quota, progression, step-back. Pure."""
+"""Dose arithmetic (docs/clinical.md, recommendations): starting quota, progression, step-back. Pure."""
 
 from __future__ import annotations
 

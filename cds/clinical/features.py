@@ -1,4 +1,5 @@
-"""Derived features of CLINICAL.md section 3, and the facts the rules read. Pure: `now` and parameters come in."""
+"""Derived features (docs/clinical.md), and the facts the rules read. Pure: `now` and parameters come in; every
+window and count is a parameter of rules/parameters.yaml."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cds.clinical.records import Dose, PatientRecord, Reading
 
 Params = Mapping[str, float]
 DAY = timedelta(days=1)
-BASELINE_WINDOW_DAYS = 14
+DAYS_PER_WEEK = 7
 
 
 @dataclass
@@ -108,10 +109,11 @@ def compute(record: PatientRecord, now: datetime, params: Params) -> Features:
 
 
 def _baseline(f: Features, record: PatientRecord, days: dict[date, float], params: Params) -> None:
-    """Baseline tolerance from the 14 days before the prescription (or before now when there is none)."""
+    """Baseline tolerance from the days before the prescription (or before now when there is none)."""
     order = record.current_order
     end = order.authored if order is not None and order.authored is not None else f.now
-    start = end - BASELINE_WINDOW_DAYS * DAY
+    window = int(params["baseline_window_days"])
+    start = end - window * DAY
     window_days = [d for d in days if start.date() < d <= end.date()]
     f.valid_days = len(window_days)
     if f.valid_days < params["baseline_min_days"]:
@@ -124,7 +126,7 @@ def _baseline(f: Features, record: PatientRecord, days: dict[date, float], param
     if not sessions:
         return
     f.baseline_session_minutes = statistics.fmean(s.value for s in sessions)
-    f.baseline_sessions_per_week = max(1, round(len(sessions) * 7 / BASELINE_WINDOW_DAYS))
+    f.baseline_sessions_per_week = max(1, round(len(sessions) * DAYS_PER_WEEK / window))
     f.start = dosing.start_dose(f.baseline_session_minutes, f.baseline_sessions_per_week, params)
 
 
@@ -145,41 +147,43 @@ def _plan(f: Features, record: PatientRecord, params: Params) -> None:
 
 
 def _activity(f: Features, record: PatientRecord, days: dict[date, float], today: date, params: Params) -> None:
-    week_start = f.now - 7 * DAY
-    recent = _between(record.sessions, week_start, f.now)
+    week, history = int(params["recent_days"]), int(params["history_days"])
+    recent = _between(record.sessions, f.now - week * DAY, f.now)
     f.sessions_last7 = len(recent)
     if record.sessions:
         f.weekly_minutes = sum(s.value for s in recent)
     else:
-        evs = _between(record.evs_minutes, f.now - 28 * DAY, f.now)
+        evs = _between(record.evs_minutes, f.now - history * DAY, f.now)
         f.weekly_minutes = max(evs, key=lambda r: r.when).value if evs else None
-    step_days = [r.value for d, r in record.steps.items() if today - timedelta(days=6) <= d <= today]
+    step_days = [r.value for d, r in record.steps.items() if today - timedelta(days=week - 1) <= d <= today]
     f.step_days_last7 = len(step_days)
     f.mean_daily_steps = statistics.fmean(step_days) if step_days else None
     if f.measure == "minutes" and f.plan is not None and f.weekly_minutes is not None:
         f.adherence = f.weekly_minutes / f.plan.weekly
     elif f.measure == "steps" and f.quota and f.mean_daily_steps is not None:
         f.adherence = f.mean_daily_steps / f.quota
-    acute = [v for d, v in days.items() if today - timedelta(days=6) <= d <= today]
-    chronic = [v for d, v in days.items() if today - timedelta(days=27) <= d <= today]
+    acute = [v for d, v in days.items() if today - timedelta(days=week - 1) <= d <= today]
+    chronic = [v for d, v in days.items() if today - timedelta(days=history - 1) <= d <= today]
     first = min(days, default=None)
-    if first is not None and (today - first).days >= 13 and chronic:
+    if first is not None and (today - first).days >= params["acwr_min_history_days"] - 1 and chronic:
         if f.measure == "steps":
             chronic_mean = statistics.fmean(chronic)
             f.acwr = statistics.fmean(acute) / chronic_mean if acute and chronic_mean else None
         else:
-            span = min(28, (today - first).days + 1)
+            span = min(history, (today - first).days + 1)
             chronic_mean = sum(chronic) / span
-            f.acwr = (sum(acute) / 7) / chronic_mean if chronic_mean else None
+            f.acwr = (sum(acute) / week) / chronic_mean if chronic_mean else None
 
 
 def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> None:
     minimum = int(params["pain_min_readings"])
-    week, base = _between(record.pain, now - 7 * DAY, now), _between(record.pain, now - 28 * DAY, now - 7 * DAY)
+    days, history = int(params["recent_days"]), int(params["history_days"])
+    week_start, history_start = now - days * DAY, now - history * DAY
+    week, base = _between(record.pain, week_start, now), _between(record.pain, history_start, week_start)
     f.pain_now, f.pain_baseline = _median(week, minimum), _median(base, minimum)
     f.pain_readings = (len(week), len(base))
-    peg_week = sorted(_between(record.peg, now - 7 * DAY, now), key=lambda r: r.when)
-    peg_base = _median(_between(record.peg, now - 28 * DAY, now - 7 * DAY), 1)
+    peg_week = sorted(_between(record.peg, week_start, now), key=lambda r: r.when)
+    peg_base = _median(_between(record.peg, history_start, week_start), int(params["peg_baseline_min_readings"]))
     peg_rise = peg_week[-1].value - peg_base if peg_week and peg_base is not None else None
     if f.pain_now is not None and f.pain_baseline is not None:
         f.pain_delta = f.pain_now - f.pain_baseline
@@ -190,12 +194,12 @@ def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> 
     elif peg_rise is not None:
         f.pain_scale = "PEG"
         f.pain_now, f.pain_baseline, f.pain_delta = peg_week[-1].value, peg_base, peg_rise
-        f.pain_readings = (len(peg_week), len(_between(record.peg, now - 28 * DAY, now - 7 * DAY)))
+        f.pain_readings = (len(peg_week), len(_between(record.peg, history_start, week_start)))
     if peg_rise is not None and peg_rise >= params["peg_flare_delta"]:
         f.flare = True
-    for k in range(4):
-        end, start = now - 7 * k * DAY, now - 7 * (k + 1) * DAY
-        window = _median(_between(record.pain, start, end), 2)
+    for k in range(history // days):
+        end, start = now - days * k * DAY, now - days * (k + 1) * DAY
+        window = _median(_between(record.pain, start, end), int(params["flare_week_min_readings"]))
         nrs_flare = window is not None and f.pain_baseline is not None and f.pain_scale == "NRS" and \
             window >= f.pain_baseline + params["flare_delta"]
         peg_window = _between(record.peg, start, end)
@@ -205,10 +209,11 @@ def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> 
 
 
 def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today: date, params: Params) -> None:
-    month = {d: v for d, v in days.items() if today - timedelta(days=27) <= d <= today}
-    median = statistics.median(month.values()) if len(month) >= 7 else None
-    fortnight = sorted((d, v) for d, v in month.items() if d >= today - timedelta(days=13))
-    if median and len(fortnight) >= 5:
+    history, window = int(params["history_days"]), int(params["pattern_window_days"])
+    month = {d: v for d, v in days.items() if today - timedelta(days=history - 1) <= d <= today}
+    median = statistics.median(month.values()) if len(month) >= params["median_min_days"] else None
+    fortnight = sorted((d, v) for d, v in month.items() if d >= today - timedelta(days=window - 1))
+    if median and len(fortnight) >= params["pattern_min_days"]:
         values = [v for _, v in fortnight]
         mean = statistics.fmean(values)
         cv = statistics.pstdev(values) / mean if mean else 0.0
@@ -227,8 +232,9 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
         f.boom_bust = cv >= params["boom_bust_cv"] and pairs >= params["boom_bust_min_pairs"]
     if f.measure == "steps" and f.mean_daily_steps is not None and f.step_days_last7 >= params["inactivity_min_days"] \
             and f.mean_daily_steps < params["inactivity_steps"]:
-        f.inactive, f.inactive_reason = True, f"mean {f.mean_daily_steps:,.0f} steps a day over the last 7 days"
-    evs = _between(record.evs_minutes, f.now - 28 * DAY, f.now)
+        f.inactive, f.inactive_reason = True, (f"mean {f.mean_daily_steps:,.0f} steps a day over the last "
+                                               f"{_count(params['recent_days'])} days")
+    evs = _between(record.evs_minutes, f.now - history * DAY, f.now)
     if not f.inactive and evs and max(evs, key=lambda r: r.when).value == 0:
         f.inactive, f.inactive_reason = True, "Exercise Vital Sign of 0 minutes a week"
     if not f.inactive and f.measure == "steps" and median:
@@ -240,22 +246,27 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
             f.inactive, f.inactive_reason = True, f"{longest} days in a row below half the usual activity"
 
 
-def vitals_fact(record: PatientRecord, now: datetime) -> dict[str, Any] | None:
+def _count(value: float) -> str:
+    return f"{value:g}"
+
+
+def vitals_fact(record: PatientRecord, now: datetime, params: Params) -> dict[str, Any] | None:
     fact: dict[str, Any] = {"t": "vitals"}
-    bp = [b for b in record.blood_pressure if now - 30 * DAY < b.when <= now]
+    bp = [b for b in record.blood_pressure if now - params["vitals_window_days"] * DAY < b.when <= now]
     if bp:
         latest = max(bp, key=lambda b: b.when)
         if latest.systolic is not None:
             fact["systolic"] = latest.systolic
         if latest.diastolic is not None:
             fact["diastolic"] = latest.diastolic
-    temperatures = _between(record.temperature, now - 7 * DAY, now)
+    temperatures = _between(record.temperature, now - params["fever_window_days"] * DAY, now)
     if temperatures:
         fact["temperature_max"] = max(t.value for t in temperatures)
     weights = sorted((w for w in record.weight if w.when <= now), key=lambda w: w.when)
     if len(weights) >= 2:
         latest_weight = weights[-1]
-        earlier = [w.value for w in weights[:-1] if latest_weight.when - 365 * DAY <= w.when]
+        window = params["weight_window_months"] * 365 / 12 * DAY
+        earlier = [w.value for w in weights[:-1] if latest_weight.when - window <= w.when]
         if earlier and max(earlier) > latest_weight.value:
             fact["weight_loss_percent"] = round((max(earlier) - latest_weight.value) / max(earlier) * 100, 2)
     return fact if len(fact) > 1 else None

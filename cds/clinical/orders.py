@@ -1,4 +1,4 @@
-"""Order review (CLINICAL.md section 6): a draft exercise order against the pacing plan. Pure."""
+"""Order review (docs/clinical.md, order review): a draft exercise order against the pacing plan. Pure."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""From a recommendation code and the features to the dose it proposes, in numbers and words. Pure."""
+"""From a dose recommendation and the features to the dose it proposes, in numbers and words. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from cds.clinical import dose as dosing
 from cds.clinical.features import Features
@@ -16,7 +16,6 @@ class Recommendation:
     dose: Dose | None = None  # minutes measure
     quota: int | None = None  # steps measure
     change: str | None = None
-    reason: str | None = None
 
     def words(self, features: Features) -> str:
         if self.dose is not None:
@@ -32,38 +31,39 @@ def current_words(features: Features) -> str:
     return features.plan.words() if features.plan else "the current dose"
 
 
-def recommend(code: str, f: Features, params: Mapping[str, float]) -> Recommendation:
-    """The dose that goes with a dose recommendation code (None where the code changes no dose)."""
-    if code == "start":
-        if f.measure == "steps" and f.start_quota is not None:
-            return Recommendation(code, quota=f.start_quota)
-        return Recommendation(code, dose=f.start)
-    if code == "progress":
-        if f.measure == "steps" and f.quota:
-            quota = dosing.progress_quota(f.quota, params)
-            return Recommendation(code, quota=quota, change=dosing.percent_change(f.quota, quota))
-        if f.plan is not None:
-            new = dosing.progress(f.plan, params)
-            return Recommendation(code, dose=new, change=dosing.percent_change(f.plan.weekly, new.weekly))
-    if code == "step-back":
-        if f.measure == "steps" and f.quota:
-            quota = dosing.step_back_quota(f.quota, params)
-            return Recommendation(code, quota=quota, change=dosing.percent_change(f.quota, quota))
-        if f.plan is not None:
-            new = dosing.step_back(f.plan, f.tolerated, params)
-            return Recommendation(code, dose=new, change=dosing.percent_change(f.plan.weekly, new.weekly))
-    if code == "hold":
-        reasons = []
-        if f.pain_delta is not None and f.pain_delta >= params["hold_pain_delta"] and not f.flare:
-            reasons.append(f"pain up {f.pain_delta:.1f} points")
-        if f.adherence is not None and f.adherence < params["adherence_min"]:
-            reasons.append(f"{f.adherence:.0%} of the plan done")
-        return Recommendation(code, reason=" and ".join(reasons) or "the week does not support a change")
-    if code == "re-baseline":
-        reasons = []
-        if f.flare_weeks >= params["rebaseline_flare_weeks"]:
-            reasons.append(f"{f.flare_weeks} flare weeks in the last 4")
-        if f.planned_below_start:
-            reasons.append("the planned dose is below the starting quota")
-        return Recommendation(code, reason=" and ".join(reasons))
-    return Recommendation(code)
+def _start(f: Features, params: Mapping[str, float]) -> Recommendation:
+    if f.measure == "steps" and f.start_quota is not None:
+        return Recommendation("", quota=f.start_quota)
+    return Recommendation("", dose=f.start)
+
+
+def _progress(f: Features, params: Mapping[str, float]) -> Recommendation:
+    if f.measure == "steps" and f.quota:
+        quota = dosing.progress_quota(f.quota, params)
+        return Recommendation("", quota=quota, change=dosing.percent_change(f.quota, quota))
+    if f.plan is not None:
+        new = dosing.progress(f.plan, params)
+        return Recommendation("", dose=new, change=dosing.percent_change(f.plan.weekly, new.weekly))
+    return Recommendation("")
+
+
+def _step_back(f: Features, params: Mapping[str, float]) -> Recommendation:
+    if f.measure == "steps" and f.quota:
+        quota = dosing.step_back_quota(f.quota, params)
+        return Recommendation("", quota=quota, change=dosing.percent_change(f.quota, quota))
+    if f.plan is not None:
+        new = dosing.step_back(f.plan, f.tolerated, params)
+        return Recommendation("", dose=new, change=dosing.percent_change(f.plan.weekly, new.weekly))
+    return Recommendation("")
+
+
+# The dose arithmetic a rule's `conclude.dose` names.
+DOSE_CHANGES: dict[str, Callable[[Features, Mapping[str, float]], Recommendation]] = {
+    "start": _start, "progress": _progress, "step-back": _step_back}
+
+
+def recommend(code: str, change: str | None, f: Features, params: Mapping[str, float]) -> Recommendation:
+    """The dose that goes with a dose recommendation: the arithmetic its rule names, or none (the dose stays)."""
+    if change is None:
+        return Recommendation(code)
+    return replace(DOSE_CHANGES[change](f, params), code=code)

@@ -26,7 +26,8 @@ from typing import Any
 from durable import engine as durable
 from durable.engine import MessageNotHandledException, MessageObservedException
 
-from cds.engine.loader import CompiledRule, Knowledge, check_facts
+from cds.knowledge.conditions import check_facts
+from cds.knowledge.loader import CompiledRule, Knowledge
 
 SENTINEL_RULE = "$sentinel"
 SENTINEL_FACT = {"t": "$sentinel"}
@@ -128,7 +129,7 @@ class RuleEngine:
         """Run the service's rules on these facts in an isolated session; resolve precedence."""
         if service_id not in self._rulesets:
             raise EngineError(f"no rules for service {service_id!r}")
-        problems = check_facts(facts, self.knowledge)
+        problems = check_facts(facts, self.knowledge.facts)
         if problems:
             raise EngineError("facts do not fit rules/facts.yaml: " + "; ".join(problems))
         fired = self._run(self._rulesets[service_id], facts)
@@ -162,9 +163,9 @@ class RuleEngine:
 
 
 def resolve_precedence(trace: list[Fired]) -> tuple[list[Fired], list[Fired]]:
-    """CLINICAL.md section 5: one dose recommendation (the lowest precedence number; every finding of that code
-    is kept, e.g. several red flags); patterns may accompany it; one recommendation per draft order; a finding
-    whose rule lists a code that also fired in `suppressed_by` is dropped."""
+    """Precedence (docs/clinical.md, recommendations): one dose recommendation (the lowest precedence number; every
+    finding of that code is kept, e.g. several red flags); patterns may accompany it; one recommendation per draft
+    order; a finding whose rule lists a code that also fired in `suppressed_by` is dropped."""
     codes = {f.code for f in trace}
     decided: list[Fired] = []
     best: dict[tuple[str, str | None], Fired] = {}

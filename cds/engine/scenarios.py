@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cds.engine.host import RuleEngine
-from cds.engine.loader import Knowledge
-from cds.engine.schema import Scenario
+from cds.knowledge.loader import Knowledge
+from cds.knowledge.schema import Scenario
 
 SCENARIO_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""FHIR R4 resources -> typed clinical records, with the data hygiene of CLINICAL.md section 2.
+"""FHIR R4 resources -> typed clinical records, with the data hygiene of docs/clinical.md.
 
 High-volume resources (Observations) are read with lean accessors over the JSON of the fields the rules use:
 full model validation of a year of daily data would cost more than the rest of the evaluation. Extensions and
@@ -23,19 +23,11 @@ from cds.clinical.records import (
     Reading,
     StepGoal,
 )
-from cds.engine.schema import CodeLists
+from cds.knowledge import Knowledge
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
-UCUM = "http://unitsofmeasure.org"
-
-PAIN_NRS, PEG_MEAN, PEG_PANEL = "72514-3", "91147-9", "91148-7"
-PEG_ITEMS = ("75893-8", "91145-3", "91146-1")
-STEPS, STEPS_PERIOD, SESSION = "41950-7", "55423-8", "55411-3"
-EVS_MINUTES = "82290-8"
-BP_PANEL, SYSTOLIC, DIASTOLIC = "85354-9", "8480-6", "8462-4"
-TEMPERATURE, WEIGHT = "8310-5", "29463-7"
 
 COUNTING_STATUSES = {"final", "amended", "corrected"}
 ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
@@ -114,9 +106,18 @@ def _score_value(element: dict[str, Any]) -> tuple[float, str] | None:
 class RecordBuilder:
     """Reads prefetch entries into a PatientRecord; one per evaluation."""
 
-    def __init__(self, patient_id: str, codes: CodeLists) -> None:
+    def __init__(self, patient_id: str, knowledge: Knowledge) -> None:
+        codes = knowledge.codes
         self.record = PatientRecord(patient_id)
-        self._red_flag_of = {code: flag for flag, items in codes.red_flags.items() for code in items}
+        self.bounds = knowledge.values
+        self.pain_nrs, self.peg_mean, self.peg_panel = (codes.loinc(n) for n in ("pain_nrs", "peg_mean", "peg_panel"))
+        self.peg_items = codes.loinc("peg_items")
+        self.steps, self.steps_period = codes.loinc("steps_daily"), codes.loinc("steps_period")
+        self.session, self.evs_minutes = codes.loinc("session_minutes"), codes.loinc("evs_weekly_minutes")
+        self.bp_panel, self.systolic, self.diastolic = (
+            codes.loinc(n) for n in ("blood_pressure_panel", "systolic", "diastolic"))
+        self.temperature, self.weight = codes.loinc("body_temperature"), codes.loinc("body_weight")
+        self._red_flag_of = {code: flag for flag, listed in codes.red_flags.items() for code in listed.snomed}
         self._chronic_snomed = set(codes.chronic_pain.get("snomed", []))
         self._chronic_icd = codes.chronic_pain.get("icd10", [])
         self._exercise = set(codes.exercise_orders)
@@ -142,27 +143,31 @@ class RecordBuilder:
         if obs.get("status") not in COUNTING_STATUSES:
             self.skip(source, f"status {obs.get('status')!r} does not count")
             return
-        codes = set(codes_of(obs.get("code"), LOINC))
+        codes = frozenset(codes_of(obs.get("code"), LOINC))
         when = _effective(obs)
         if when is None:
             self.skip(source, "no effective date")
             return
-        if PAIN_NRS in codes:
+        b = self.bounds
+        if codes & self.pain_nrs:
             self._score(obs, source, when, self.record.pain)
-        elif PEG_MEAN in codes or PEG_PANEL in codes:
+        elif codes & (self.peg_mean | self.peg_panel):
             self._peg(obs, source, when)
-        elif STEPS in codes or (STEPS_PERIOD in codes and self._one_day(obs)):
+        elif codes & self.steps or (codes & self.steps_period and self._one_day(obs)):
             self._steps(obs, source, when)
-        elif SESSION in codes:
-            self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes", (0, 24 * 60))
-        elif EVS_MINUTES in codes:
-            self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk", (0, 7 * 24 * 60))
-        elif BP_PANEL in codes or SYSTOLIC in codes or DIASTOLIC in codes:
+        elif codes & self.session:
+            self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
+                            (0, b["session_reading_max_minutes"]))
+        elif codes & self.evs_minutes:
+            self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk",
+                            (0, b["evs_weekly_max_minutes"]))
+        elif codes & (self.bp_panel | self.systolic | self.diastolic):
             self._blood_pressure(obs, source, when, codes)
-        elif TEMPERATURE in codes:
+        elif codes & self.temperature:
             self._temperature(obs, source, when)
-        elif WEIGHT in codes:
-            self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg", (1, 500))
+        elif codes & self.weight:
+            self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg",
+                            (b["weight_min_kg"], b["weight_max_kg"]))
 
     def _one_day(self, obs: dict[str, Any]) -> bool:
         period = obs.get("effectivePeriod")
@@ -190,18 +195,19 @@ class RecordBuilder:
             return
         items = []
         for component in obs.get("component") or []:
-            if isinstance(component, dict) and set(codes_of(component.get("code"), LOINC)) & set(PEG_ITEMS):
+            if isinstance(component, dict) and set(codes_of(component.get("code"), LOINC)) & self.peg_items:
                 quantity = _score_value(component)
                 if quantity is not None and 0 <= quantity[0] <= 10:
                     items.append(quantity[0])
-        if len(items) == len(PEG_ITEMS):
+        if len(items) == len(self.peg_items):
             self.record.peg.append(Reading(when, sum(items) / len(items), source))
         else:
             self.skip(source, "PEG panel without its three items")
 
     def _steps(self, obs: dict[str, Any], source: str, when: datetime) -> None:
         quantity = _quantity(obs.get("valueQuantity"))
-        if quantity is None or quantity[1] not in STEP_UNITS or not 0 <= quantity[0] <= 200_000:
+        if (quantity is None or quantity[1] not in STEP_UNITS
+                or not 0 <= quantity[0] <= self.bounds["steps_reading_max"]):
             self.skip(source, "steps without a count in steps per day")
             return
         day = when.date()
@@ -238,16 +244,16 @@ class RecordBuilder:
         else:
             self.skip(source, f"unit {unit!r} not understood for a temperature")
             return
-        if 25 <= celsius <= 45:
+        if self.bounds["temperature_min_celsius"] <= celsius <= self.bounds["temperature_max_celsius"]:
             self.record.temperature.append(Reading(when, round(celsius, 2), source))
         else:
             self.skip(source, f"temperature {celsius:.1f} Cel is not plausible")
 
-    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: set[str]) -> None:
+    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str]) -> None:
         values: dict[str, float] = {}
-        parts = [(set(codes_of(c.get("code"), LOINC)), c.get("valueQuantity"))
+        parts = [(frozenset(codes_of(c.get("code"), LOINC)), c.get("valueQuantity"))
                  for c in obs.get("component") or [] if isinstance(c, dict)]
-        if SYSTOLIC in codes or DIASTOLIC in codes:
+        if codes & (self.systolic | self.diastolic):
             parts.append((codes, obs.get("valueQuantity")))
         for part_codes, q in parts:
             quantity = _quantity(q)
@@ -256,11 +262,11 @@ class RecordBuilder:
             if quantity[1] not in ("mm[Hg]", "mmHg"):
                 self.skip(source, f"unit {quantity[1]!r} not understood for a blood pressure")
                 continue
-            for code in (SYSTOLIC, DIASTOLIC):
-                if code in part_codes and 20 <= quantity[0] <= 300:
-                    values[code] = quantity[0]
+            for name, listed in (("systolic", self.systolic), ("diastolic", self.diastolic)):
+                if part_codes & listed and self.bounds["bp_min_mmhg"] <= quantity[0] <= self.bounds["bp_max_mmhg"]:
+                    values[name] = quantity[0]
         if values:
-            self.record.blood_pressure.append(BloodPressure(when, values.get(SYSTOLIC), values.get(DIASTOLIC),
+            self.record.blood_pressure.append(BloodPressure(when, values.get("systolic"), values.get("diastolic"),
                                                             source))
 
     # ------------------------------------------------------------ Condition, ServiceRequest, Goal
@@ -301,7 +307,7 @@ class RecordBuilder:
         if resource.get("lifecycleStatus") != "active":
             return
         for target in resource.get("target") or []:
-            if isinstance(target, dict) and STEPS in codes_of(target.get("measure"), LOINC):
+            if isinstance(target, dict) and set(codes_of(target.get("measure"), LOINC)) & self.steps:
                 quantity = _quantity(target.get("detailQuantity"))
                 if quantity is not None and quantity[1] in STEP_UNITS and quantity[0] > 0:
                     self.record.step_goal = StepGoal(f"Goal/{resource.get('id', '?')}", quantity[0], resource)
@@ -328,8 +334,9 @@ def order_dose(resource: dict[str, Any]) -> Dose | None:
     return Dose(minutes, per_week)
 
 
-def build_record(patient_id: str, resources: list[dict[str, Any]], codes: CodeLists) -> PatientRecord:
-    builder = RecordBuilder(patient_id, codes)
+def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Knowledge) -> PatientRecord:
+    """The patient's record from FHIR resources, with the code lists and plausibility bounds of the knowledge."""
+    builder = RecordBuilder(patient_id, knowledge)
     for resource in resources:
         if isinstance(resource, dict):
             builder.add(resource)

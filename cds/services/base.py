@@ -1,28 +1,19 @@
-"""What a CDS service is: its discovery entry, the context model of its hook, its prefetch, its handler."""
+"""What a CDS service is: its discovery entry, the context model of its hook, its prefetch templates."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
-from cds.engine import RuleEngine
-from cds.fhir.resolver import PrefetchData
 from cds.fhir.templates import PrefetchTemplate
-from cds.hooks.models import HOOK_CONTEXTS, CdsRequest, CdsServiceDefinition, PatientViewContext
-from cds.services.pipeline import Outcome, evaluate_call
-from cds.services.queries import OPTIONAL_KEYS
-
-Handler = Callable[[str, str, CdsRequest, PatientViewContext, PrefetchData, RuleEngine, datetime], Outcome]
+from cds.hooks.models import HOOK_CONTEXTS, CdsServiceDefinition, PatientViewContext
 
 
 @dataclass(frozen=True)
 class CdsService:
-    """A service as discovery declares it, plus the function that answers its calls."""
+    """A service as discovery declares it, with the prefetch keys it can do without."""
 
     definition: CdsServiceDefinition
-    handler: Handler = evaluate_call
-    optional_keys: frozenset[str] = OPTIONAL_KEYS
+    optional_keys: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for template in self.templates:

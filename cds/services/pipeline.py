@@ -1,11 +1,12 @@
-"""One service call, end to end: prefetch data -> records -> features -> facts -> rules -> cards."""
+"""The one call path: a CDS Hooks request body -> validated request -> prefetch data -> records -> features ->
+facts -> rules -> cards. The HTTP view, `pacing-cds evaluate`, the tests and the benchmarks all call `answer`."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
@@ -13,9 +14,13 @@ from cds.clinical.orders import OrderReview, has_tolerance_data, review
 from cds.clinical.recommend import recommend
 from cds.clinical.records import OrderRecord, PatientRecord
 from cds.engine import Evaluation, RuleEngine
+from cds.errors import CdsError
+from cds.fhir.client import FhirClient
 from cds.fhir.readers import SNOMED, build_record, codes_of, order_dose, parse_time
-from cds.fhir.resolver import PrefetchData
+from cds.fhir.resolver import PrefetchData, resolve
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
+from cds.hooks.validation import validate
+from cds.services.base import CdsService
 
 
 @dataclass
@@ -47,13 +52,56 @@ def _drafts(context: PatientViewContext, exercise_codes: set[str]) -> dict[str, 
     return drafts
 
 
-def evaluate_call(service_id: str, hook: str, request: CdsRequest, context: PatientViewContext, data: PrefetchData,
-                  engine: RuleEngine, now: datetime, stages: dict[str, float] | None = None) -> Outcome:
-    """The evaluation of a hook call; `stages`, when given, receives the seconds spent in features, rules, cards."""
+class CallRecord(Protocol):
+    """What the caller keeps of a call as it is answered (the audit record): filled in as each step passes."""
+
+    hook_instance: str | None
+    hook: str | None
+    patient_id: str | None
+    user_id: str | None
+    data_sources: dict[str, Any] | None
+
+
+@dataclass
+class Answer:
+    """A call answered: the request as validated, the data it was answered from, and the outcome."""
+
+    service: CdsService
+    request: CdsRequest
+    context: PatientViewContext
+    data: PrefetchData
+    outcome: Outcome
+
+
+def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient, now: datetime, *,
+           deadline: float | None = None, https_only: bool = False, record: CallRecord | None = None,
+           stages: dict[str, float] | None = None) -> Answer:
+    """Answer one call of `service`: validate (CdsError 400), resolve prefetch (CdsError 412, DeadlineExceeded
+    past `deadline` on the monotonic clock), evaluate and build the cards. `stages` receives seconds per stage."""
+    started = time.perf_counter()
+    request = validate(CdsRequest, body)
+    if record is not None:
+        record.hook_instance, record.hook = request.hookInstance, request.hook
+    if https_only and request.fhirServer and not request.fhirServer.startswith("https://"):
+        # The access token must not cross the network in clear text.
+        raise CdsError(400, "fhirServer must be an https URL in production", expression=["fhirServer"])
+    if request.hook != service.hook:
+        raise CdsError(400, f"service {service.id} answers the {service.hook} hook, not {request.hook[:64]!r}",
+                       expression=["hook"])
+    context = validate(service.context_model, request.context, prefix="context")
+    if record is not None:
+        record.patient_id, record.user_id = context.patientId, context.userId
+    validated = time.perf_counter()
+    data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys, deadline)
+    if record is not None:
+        record.data_sources = data.summary()
+    if stages is not None:
+        stages["validate"], stages["prefetch"] = validated - started, time.perf_counter() - validated
     resources = [r for key in data.resources for r in data.entries(key)]
     drafts = _drafts(context, set(engine.knowledge.codes.exercise_orders))
-    return evaluate_patient(engine, service_id, hook, request.hookInstance, context.patientId, resources, now,
-                            drafts, stages)
+    outcome = evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
+                               resources, now, drafts, stages)
+    return Answer(service, request, context, data, outcome)
 
 
 def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instance: str, patient_id: str,
@@ -64,8 +112,8 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     hook services and the panel worklist share."""
     started = time.perf_counter()
     knowledge = engine.knowledge
-    params = {name: p.value for name, p in knowledge.parameters.items()}
-    record = build_record(patient_id, resources, knowledge.codes)
+    params = knowledge.values
+    record = build_record(patient_id, resources, knowledge)
     features = compute(record, now, params)
     facts: list[dict[str, Any]] = []
     drafts = drafts or {}
@@ -79,7 +127,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
                                 resource)
             reviews[reference] = review(draft, features, params)
             facts.append(reviews[reference].fact(tolerance))
-    vitals = vitals_fact(record, now)
+    vitals = vitals_fact(record, now, params)
     if vitals is not None:
         facts.append(vitals)
     facts.extend(condition_facts(record, now))
@@ -88,9 +136,10 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     rules_done = time.perf_counter()
     dose_finding = next((f for f in evaluation.findings if f.kind == "dose"), None)
     ctx = CardContext(
-        hook_instance=hook_instance, service_id=service_id, patient_id=patient_id,
+        hook_instance=hook_instance, service_id=service_id, hook=hook, patient_id=patient_id,
         knowledge=knowledge, features=features, record=record, params=params,
-        recommendation=recommend(dose_finding.code, features, params) if dose_finding else None,
+        recommendation=recommend(dose_finding.code, knowledge.rule(dose_finding.rule_id).rule.conclude.dose,
+                                 features, params) if dose_finding else None,
         reviews=reviews, drafts=drafts)
     response = CdsResponse(cards=build_cards(evaluation, ctx))
     if stages is not None:

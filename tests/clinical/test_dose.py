@@ -1,4 +1,4 @@
-"""Dose arithmetic: CLINICAL.md section 5 and its worked examples."""
+"""Dose arithmetic (docs/clinical.md, recommendations) and its worked examples, with parameters given here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Features of CLINICAL.md section 3, on records built in memory."""
+"""Derived features of docs/clinical.md, on records built in memory."""
 
 from __future__ import annotations
 
@@ -133,8 +133,8 @@ def test_vitals_and_condition_facts(knowledge: Knowledge) -> None:
     record.weight = [Reading(ago(300), 80.0, "w"), Reading(ago(2), 75.0, "w")]
     record.conditions = [ConditionRecord("417746004", "fracture", False, ago(4), "Condition/c"),
                          ConditionRecord("82423001", None, True, None, "Condition/cp")]
-    assert vitals_fact(record, NOW) == {"t": "vitals", "systolic": 150, "diastolic": 92, "temperature_max": 37.1,
+    assert vitals_fact(record, NOW, params(knowledge)) == {"t": "vitals", "systolic": 150, "diastolic": 92, "temperature_max": 37.1,
                                         "weight_loss_percent": 6.25}
     assert condition_facts(record, NOW) == [{"t": "condition", "red_flag": "fracture", "code": "417746004",
                                              "days_since_recorded": 4}]
-    assert vitals_fact(PatientRecord("p"), NOW) is None
+    assert vitals_fact(PatientRecord("p"), NOW, params(knowledge)) is None

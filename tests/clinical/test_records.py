@@ -1,4 +1,4 @@
-"""FHIR -> records: hygiene of CLINICAL.md section 2."""
+"""FHIR -> records: the data hygiene of docs/clinical.md."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_units_are_normalised_and_unknown_units_skipped(knowledge: Knowledge) ->
         obs("t1", "8310-5", 101.3, "[degF]"), obs("t2", "8310-5", 38.2, "Cel"), obs("t3", "8310-5", 311, "K"),
         obs("w1", "29463-7", 180, "[lb_av]"), obs("w2", "29463-7", 81000, "g"), obs("w3", "29463-7", 12, "stone"),
         obs("s1", "55411-3", 0.5, "h"), obs("s2", "55411-3", 1200, "s"), obs("s3", "55411-3", 3, "furlong"),
-    ], knowledge.codes)
+    ], knowledge)
     assert [round(t.value, 1) for t in record.temperature] == [38.5, 38.2]
     assert [round(w.value, 2) for w in record.weight] == [81.65, 81.0]
     assert [s.value for s in record.sessions] == [30.0, 20.0]
@@ -32,7 +32,7 @@ def test_units_are_normalised_and_unknown_units_skipped(knowledge: Knowledge) ->
 def test_only_final_amended_corrected_count(knowledge: Knowledge) -> None:
     statuses = ["final", "amended", "corrected", "preliminary", "cancelled", "entered-in-error", "unknown"]
     record = build_record("p", [obs(f"p{i}", "72514-3", 5, "{score}", status=s) for i, s in enumerate(statuses)],
-                          knowledge.codes)
+                          knowledge)
     assert len(record.pain) == 3
     assert len(record.skipped) == 4
 
@@ -45,7 +45,7 @@ def test_one_steps_value_a_day_the_latest_wins(knowledge: Knowledge) -> None:
             effectivePeriod={"start": "2026-11-12T00:00:00Z", "end": "2026-11-12T23:59:59Z"}),
         obs("e", "55423-8", 20000, "/d", "2026-11-13T00:00:00Z",
             effectivePeriod={"start": "2026-11-06T00:00:00Z", "end": "2026-11-13T00:00:00Z"}),
-    ], knowledge.codes)
+    ], knowledge)
     assert {str(d): r.value for d, r in record.steps.items()} == {
         "2026-11-10": 5000, "2026-11-11": 4000, "2026-11-12": 7000}
 
@@ -57,7 +57,7 @@ def test_peg_from_a_panel_or_a_mean_and_scores_out_of_range_skipped(knowledge: K
                            "valueQuantity": {"value": v, "unit": "{score}"}}
                           for c, v in (("75893-8", 6), ("91145-3", 5), ("91146-1", 7))]
     record = build_record("p", [panel, obs("mean", "91147-9", 4.5, "{score}"), obs("bad", "72514-3", 14, "{score}")],
-                          knowledge.codes)
+                          knowledge)
     assert sorted(r.value for r in record.peg) == [4.5, 6.0]
     assert any("outside 0-10" in s for s in record.skipped)
 
@@ -74,7 +74,7 @@ def test_conditions_hygiene_and_red_flag_categories(knowledge: Knowledge) -> Non
         condition("c1", "417746004"), condition("c2", "363346000", verification="refuted"),
         condition("c3", "386661006", clinical="resolved"), condition("c4", "784332006", verification="entered-in-error"),
         condition("c5", "82423001"), condition("c6", "29857009", clinical="recurrence"),
-    ], knowledge.codes)
+    ], knowledge)
     assert [(c.reference, c.red_flag, c.chronic_pain) for c in record.conditions] == [
         ("Condition/c1", "fracture", False), ("Condition/c5", None, True), ("Condition/c6", "cardiovascular", False)]
     assert record.chronic_pain_condition == "Condition/c5"
@@ -83,7 +83,7 @@ def test_conditions_hygiene_and_red_flag_categories(knowledge: Knowledge) -> Non
 def test_icd10_chronic_pain_with_wildcard(knowledge: Knowledge) -> None:
     resource = data.condition("p", "c", "x")
     resource["code"] = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.50"}]}
-    assert build_record("p", [resource], knowledge.codes).chronic_pain_condition == "Condition/c"
+    assert build_record("p", [resource], knowledge).chronic_pain_condition == "Condition/c"
 
 
 def test_orders_and_their_dose(knowledge: Knowledge) -> None:
@@ -91,7 +91,7 @@ def test_orders_and_their_dose(knowledge: Knowledge) -> None:
     old = data.exercise_order("p", "old", status="completed", minutes=20, per_week=3)
     other = {**data.exercise_order("p", "mri"), "code": {"coding": [{"system": "http://snomed.info/sct",
                                                                      "code": "113091000"}]}}
-    record = build_record("p", [current, old, other], knowledge.codes)
+    record = build_record("p", [current, old, other], knowledge)
     assert record.current_order is not None and record.current_order.dose is not None
     assert record.current_order.dose.words() == "25 min x 4/week"
     assert [o.reference for o in record.past_orders] == ["ServiceRequest/old"]
@@ -113,4 +113,4 @@ def test_extensions_and_unknown_elements_are_tolerated(knowledge: Knowledge) -> 
     resource["extension"] = [{"url": "http://ehr.example.org/fhir/StructureDefinition/device", "valueString": "app"}]
     resource["_status"] = {"extension": []}
     resource["note"] = [{"text": "after gardening"}]
-    assert len(build_record("p", [resource], knowledge.codes).pain) == 1
+    assert len(build_record("p", [resource], knowledge).pain) == 1

@@ -1,4 +1,4 @@
-"""Evaluations: findings with their trace, precedence as CLINICAL.md section 5, failures surfaced."""
+"""Evaluations: findings with their trace, precedence as docs/clinical.md gives it, failures surfaced."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +14,14 @@ from cds.errors import CdsError
 from cds.fhir.client import FhirClient
 from cds.fhir.resolver import PrefetchData, resolve
 from cds.hooks.models import CdsRequest
-from cds.services import pacing_review
+from cds.knowledge import load_knowledge
+from cds.services import services_of
 from tests.support import data
 from tests.support.fhir_server import TOKEN, FhirServer
 from tests.support.processes import free_port
 
-TEMPLATES = pacing_review.SERVICE.templates
+SERVICE = services_of(load_knowledge(Path(__file__).resolve().parents[2] / "rules"))["pacing-review"]
+TEMPLATES = SERVICE.templates
 
 
 @pytest.fixture
@@ -38,7 +41,7 @@ def new_patient(server: FhirServer, steps: int = 12, pain: int = 8) -> str:
 def run(pid: str, fhir: FhirClient, prefetch: dict[str, Any] | None = None, server: str | None = None,
         token: str | None = TOKEN) -> PrefetchData:
     body = data.patient_view(pid, prefetch=prefetch, fhir_server=server, token=token if server else None)
-    return resolve(TEMPLATES, CdsRequest.model_validate(body), pid, fhir, pacing_review.SERVICE.optional_keys)
+    return resolve(TEMPLATES, CdsRequest.model_validate(body), pid, fhir, SERVICE.optional_keys)
 
 
 def closed_port_url() -> str:

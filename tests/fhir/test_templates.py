@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cds.fhir.templates import PrefetchTemplate
-from cds.services import SERVICES
+from cds.knowledge import Knowledge
+from cds.services import services_of
 
 
 @pytest.mark.parametrize("query", [
@@ -36,9 +37,9 @@ def test_cds_hooks_2_0_tokens_are_accepted(query: str) -> None:
 ALLOWED_PARAMETERS = {"patient", "code", "status", "clinical-status", "lifecycle-status", "_count", "_sort"}
 
 
-def test_every_service_template_is_a_2_0_template_on_patient_id() -> None:
+def test_every_service_template_is_a_2_0_template_on_patient_id(knowledge: Knowledge) -> None:
     """Reads or type-level searches; token equality without modifiers, _count and _sort (req 58)."""
-    for service in SERVICES:
+    for service in services_of(knowledge).values():
         for template in service.templates:
             template.check(service.hook)
             assert template.tokens() == ["context.patientId"], template.key

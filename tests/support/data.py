@@ -14,7 +14,7 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def spec_example(name: str) -> Any:
-    """One of the CDS Hooks specification's own examples (copied from shared/reference/cds-hooks-examples)."""
+    """One of the CDS Hooks specification's own examples (copied into tests/spec_examples/)."""
     return json.loads((SPEC_EXAMPLES / name).read_text())
 
 

@@ -1,41 +1,95 @@
-"""Running the fhir_examples in-process, as the service does."""
+"""The end-to-end examples of rules/<recommendation>/examples/<name>/, run in-process by the one call path."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
-from cds.fhir.resolver import resolve
-from cds.hooks.models import CdsRequest
-from cds.services import by_id
-from cds.services.pipeline import Outcome
+from cds.knowledge import example_dirs
+from cds.services import services_of
+from cds.services.pipeline import Outcome, answer
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
-SCENARIOS = sorted(p.name for p in EXAMPLES.iterdir() if (p / "request.json").exists())
+RULES = Path(__file__).resolve().parents[2] / "rules"
+VERSION_MARK = "<rule set version>"
+
+
+@dataclass(frozen=True)
+class Example:
+    """request.json (the call), expected.json (its intent: service, now, codes, dose), response.json (the answer
+    recorded after review)."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def recommendation(self) -> str:
+        return self.folder.parents[1].name
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return json.loads((self.folder / "request.json").read_text())
+
+    @property
+    def expected(self) -> dict[str, Any]:
+        return json.loads((self.folder / "expected.json").read_text())
+
+    def response(self, version: str) -> dict[str, Any]:
+        return json.loads((self.folder / "response.json").read_text().replace(VERSION_MARK, version))
+
+    def evaluate_text(self, version: str) -> str:
+        """What `pacing-cds evaluate` printed for it when the answer was recorded."""
+        return (self.folder / "evaluate.txt").read_text().replace(VERSION_MARK, version)
+
+
+EXAMPLES = [Example(folder) for folder in example_dirs(RULES)]
+BY_NAME = {e.name: e for e in EXAMPLES}
+SCENARIOS = [e.name for e in EXAMPLES]
 
 
 def example(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    folder = EXAMPLES / name
-    return json.loads((folder / "request.json").read_text()), json.loads((folder / "expected.json").read_text())
+    return BY_NAME[name].request, BY_NAME[name].expected
+
+
+def example_path(name: str) -> Path:
+    return BY_NAME[name].folder / "request.json"
+
+
+def recorded(response: dict[str, Any], version: str) -> str:
+    """An answer as response.json keeps it: indented, the rule set version replaced by a marker."""
+    return json.dumps(response, indent=1, ensure_ascii=False).replace(version, VERSION_MARK) + "\n"
+
+
+def evaluate_output(name: str) -> str:
+    """`pacing-cds evaluate` of an example as of its `now`, in this process."""
+    import io
+
+    from cds.cli import evaluate
+    from cds.settings import load_settings
+
+    out = io.StringIO()
+    code = evaluate(load_settings(rules_dir=RULES), str(example_path(name)), BY_NAME[name].expected["now"], None, out)
+    assert code == 0, f"evaluate {name} exited {code}"
+    return out.getvalue()
 
 
 def run_example(name: str, engine: RuleEngine, change: Callable[[dict[str, Any]], Any] | None = None) -> Outcome:
-    """Evaluate an example as of its expected.json's `now`; `change` may edit the request first."""
+    """Answer an example as of its expected.json's `now`; `change` may edit the request first."""
     body, expected = example(name)
     if change:
         change(body)
-    service = by_id()[expected["service"]]
-    request = CdsRequest.model_validate(body)
-    context = service.context_model.model_validate(request.context)
+    service = services_of(engine.knowledge)[expected["service"]]
+    now = datetime.fromisoformat(expected["now"].replace("Z", "+00:00"))
     fhir = FhirClient(3.0, 10)
     try:
-        data = resolve(service.templates, request, context.patientId, fhir, service.optional_keys)
+        return answer(service, body, engine, fhir, now).outcome
     finally:
         fhir.close()
-    now = datetime.fromisoformat(expected["now"].replace("Z", "+00:00"))
-    return service.handler(service.id, service.hook, request, context, data, engine, now)

@@ -82,7 +82,7 @@ def rss_mb() -> float:
 
 
 def run(threads: int, per_thread: int, nothing: int, rounds: int) -> dict[str, Any]:
-    knowledge = load_knowledge(RULES, SERVICES)
+    knowledge = load_knowledge(RULES)
     engine = RuleEngine(knowledge)
     total = threads * per_thread
     cases = [patient_case(i) for i in range(total)]

@@ -1,0 +1,5 @@
+"""The knowledge format: rules/ as validated data (schema, loader, the condition language)."""
+
+from cds.knowledge.loader import CompiledRule, Knowledge, RuleError, example_dirs, load_knowledge
+
+__all__ = ["CompiledRule", "Knowledge", "RuleError", "example_dirs", "load_knowledge"]

@@ -1,0 +1,337 @@
+"""Load rules/: parse and validate every file, check every reference, substitute parameters into conditions.
+
+rules/ holds the shared files (ruleset, parameters, facts, codes, services, fixtures) and one folder per
+recommendation: rule.yaml (the rules that conclude it), scenarios.yaml, and examples/<name>/ (end-to-end requests
+with their expected answers). Every problem found is reported at once, each naming its file and place, so an
+author fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cds.knowledge.conditions import (
+    PARAMETERS_FILE,
+    Problems,
+    compile_conditions,
+    compile_pattern,
+    resolve_fact,
+)
+from cds.knowledge.schema import (
+    CodeLists,
+    FactType,
+    FactVocabulary,
+    FixtureFile,
+    Parameter,
+    ParameterFile,
+    Rule,
+    RuleFile,
+    RuleSetInfo,
+    Scenario,
+    ScenarioFile,
+    ServiceFile,
+)
+
+RULESET_FILE = "ruleset.yaml"
+FACTS_FILE = "facts.yaml"
+CODES_FILE = "codes.yaml"
+SERVICES_FILE = "services.yaml"
+FIXTURES_FILE = "fixtures.yaml"
+RULE_FILE = "rule.yaml"
+SCENARIO_FILE = "scenarios.yaml"
+EXAMPLES_DIR = "examples"
+CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed):([a-z0-9_,]+)\}(?!\})")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RuleError(Exception):
+    """The knowledge in rules/ cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready for the engine: parameters substituted, with the file and services it belongs to."""
+
+    rule: Rule
+    file: str
+    services: tuple[str, ...]
+    conditions: dict[str, Any]
+    parameters: dict[str, float | int]
+    words: dict[str, dict[str, str]] = field(default_factory=dict)
+    reasons: tuple[tuple[dict[str, Any], str], ...] = ()  # (compiled `when`, text) of conclude.reasons
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything in rules/, validated."""
+
+    info: RuleSetInfo
+    parameters: dict[str, Parameter]
+    facts: dict[str, FactType]
+    codes: CodeLists
+    rules: tuple[CompiledRule, ...]
+    scenarios: tuple[tuple[str, Scenario], ...]
+    digest: str
+    service_file: ServiceFile
+    prefetch: dict[str, str]  # key -> query, with the code lists of codes.yaml written out
+
+    @property
+    def version(self) -> str:
+        """The rule set version with a digest of the files, so that any edit shows in audits and cards."""
+        return f"{self.info.version}+{self.digest[:8]}"
+
+    def rules_for(self, service_id: str) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if service_id in r.services)
+
+    def rule(self, rule_id: str) -> CompiledRule:
+        return next(r for r in self.rules if r.rule.id == rule_id)
+
+    @property
+    def services(self) -> set[str]:
+        return {s for r in self.rules for s in r.services}
+
+    @property
+    def values(self) -> dict[str, float | int]:
+        """Every parameter's value by name."""
+        return {name: p.value for name, p in self.parameters.items()}
+
+
+def _read(path: Path, model: type[M], problems: Problems) -> M | None:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.add(path.name, f"cannot be read ({exc.strerror})")
+        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name} line {mark.line + 1}" if mark else path.name
+        problems.add(where, f"is not valid YAML ({getattr(exc, 'problem', exc)})")
+        return None
+    return _check(model, raw, path.name, problems)
+
+
+def _read_parameters(path: Path, problems: Problems) -> dict[str, Parameter] | None:
+    """Each parameter validated on its own, so that one bad value does not hide the rules' problems."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        _read(path, ParameterFile, problems)  # reports the read or YAML error
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("parameters"), dict):
+        _read(path, ParameterFile, problems)
+        return None
+    shell = {k: v for k, v in raw.items() if k != "parameters"}
+    if _check(ParameterFile, {**shell, "parameters": {}}, path.name, problems) is None:
+        return None
+    parameters: dict[str, Parameter] = {}
+    for name, body in raw["parameters"].items():
+        checked = _check(ParameterFile, {**shell, "parameters": {name: body}}, path.name, problems)
+        if checked is not None:
+            parameters.update(checked.parameters)
+        elif isinstance(body, dict) and isinstance(body.get("value"), (int, float)):
+            parameters[name] = Parameter.model_construct(**body)  # keep checking the rules that use it
+    return parameters
+
+
+def _check(model: type[M], raw: Any, name: str, problems: Problems) -> M | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in err["loc"])
+            problems.add(f"{name} {loc}".strip(), str(err["msg"]).removeprefix("Value error, "))
+        return None
+
+
+def rule_folders(rules_dir: Path) -> list[Path]:
+    """The recommendation folders of rules_dir: every sub-folder holding a rule file."""
+    return sorted(p.parent for p in rules_dir.glob(f"*/{RULE_FILE}"))
+
+
+def example_dirs(rules_dir: Path) -> list[Path]:
+    """Every end-to-end example (a folder with request.json) of every recommendation folder, by name."""
+    return sorted((p.parent for p in rules_dir.glob(f"*/{EXAMPLES_DIR}/*/request.json")), key=lambda p: p.name)
+
+
+def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
+                   require_scenarios: bool = True) -> Knowledge:
+    """Read and check rules_dir; raise RuleError listing every problem."""
+    problems = Problems()
+    if not rules_dir.is_dir():
+        raise RuleError([f"{rules_dir}: not a folder of rules"])
+    info = _read(rules_dir / RULESET_FILE, RuleSetInfo, problems)
+    parameters = _read_parameters(rules_dir / PARAMETERS_FILE, problems)
+    vocabulary = _read(rules_dir / FACTS_FILE, FactVocabulary, problems)
+    code_lists = _read(rules_dir / CODES_FILE, CodeLists, problems)
+    service_file = _read(rules_dir / SERVICES_FILE, ServiceFile, problems)
+    fixture_file = _read(rules_dir / FIXTURES_FILE, FixtureFile, problems)
+    folders = rule_folders(rules_dir)
+    rule_files = {f"{d.name}/{RULE_FILE}": _read(d / RULE_FILE, RuleFile, problems) for d in folders}
+    scenario_files = {f"{d.name}/{SCENARIO_FILE}": _read(d / SCENARIO_FILE, ScenarioFile, problems)
+                      for d in folders if (d / SCENARIO_FILE).exists()}
+    if not folders:
+        problems.add(str(rules_dir), f"holds no recommendation folder (<code>/{RULE_FILE})")
+    if None in (info, parameters, vocabulary, code_lists, service_file, fixture_file):
+        raise RuleError(problems.items)
+    assert info and parameters is not None and vocabulary and code_lists and service_file and fixture_file
+    known = {s.id for s in service_file.services}
+    if service_ids is not None and set(service_ids) != known:
+        problems.add(SERVICES_FILE, f"services {sorted(known)} differ from {sorted(service_ids)}")
+    prefetch = _expand_prefetch(service_file, code_lists, problems)
+    compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, problems)
+    scenarios = _scenarios(scenario_files, compiled, parameters, vocabulary.facts, fixture_file, problems,
+                           require_scenarios)
+    if problems.items:
+        raise RuleError(problems.items)
+    red_flag_values = vocabulary.facts["condition"].fields["red_flag"].values if "condition" in vocabulary.facts \
+        else None
+    if red_flag_values is not None and set(code_lists.red_flags) != set(red_flag_values):
+        raise RuleError([f"{CODES_FILE} red_flags: categories {sorted(code_lists.red_flags)} differ from "
+                         f"{FACTS_FILE} condition.red_flag values {sorted(red_flag_values)}"])
+    return Knowledge(info, dict(parameters), dict(vocabulary.facts), code_lists, tuple(compiled), tuple(scenarios),
+                     _digest(rules_dir), service_file, prefetch)
+
+
+def _expand_prefetch(service_file: ServiceFile, codes: CodeLists, problems: Problems) -> dict[str, str]:
+    """Write out the {loinc:a,b} and {snomed:list} code lists of each prefetch query from codes.yaml."""
+    def expand(match: re.Match[str], key: str) -> str:
+        system, names = match.group(1), match.group(2).split(",")
+        found: list[str] = []
+        for name in names:
+            items = codes.observations.get(name) if system == "loinc" else getattr(codes, name, None)
+            if not isinstance(items, list):
+                problems.add(f"{SERVICES_FILE} prefetch.{key}", f"{system}:{name} is not a code list of {CODES_FILE}")
+                continue
+            found += items
+        return ",".join(f"{codes.systems[system]}|{code}" for code in found)
+
+    return {key: CODE_LIST.sub(lambda m, key=key: expand(m, key), query)  # type: ignore[misc]
+            for key, query in service_file.prefetch.items()}
+
+
+def _compile_rules(rule_files: dict[str, RuleFile | None], facts: dict[str, FactType],
+                   parameters: dict[str, Parameter], known_services: set[str], problems: Problems
+                   ) -> list[CompiledRule]:
+    compiled: list[CompiledRule] = []
+    seen: dict[str, str] = {}
+    for name, rule_file in rule_files.items():
+        if rule_file is None:
+            continue
+        folder = name.split("/", 1)[0]
+        for service in rule_file.services:
+            if service not in known_services:
+                problems.add(name, f"service {service!r} is not one of {sorted(known_services)}")
+        for rule in rule_file.rules:
+            where = f"{name} rule {rule.id}"
+            if rule.id in seen:
+                problems.add(where, f"id already used in {seen[rule.id]}")
+            seen[rule.id] = name
+            if rule.conclude.code != folder:
+                problems.add(where, f"concludes {rule.conclude.code!r}; the rules of folder {folder}/ conclude "
+                                    f"{folder!r} (one folder per recommendation)")
+            used: dict[str, float | int] = {}
+            conditions = compile_conditions(rule.conditions, facts, parameters, used, problems, where)
+            reasons = tuple((compile_pattern(reason.when, facts["patient"], parameters, {}, problems,
+                                              f"{where} reasons[{i}]"), reason.text)
+                            for i, reason in enumerate(rule.conclude.reasons)) if "patient" in facts else ()
+            _check_evidence(rule, used, parameters, problems, where)
+            known_words = set(rule_file.placeholders) | set(rule_file.words) | set(parameters)
+            for placeholder in sorted(rule.conclude.placeholders() - known_words):
+                problems.add(where, f"card text uses {{{placeholder}}}, which is neither a placeholder of "
+                                    f"{name} nor a parameter")
+            for index, suggestion in enumerate(rule.conclude.suggest):
+                for placeholder in sorted(suggestion.unknown_placeholders(parameters)):
+                    problems.add(f"{where} suggest[{index}]", f"uses {{{placeholder}}}, which a {suggestion.kind} "
+                                                              "suggestion does not provide")
+            compiled.append(CompiledRule(rule, name, tuple(rule_file.services), conditions, used,
+                                         dict(rule_file.words), reasons))
+    codes = {c.rule.conclude.code for c in compiled}
+    for c in compiled:
+        for code in c.rule.suppressed_by:
+            if code not in codes:
+                problems.add(f"{c.file} rule {c.rule.id}", f"suppressed_by {code!r}, which no rule concludes")
+    used_by_rules = {name for c in compiled for name in c.parameters}
+    for name, parameter in parameters.items():
+        used_by = getattr(parameter, "used_by", None) or ["rules"]  # a parameter that failed validation
+        if "rules" in used_by and name not in used_by_rules:
+            problems.add(f"{PARAMETERS_FILE} {name}", "says used_by rules, but no rule uses it")
+        if "rules" not in used_by and name in used_by_rules:
+            problems.add(f"{PARAMETERS_FILE} {name}", "is used by a rule; add rules to used_by")
+    return compiled
+
+
+def _scenarios(scenario_files: dict[str, ScenarioFile | None], compiled: list[CompiledRule],
+               parameters: dict[str, Parameter], facts: dict[str, FactType], fixtures: FixtureFile,
+               problems: Problems, require_scenarios: bool) -> list[tuple[str, Scenario]]:
+    scenarios: list[tuple[str, Scenario]] = []
+    by_id = {c.rule.id: c for c in compiled}
+    codes = {c.rule.conclude.code for c in compiled}
+    for name, scenario_file in scenario_files.items():
+        if scenario_file is None:
+            continue
+        for scenario in scenario_file.scenarios:
+            where = f"{name} scenario {scenario.name!r}"
+            target = by_id.get(scenario.rule)
+            if target is None:
+                problems.add(where, f"names rule {scenario.rule!r}, which does not exist")
+                continue
+            if scenario.service is not None and scenario.service not in target.services:
+                problems.add(where, f"service {scenario.service!r} does not use rule {scenario.rule}")
+            resolved = [resolve_fact(_like(fact, fixtures, problems, f"{where} given[{i}]"), parameters, facts,
+                                     problems, f"{where} given[{i}]")
+                        for i, fact in enumerate(scenario.given)]
+            for code in scenario.expect or []:
+                if code not in codes:
+                    problems.add(where, f"expects {code!r}, which no rule concludes")
+            scenarios.append((name, scenario.model_copy(update={"given": resolved})))
+    if require_scenarios:
+        for c in compiled:
+            outcomes = {s.fires for _, s in scenarios if s.rule == c.rule.id}
+            for fires, word in ((True, "fires"), (False, "does not fire")):
+                if fires not in outcomes:
+                    problems.add(f"{c.file} rule {c.rule.id}", f"has no scenario in which it {word}")
+    return scenarios
+
+
+def _like(fact: dict[str, Any], fixtures: FixtureFile, problems: Problems, where: str) -> dict[str, Any]:
+    """`like: <fixture>` starts the fact from a named fixture; the other fields replace the fixture's."""
+    if "like" not in fact:
+        return fact
+    base = fixtures.fixtures.get(fact["like"])
+    if base is None:
+        problems.add(where, f"like {fact['like']!r} is not a fixture of {FIXTURES_FILE}")
+        return {k: v for k, v in fact.items() if k != "like"}
+    return {**base, **{k: v for k, v in fact.items() if k != "like"}}
+
+
+def _digest(rules_dir: Path) -> str:
+    """What the service answers with: every rules file but scenarios, fixtures and examples."""
+    sha = hashlib.sha256()
+    for path in sorted(rules_dir.rglob("*.yaml")):
+        relative = path.relative_to(rules_dir)
+        if relative.name in (SCENARIO_FILE, FIXTURES_FILE) or EXAMPLES_DIR in relative.parts[:-1]:
+            continue
+        sha.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return sha.hexdigest()
+
+
+def _check_evidence(rule: Rule, used: dict[str, float | int], parameters: dict[str, Parameter],
+                    problems: Problems, where: str) -> None:
+    derived = sorted(name for name in used if getattr(parameters[name], "derived", False))
+    if derived and not rule.evidence.derived:
+        problems.add(where, f"uses derived parameters {derived}; set evidence.derived: true")
+    if (derived or rule.evidence.derived) and "derived" not in rule.conclude.detail.lower():
+        problems.add(where, "rests on a derived threshold; the card detail must say so (the word 'derived')")

@@ -1,0 +1,353 @@
+"""The rule file format: what a clinical informaticist writes in rules/, validated before anything runs."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+Version = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
+Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- parameters.yaml
+
+
+class Parameter(Strict):
+    """One threshold: its value, unit, the range a site may tune it within, and where it comes from."""
+
+    value: float | int
+    unit: Text
+    range: tuple[float, float]
+    description: Text
+    source: Text
+    derived: bool
+    used_by: list[Literal["rules", "features", "dose", "records"]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Parameter:
+        low, high = self.range
+        if low > high:
+            raise ValueError(f"range [{low}, {high}] is empty")
+        if not low <= self.value <= high:
+            raise ValueError(f"value {self.value} is outside its allowed range [{low}, {high}]")
+        return self
+
+
+class ParameterFile(Strict):
+    version: Version
+    parameters: dict[Name, Parameter]
+
+
+# ---------------------------------------------------------------- facts.yaml
+
+
+class FactField(Strict):
+    type: Literal["boolean", "integer", "number", "string"]
+    description: Text
+    values: list[str] | None = None  # the allowed strings, for a string field that is a code
+
+
+class FactType(Strict):
+    description: Text
+    fields: dict[Name, FactField]
+
+
+class FactVocabulary(Strict):
+    """Every fact type the rules may match and the fields it carries; rules and scenarios are checked against it."""
+
+    facts: dict[Id, FactType]
+
+
+# ---------------------------------------------------------------- rule files
+
+
+class Evidence(Strict):
+    citations: list[Text] = Field(min_length=1)
+    derived: bool
+    note: Text | None = None
+
+
+def _template_names(texts: Iterable[str]) -> set[str]:
+    names = set()
+    for text in texts:
+        for _literal, field_name, _spec, _conv in string.Formatter().parse(text):
+            if field_name is not None:
+                names.add(re.split(r"[.\[]", field_name, maxsplit=1)[0])
+    return names
+
+
+def _check_template(value: str | list[str]) -> str | list[str]:
+    for text in [value] if isinstance(value, str) else value:
+        try:
+            list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"not a valid text template: {exc}") from exc
+    return value
+
+
+# A text template, or a list of segments: a segment whose placeholders have no value is left out.
+Template = Annotated[str | list[Annotated[str, StringConstraints(min_length=1)]], AfterValidator(_check_template)]
+
+
+def template_texts(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+class Suggestion(Strict):
+    """What a card offers to do, by kind; Python builds the FHIR resource for the kind, the words come from here.
+
+    - dose: the dose of the recommendation as a draft exercise ServiceRequest (minutes) or a step Goal (steps);
+    - order: a draft ServiceRequest for the `orderable` of codes.yaml (an assessment, a referral);
+    - update-draft: the draft order under review, changed to the paced dose;
+    - remove-drafts: delete the draft exercise orders of an order hook.
+    """
+
+    kind: Literal["dose", "order", "update-draft", "remove-drafts"]
+    orderable: Id | None = None
+    label: Template | None = None
+    description: Template | None = None
+    instruction: Template | None = None
+    goal_label: Template | None = None
+    goal_description: Template | None = None
+    goal_text: Template | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> Suggestion:
+        needed = {"dose": ("label", "description", "instruction", "goal_label", "goal_description", "goal_text"),
+                  "order": ("orderable", "label", "instruction"),
+                  "update-draft": ("label", "instruction"),
+                  "remove-drafts": ("label", "description")}[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} suggestion needs {', '.join(missing)}")
+        return self
+
+    def texts(self) -> list[str]:
+        return [t for name in ("label", "description", "instruction", "goal_label", "goal_description", "goal_text")
+                for t in template_texts(getattr(self, name))]
+
+    def unknown_placeholders(self, parameters: Iterable[str]) -> set[str]:
+        """Placeholders its texts use that neither its kind provides nor a parameter names."""
+        return _template_names(self.texts()) - SUGGESTION_WORDS[self.kind] - set(parameters)
+
+
+# The values each kind of suggestion provides to its texts, besides the parameters.
+SUGGESTION_WORDS: dict[str, set[str]] = {
+    "dose": {"dose", "minutes", "per_week", "current_order", "dose_quota"},
+    "order": set(),
+    "update-draft": {"dose", "minutes", "per_week"},
+    "remove-drafts": {"draft"},
+}
+
+
+class Reason(Strict):
+    """A reason a rule states on its card, when the fact it matched passes `when` (a pattern of the rule language)."""
+
+    when: dict[str, Any]
+    text: Text
+
+
+class Conclusion(Strict):
+    """What a rule concludes: the recommendation code, the card's urgency, its text and what it suggests."""
+
+    code: Id
+    indicator: Literal["info", "warning", "critical"]
+    summary: Text
+    detail: Text
+    dose: Literal["start", "progress", "step-back"] | None = None  # the dose arithmetic the card proposes
+    suggest: list[Suggestion] = Field(default_factory=list)
+    selection: Literal["at-most-one", "any"] = "at-most-one"
+    finding: Template | None = None  # one line per matched fact, for the {red_flags} placeholder
+    reasons: list[Reason] = Field(default_factory=list)  # for the {reason} placeholder
+    no_reason: Text | None = None  # {reason} when no listed reason holds
+
+    @field_validator("summary", "detail")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        _check_template(value)
+        return value
+
+    def placeholders(self) -> set[str]:
+        return _template_names([self.summary, self.detail])
+
+
+class WhenThen(Strict):
+    when: Text
+    then: Text
+
+
+class Rule(Strict):
+    id: Id
+    version: Version
+    title: Text
+    plain: WhenThen
+    evidence: Evidence
+    kind: Literal["dose", "pattern", "order"]
+    precedence: int = Field(ge=1, le=99)
+    suppressed_by: list[Id] = Field(default_factory=list)
+    conditions: dict[str, Any]
+    conclude: Conclusion
+
+    @field_validator("title")
+    @classmethod
+    def _sentence(cls, value: str) -> str:
+        if not value.endswith(("?", ".")):
+            raise ValueError("a title reads as a clinical sentence ending in '?' or '.'")
+        return value
+
+    @field_validator("conditions")
+    @classmethod
+    def _durable_form(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if set(value) - {"all", "any"} or len(value) != 1:
+            raise ValueError("conditions hold exactly one of all or any (durable-rules JSON ruleset form)")
+        return value
+
+
+class RuleFile(Strict):
+    """rules/<recommendation>/rule.yaml: the rules that conclude one recommendation, for one or more services."""
+
+    title: Text
+    version: Version
+    services: list[Id] = Field(min_length=1)
+    placeholders: dict[Name, Text] = Field(default_factory=dict)
+    # Words that differ by hook: {name: {hook: text}}, used as {name} in the card text.
+    words: dict[Name, dict[str, Text]] = Field(default_factory=dict)
+    rules: list[Rule] = Field(min_length=1)
+
+
+class OverrideReasonEntry(Strict):
+    code: Id
+    display: Text
+
+
+class RuleSetInfo(Strict):
+    name: Text
+    version: Version
+    code_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    override_reason_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    override_reasons: list[OverrideReasonEntry] = Field(min_length=1)
+    # {activity} in card text: the activity that carries the dose, by measure.
+    activity_words: dict[Literal["minutes", "steps"], Text]
+
+
+class Coded(Strict):
+    system: Name
+    code: Text
+    display: Text
+
+
+class RedFlagCodes(Strict):
+    label: Text
+    snomed: list[Text] = Field(min_length=1)
+
+
+OBSERVATION_LISTS = (
+    "pain_nrs", "peg_mean", "peg_panel", "peg_items", "steps_daily", "steps_period", "session_minutes",
+    "evs_weekly_minutes", "blood_pressure_panel", "systolic", "diastolic", "body_temperature", "body_weight")
+
+
+class CodeLists(Strict):
+    """rules/codes.yaml: every code the FHIR layer reads the patient's data with, and the codes it writes."""
+
+    systems: dict[Name, Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]]
+    observations: dict[Name, list[Text]]
+    red_flags: dict[Id, RedFlagCodes]
+    chronic_pain: dict[Literal["snomed", "icd10"], list[Text]]
+    exercise_orders: list[Text] = Field(min_length=1)
+    orderables: dict[Id, Coded]
+    step_goal_target: Coded
+
+    @model_validator(mode="after")
+    def _complete(self) -> CodeLists:
+        missing = [name for name in OBSERVATION_LISTS if not self.observations.get(name)]
+        if missing:
+            raise ValueError(f"observations lacks the code lists {', '.join(missing)}")
+        unknown = {c.system for c in [*self.orderables.values(), self.step_goal_target]} - set(self.systems)
+        if unknown:
+            raise ValueError(f"systems {sorted(unknown)} are not in systems")
+        return self
+
+    def loinc(self, name: str) -> frozenset[str]:
+        return frozenset(self.observations[name])
+
+    def coding(self, coded: Coded) -> dict[str, str]:
+        return {"system": self.systems[coded.system], "code": coded.code, "display": coded.display}
+
+
+# ---------------------------------------------------------------- services.yaml
+
+
+class ServiceEntry(Strict):
+    """One CDS service as discovery lists it."""
+
+    id: Id
+    hook: Literal["patient-view", "order-select", "order-sign"]
+    title: Text
+    description: Text
+
+
+class ServiceFile(Strict):
+    """rules/services.yaml: the services, their prefetch queries (code lists named from codes.yaml), usage."""
+
+    prefetch: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")], Text]
+    optional_keys: list[str] = Field(default_factory=list)
+    usage: Text
+    services: list[ServiceEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> ServiceFile:
+        unknown = set(self.optional_keys) - set(self.prefetch)
+        if unknown:
+            raise ValueError(f"optional_keys {sorted(unknown)} are not prefetch keys")
+        return self
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+class Scenario(Strict):
+    """Given these facts, the rule fires or not; optionally the findings left after precedence."""
+
+    name: Text
+    rule: Id
+    fires: bool
+    service: Id | None = None
+    given: list[dict[str, Any]] = Field(min_length=1)
+    expect: list[Id] | None = None
+
+
+class ScenarioFile(Strict):
+    """Top-level keys starting with x- hold YAML anchors shared by the scenarios and are ignored."""
+
+    scenarios: list[Scenario] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_anchor_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+        return data
+
+
+class FixtureFile(Strict):
+    """rules/fixtures.yaml: named facts a scenario starts from with `like: <name>`."""
+
+    fixtures: dict[Id, dict[str, Any]]

@@ -1,0 +1,338 @@
+"""Write the end-to-end examples of rules/<recommendation>/examples/<name>/: request.json, a complete CDS Hooks
+call with weeks of realistic FHIR R4 data as of NOW (deterministic: the same script writes the same files), and
+with --answers, response.json and evaluate.txt: the answer the service gives to it now, and what `pacing-cds
+evaluate` prints for it (the rule set version left out of both).
+expected.json, the answer's intent (codes, dose, what it shows), is written by hand.
+
+    .venv/bin/python scripts/generate_examples.py             # requests
+    .venv/bin/python scripts/generate_examples.py --answers   # and record the answers, after a reviewed change
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "rules"
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+LOINC, SNOMED, UCUM = "http://loinc.org", "http://snomed.info/sct", "http://unitsofmeasure.org"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def at(days_ago: int, hour: int, minute: int = 0) -> str:
+    moment = (NOW - timedelta(days=days_ago)).replace(hour=hour, minute=minute, second=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Patient:
+    """Accumulates one patient's resources by prefetch key."""
+
+    def __init__(self, pid: str, seed: int) -> None:
+        self.pid = pid
+        self.rng = random.Random(seed)
+        self.keys: dict[str, list[dict[str, Any]]] = {k: [] for k in (
+            "conditions", "pain", "activity", "vitals", "weight", "step-goals", "exercise-orders")}
+        self.count = 0
+        self.patient = {"resourceType": "Patient", "id": pid, "active": True,
+                        "name": [{"family": "Example", "given": [pid.split("-")[0].capitalize()]}],
+                        "gender": "female", "birthDate": "1968-04-12"}
+        self.condition("chronic-pain", "82423001", "Chronic pain", recorded="2025-02-01")
+
+    def _id(self, prefix: str) -> str:
+        self.count += 1
+        return f"{self.pid}-{prefix}-{self.count}"
+
+    def obs(self, key: str, code: str, display: str, when: str, value: float | None = None, unit: str = "",
+            category: str = "survey", **extra: Any) -> dict[str, Any]:
+        resource: dict[str, Any] = {
+            "resourceType": "Observation", "id": self._id(code.replace("-", "")), "status": "final",
+            "category": [{"coding": [{"system": OBS_CATEGORY, "code": category}]}],
+            "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+            "subject": {"reference": f"Patient/{self.pid}"}, "effectiveDateTime": when, **extra}
+        if value is not None:
+            resource["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+        self.keys[key].append(resource)
+        return resource
+
+    def pain(self, days: range, low: int, high: int, hour: int = 20) -> None:
+        """Daily NRS: mostly `low`, `high` on one day in five."""
+        for d in days:
+            self.obs("pain", "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+                     at(d, hour), high if d % 5 == 0 else low, "{score}")
+
+    def peg(self, days: range, mean: float) -> None:
+        for d in days:
+            items = [round(min(10, max(0, mean + self.rng.uniform(-0.4, 0.4)))) for _ in range(3)]
+            components = [{"code": {"coding": [{"system": LOINC, "code": c}]},
+                           "valueQuantity": {"value": v, "unit": "{score}", "system": UCUM, "code": "{score}"}}
+                          for c, v in zip(("75893-8", "91145-3", "91146-1"), items)]
+            self.obs("pain", "91148-7", "PEG 3-item pain scale", at(d, 19), component=components)
+
+    def sessions(self, days: range, minutes: Callable[[int], float], weekdays: tuple[int, ...] = (1, 3, 5)) -> None:
+        for d in days:
+            if d % 7 in weekdays:
+                self.obs("activity", "55411-3", "Exercise duration", at(d, 7, 30), round(minutes(d)), "min",
+                         category="activity")
+
+    def steps(self, days: range, count: Callable[[int], float]) -> None:
+        for d in days:
+            self.obs("activity", "41950-7", "Number of steps in 24 hour Measured", at(d, 23, 55),
+                     round(count(d)), "/d", category="activity")
+
+    def blood_pressure(self, days_ago: int, systolic: int, diastolic: int) -> None:
+        components = [{"code": {"coding": [{"system": LOINC, "code": c}]},
+                       "valueQuantity": {"value": v, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}}
+                      for c, v in (("8480-6", systolic), ("8462-4", diastolic))]
+        self.obs("vitals", "85354-9", "Blood pressure panel", at(days_ago, 10), category="vital-signs",
+                 component=components)
+
+    def condition(self, name: str, code: str, display: str, recorded: str, verification: str = "confirmed",
+                  clinical: str = "active") -> None:
+        self.keys["conditions"].append({
+            "resourceType": "Condition", "id": f"{self.pid}-{name}",
+            "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
+            "verificationStatus": {"coding": [{"system": VERIFICATION, "code": verification}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                      "code": "problem-list-item"}]}],
+            "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
+            "subject": {"reference": f"Patient/{self.pid}"}, "recordedDate": recorded})
+
+    def order(self, name: str, minutes: int, per_week: int, authored: str, status: str = "active"
+              ) -> dict[str, Any]:
+        resource = exercise_request(self.pid, f"{self.pid}-{name}", minutes, per_week, authored, status)
+        if status != "draft":
+            self.keys["exercise-orders"].append(resource)
+        return resource
+
+    def step_goal(self, steps: int) -> None:
+        self.keys["step-goals"].append({
+            "resourceType": "Goal", "id": f"{self.pid}-goal", "lifecycleStatus": "active",
+            "meta": {"profile": ["http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-goal"]},
+            "description": {"text": f"{steps} steps a day"}, "subject": {"reference": f"Patient/{self.pid}"},
+            "target": [{"measure": {"coding": [{"system": LOINC, "code": "41950-7"}]},
+                        "detailQuantity": {"value": steps, "unit": "steps/day", "system": UCUM, "code": "/d"}}]})
+
+    def prefetch(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"patient": self.patient}
+        for key, resources in self.keys.items():
+            ordered = sorted(resources, key=lambda r: r.get("effectiveDateTime", ""), reverse=True)
+            out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(ordered),
+                        "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in ordered]}
+        return out
+
+
+def exercise_request(pid: str, rid: str, minutes: int, per_week: int, authored: str, status: str) -> dict[str, Any]:
+    return {
+        "resourceType": "ServiceRequest", "id": rid, "status": status, "intent": "order",
+        "meta": {"profile": ["http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-servicerequest"]},
+        "code": {"coding": [{"system": SNOMED, "code": "229065009", "display": "Exercise therapy"}]},
+        "subject": {"reference": f"Patient/{pid}"}, "authoredOn": authored,
+        "performer": [{"reference": f"Patient/{pid}"}],
+        "reasonReference": [{"reference": f"Condition/{pid}-chronic-pain"}],
+        "occurrenceTiming": {"repeat": {"frequency": per_week, "period": 1, "periodUnit": "wk",
+                                        "duration": minutes, "durationUnit": "min"}},
+        "patientInstruction": f"Walk {minutes} minutes, {per_week} times a week."}
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def on_plan(p: Patient, minutes: int, per_week: int, weekdays: tuple[int, ...] = (1, 3, 5)) -> None:
+    """An active order followed for five weeks, with stable pain."""
+    p.order("order", minutes, per_week, "2026-10-01")
+    p.sessions(range(0, 35), lambda d: minutes + p.rng.choice((0, 0, 1)), weekdays)
+    p.pain(range(0, 28), 4, 5)
+
+
+def progress_walking(p: Patient) -> None:
+    on_plan(p, 20, 3)
+
+
+def progress_add_session(p: Patient) -> None:
+    on_plan(p, 30, 3)
+
+
+def goal_met(p: Patient) -> None:
+    on_plan(p, 30, 5, weekdays=(0, 1, 2, 4, 5))
+
+
+def hold_low_adherence(p: Patient) -> None:
+    p.order("order", 20, 3, "2026-10-01")
+    p.sessions(range(7, 35), lambda d: 20)
+    p.sessions(range(0, 7), lambda d: 20, weekdays=(3,))
+    p.pain(range(0, 28), 4, 5)
+
+
+def step_back_flare(p: Patient) -> None:
+    p.order("order", 25, 4, "2026-10-01")
+    p.sessions(range(0, 35), lambda d: 25, weekdays=(0, 2, 4, 6))
+    p.pain(range(6, 28), 3, 4)
+    p.pain(range(0, 5), 6, 7)
+
+
+def re_baseline(p: Patient) -> None:
+    p.order("order", 25, 3, "2026-10-01")
+    p.sessions(range(0, 35), lambda d: 25)
+    p.pain(range(5, 14), 3, 4)
+    p.pain(range(21, 28), 3, 4)
+    p.pain(range(0, 5), 6, 7, hour=8)
+    p.pain(range(14, 21), 6, 7, hour=8)
+
+
+def establish_baseline(p: Patient) -> None:
+    p.steps(range(0, 2), lambda d: 4200 + p.rng.randint(-300, 300))
+    p.pain(range(0, 2), 5, 6)
+
+
+def start_steps(p: Patient) -> None:
+    p.steps(range(0, 9), lambda d: 6000 + (d % 3 - 1) * 200)
+    p.pain(range(0, 9), 4, 5)
+
+
+def progress_steps(p: Patient) -> None:
+    p.step_goal(5000)
+    p.steps(range(0, 30), lambda d: 5600 + p.rng.randint(-300, 300))
+    p.pain(range(0, 28), 4, 5)
+
+
+def data_gap(p: Patient) -> None:
+    p.order("order", 20, 3, "2026-09-01")
+    p.sessions(range(20, 50), lambda d: 20)
+    p.pain(range(18, 40), 4, 5)
+
+
+def red_flag_on_progress_week(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.blood_pressure(3, 186, 96)
+    p.blood_pressure(40, 138, 84)
+
+
+def refuted_red_flag(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("fracture", "417746004", "Traumatic injury", "2026-11-10", verification="refuted")
+    p.condition("cancer", "363346000", "Malignant neoplastic disease", "2026-11-12",
+                verification="entered-in-error")
+    p.condition("old-fever", "386661006", "Fever", "2026-06-01", clinical="resolved")
+
+
+def pounds_and_fahrenheit(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    for days_ago, pounds in ((300, 181.0), (200, 178.5), (90, 172.0), (5, 168.2)):
+        p.obs("weight", "29463-7", "Body weight", at(days_ago, 9), pounds, "[lb_av]", category="vital-signs")
+    p.obs("vitals", "8310-5", "Body temperature", at(2, 9), 98.9, "[degF]", category="vital-signs")
+    p.obs("vitals", "8310-5", "Body temperature", at(1, 9), 310.2, "K", category="vital-signs")
+
+
+def peg_only(p: Patient) -> None:
+    p.order("order", 20, 3, "2026-10-01")
+    p.sessions(range(0, 35), lambda d: 20)
+    p.peg(range(7, 28, 3), 4.0)
+    p.peg(range(1, 2), 5.7)
+
+
+def boom_bust(p: Patient) -> None:
+    p.step_goal(6000)
+    p.steps(range(14, 30), lambda d: 6000 + p.rng.randint(-300, 300))
+    p.steps(range(0, 14), lambda d: (11500 if d % 3 == 2 else 2200 if d % 3 == 1 else 5800)
+            + p.rng.randint(-200, 200))
+    p.pain(range(0, 28), 4, 5)
+
+
+def inactivity(p: Patient) -> None:
+    p.step_goal(3000)
+    p.steps(range(0, 30), lambda d: 3200 + p.rng.randint(-150, 150))
+    p.pain(range(0, 28), 5, 6)
+
+
+def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any]:
+    context: dict[str, Any] = {"userId": "PractitionerRole/pcp-1", "patientId": p.pid, "encounterId": "enc-1",
+                               "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                               "entry": [{"resource": draft}]}}
+    if hook == "order-select":
+        context["selections"] = [f"ServiceRequest/{draft['id']}"]
+    return context
+
+
+SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # name, folder, service, builder
+    ("progress-walking", "progress", "pacing-review", progress_walking),
+    ("progress-add-session", "progress", "pacing-review", progress_add_session),
+    ("goal-met", "goal-met", "pacing-review", goal_met),
+    ("hold-low-adherence", "hold", "pacing-review", hold_low_adherence),
+    ("step-back-flare", "step-back", "pacing-review", step_back_flare),
+    ("re-baseline", "re-baseline", "pacing-review", re_baseline),
+    ("establish-baseline", "establish-baseline", "pacing-review", establish_baseline),
+    ("start-steps", "start", "pacing-review", start_steps),
+    ("progress-steps", "progress", "pacing-review", progress_steps),
+    ("data-gap", "data-gap", "pacing-review", data_gap),
+    ("red-flag-on-progress-week", "red-flag", "pacing-review", red_flag_on_progress_week),
+    ("refuted-red-flag", "red-flag", "pacing-review", refuted_red_flag),
+    ("pounds-and-fahrenheit", "red-flag", "pacing-review", pounds_and_fahrenheit),
+    ("peg-only", "step-back", "pacing-review", peg_only),
+    ("boom-bust", "boom-bust", "pacing-review", boom_bust),
+    ("inactivity", "inactivity", "pacing-review", inactivity),
+    ("order-dose-jump", "order-dose-jump", "exercise-order-select", None),
+    ("order-fits", "order-dose-jump", "exercise-order-sign", None),
+    ("order-no-baseline", "order-no-baseline", "exercise-order-sign", None),
+    ("order-red-flag", "red-flag", "exercise-order-sign", None),
+]
+
+
+def build(name: str, service: str, builder: Callable[[Patient], Any] | None) -> dict[str, Any]:
+    p = Patient(name, seed=sum(map(ord, name)))
+    hook = {"pacing-review": "patient-view", "exercise-order-select": "order-select",
+            "exercise-order-sign": "order-sign"}[service]
+    if builder is not None:
+        builder(p)
+        context: dict[str, Any] = {"userId": "Practitioner/clinician-1", "patientId": p.pid, "encounterId": "enc-1"}
+    else:
+        if name != "order-no-baseline":
+            on_plan(p, 20, 3)
+        if name == "order-red-flag":
+            p.obs("vitals", "8310-5", "Body temperature", at(1, 9), 38.6, "Cel", category="vital-signs")
+        minutes = {"order-dose-jump": 30, "order-fits": 22}.get(name, 20)
+        draft = exercise_request(p.pid, f"{p.pid}-draft", minutes, 3, NOW.date().isoformat(), "draft")
+        context = order_context(p, hook, draft)
+    return {"hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"pacing-cds-example:{name}")), "hook": hook,
+            "context": context, "prefetch": p.prefetch()}
+
+
+def write_requests(root: Path) -> None:
+    for name, folder, service, builder in SCENARIOS:
+        target = root / folder / "examples" / name
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "request.json").write_text(json.dumps(build(name, service, builder), indent=1) + "\n")
+    print(f"wrote {len(SCENARIOS)} requests under {root}")
+
+
+def write_answers(root: Path) -> None:
+    """Record what the service answers now to each example (the rule set version replaced by a marker)."""
+    sys.path.insert(0, str(ROOT))
+    from cds.engine import RuleEngine, load_knowledge
+    from tests.support.examples import EXAMPLES, VERSION_MARK, evaluate_output, recorded, run_example
+
+    engine = RuleEngine(load_knowledge(root))
+    version = engine.knowledge.version
+    for example in EXAMPLES:
+        answer = run_example(example.name, engine).response.to_json()
+        (example.folder / "response.json").write_text(recorded(answer, version))
+        (example.folder / "evaluate.txt").write_text(evaluate_output(example.name).replace(version, VERSION_MARK))
+    print(f"recorded {len(EXAMPLES)} answers")
+
+
+def main() -> None:
+    write_requests(RULES)
+    if "--answers" in sys.argv[1:]:
+        write_answers(RULES)
+
+
+if __name__ == "__main__":
+    main()

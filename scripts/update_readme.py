@@ -1,0 +1,33 @@
+"""Write the recorded `pacing-cds evaluate` output of the progress-walking example into the README's terminal
+block, with the current rule set version (after `scripts/generate_examples.py --answers`).
+
+    .venv/bin/python scripts/update_readme.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "$ .venv/bin/pacing-cds evaluate rules/progress/examples/progress-walking/request.json " \
+          "--now 2026-11-20T09:00:00Z\n"
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from cds.knowledge import load_knowledge
+    from tests.support.examples import BY_NAME
+
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    before, rest = text.split(COMMAND, 1)
+    after = rest.split("\n```", 1)[1]
+    version = load_knowledge(ROOT / "rules").version
+    shown = BY_NAME["progress-walking"].evaluate_text(version).rstrip()
+    readme.write_text(before + COMMAND + shown + "\n```" + after)
+    print(f"README: evaluate output of progress-walking at rule set {version}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The loader refuses broken knowledge and says exactly where and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cds.engine import Knowledge, RuleError, load_knowledge
+from tests.support.rules import SERVICE_IDS, edit
+
+
+def problems(rules_dir: Path) -> list[str]:
+    with pytest.raises(RuleError) as raised:
+        load_knowledge(rules_dir, SERVICE_IDS)
+    return raised.value.problems
+
+
+def test_the_project_rules_load(knowledge: Knowledge) -> None:
+    assert {c.rule.id for c in knowledge.rules} >= {
+        "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold", "goal-met", "progress",
+        "boom-bust", "inactivity", "red-flag-condition", "red-flag-blood-pressure", "order-dose-jump",
+        "order-no-baseline"}
+    assert knowledge.version.startswith(knowledge.info.version + "+")
+    progress = knowledge.rule("progress")
+    assert progress.parameters == {"adherence_min": 0.8, "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
+
+
+def test_every_code_of_clinical_sections_5_and_6_is_concluded(knowledge: Knowledge) -> None:
+    codes = {c.rule.conclude.code for c in knowledge.rules}
+    assert codes == {"red-flag", "data-gap", "establish-baseline", "start", "re-baseline", "step-back", "hold",
+                     "goal-met", "progress", "boom-bust", "inactivity", "order-dose-jump", "order-no-baseline"}
+
+
+def test_parameters_are_substituted_into_the_engine_conditions(knowledge: Knowledge) -> None:
+    conditions = knowledge.rule("red-flag-fever").conditions
+    assert conditions == {"all": [{"v": {"$and": [{"t": "vitals"}, {"$gte": {"temperature_max": 38.0}}]}}]}
+
+
+def test_a_literal_number_in_a_rule_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "red-flag/rule.yaml", "{temperature_max: {param: fever_celsius}}", "{temperature_max: 38}")
+    assert any("red-flag-fever" in p and "literal number 38" in p for p in problems(rules_copy))
+
+
+def test_a_misspelt_field_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "step-back/rule.yaml", "- {flare: true}", "- {flair: true}")
+    assert any("step-back" in p and "field 'flair' is not in the fact vocabulary" in p for p in problems(rules_copy))
+
+
+def test_a_join_between_facts_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "progress/rule.yaml", "{acwr: {param: acwr_progression_cap}}", "{acwr: {p: acwr}}")
+    assert any("progress" in p and "no joins" in p for p in problems(rules_copy))
+
+
+def test_an_unknown_parameter_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "goal-met/rule.yaml", "{param: goal_daily_steps}", "{param: goal_steps}")
+    assert any("parameter 'goal_steps' is not in parameters.yaml" in p for p in problems(rules_copy))
+
+
+def test_a_parameter_outside_its_range_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "parameters.yaml", "value: 0.10\n", "value: 0.5\n")
+    assert any("parameters.yaml parameters.progression_step" in p and "outside its allowed range" in p
+               for p in problems(rules_copy))
+
+
+def test_a_derived_threshold_must_be_said_in_the_card(rules_copy: Path) -> None:
+    edit(rules_copy / "red-flag/rule.yaml", "The {fever_celsius} Cel cut-off is\n      a derived threshold.",
+         "The cut-off is {fever_celsius} Cel.")
+    assert any("red-flag-fever" in p and "must say so" in p for p in problems(rules_copy))
+
+
+def test_a_rule_on_a_derived_parameter_must_be_marked_derived(rules_copy: Path) -> None:
+    edit(rules_copy / "parameters.yaml", "  weight_loss_percent_max:\n    value: 5\n    unit: \"%\"\n    range: [3, 10]\n"
+         "    description: measured weight loss within 6-12 months above which malignancy is a concern\n"
+         "    source: unexplained weight loss as a red flag for malignancy (Finucane 2020; NICE NG59 1.1.1)\n"
+         "    derived: false",
+         "  weight_loss_percent_max:\n    value: 5\n    unit: \"%\"\n    range: [3, 10]\n"
+         "    description: measured weight loss within 6-12 months above which malignancy is a concern\n"
+         "    source: unexplained weight loss as a red flag for malignancy (Finucane 2020; NICE NG59 1.1.1)\n"
+         "    derived: true")
+    found = problems(rules_copy)
+    assert any("red-flag-weight-loss" in p and "uses derived parameters ['weight_loss_percent_max']" in p
+               for p in found)
+
+
+def test_a_rule_without_a_boundary_pair_is_refused(rules_copy: Path) -> None:
+    path = rules_copy / "order-no-baseline" / "scenarios.yaml"
+    text = path.read_text()
+    start = text.index("- name: tolerance data exists")
+    path.write_text(text[:start])
+    assert any("order-no-baseline" in p and "no scenario in which it does not fire" in p
+               for p in problems(rules_copy))
+
+
+def test_scenario_facts_are_checked_against_the_vocabulary(rules_copy: Path) -> None:
+    edit(rules_copy / "order-no-baseline/scenarios.yaml", "has_tolerance_data: false}",
+         "has_tolerance_data: \"no\"}")
+    assert any("'no' is not a boolean" in p for p in problems(rules_copy))
+
+
+def test_yaml_errors_name_the_file_and_line(rules_copy: Path) -> None:
+    edit(rules_copy / "hold/rule.yaml", "title: Hold the dose this week", "title: [unclosed")
+    assert any(p.startswith("rule.yaml line") and "not valid YAML" in p for p in problems(rules_copy))
+
+
+def test_duplicate_ids_and_unknown_codes_and_services(rules_copy: Path) -> None:
+    edit(rules_copy / "order-no-baseline/rule.yaml", "- id: order-no-baseline", "- id: order-dose-jump")
+    edit(rules_copy / "order-no-baseline/rule.yaml", "suppressed_by: [red-flag]", "suppressed_by: [red-flags]")
+    edit(rules_copy / "order-no-baseline/rule.yaml", "services: [exercise-order-select, exercise-order-sign]",
+         "services: [exercise-order-select, order-signing]")
+    found = problems(rules_copy)
+    assert any("id already used in order-dose-jump/rule.yaml" in p for p in found)
+    assert any("suppressed_by 'red-flags', which no rule concludes" in p for p in found)
+    assert any("service 'order-signing' is not one of" in p for p in found)
+
+
+def test_unsupported_operators_and_untyped_patterns(rules_copy: Path) -> None:
+    edit(rules_copy / "start/rule.yaml", "- $gte: {valid_days: {param: baseline_min_days}}",
+         "- $mt: {valid_days: \"[0-9]+\"}")
+    edit(rules_copy / "inactivity/rule.yaml", "        - {t: patient}\n        - {inactive: true}",
+         "        - {inactive: true}")
+    found = problems(rules_copy)
+    assert any("start" in p and "operator $mt is not supported" in p for p in found)
+    assert any("inactivity" in p and "pattern must require t: <fact type>" in p for p in found)
+
+
+def test_card_placeholders_must_be_declared(rules_copy: Path) -> None:
+    edit(rules_copy / "progress/rule.yaml", "summary: Progress {activity} to {dose} ({change})",
+         'summary: "Progress {activity} to {dosage}"')
+    assert any("progress" in p and "{dosage}" in p for p in problems(rules_copy))
+
+
+def test_titles_read_as_clinical_sentences(rules_copy: Path) -> None:
+    edit(rules_copy / "hold/rule.yaml", "title: Should the dose be held this week?", "title: hold rule")
+    assert any("clinical sentence" in p for p in problems(rules_copy))
+
+
+def test_a_rule_in_the_wrong_folder_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "hold/rule.yaml", "    code: hold\n", "    code: progress\n")
+    assert any("hold/rule.yaml rule hold" in p and "one folder per recommendation" in p for p in problems(rules_copy))
+
+
+def test_a_suggestion_text_may_use_only_what_its_kind_provides(rules_copy: Path) -> None:
+    edit(rules_copy / "data-gap/rule.yaml", "label: Order an activity tolerance assessment",
+         "label: Order an activity tolerance assessment for {dose}")
+    assert any("data-gap" in p and "{dose}" in p and "order suggestion does not provide" in p
+               for p in problems(rules_copy))
+
+
+def test_a_prefetch_query_naming_an_unknown_code_list_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "services.yaml", "{loinc:body_weight}", "{loinc:body_mass}")
+    assert any("prefetch.weight" in p and "loinc:body_mass is not a code list" in p for p in problems(rules_copy))
+
+
+def test_a_scenario_fixture_must_exist(rules_copy: Path) -> None:
+    edit(rules_copy / "hold/scenarios.yaml", "like: on-track", "like: on-trak")
+    assert any("like 'on-trak' is not a fixture" in p for p in problems(rules_copy))

@@ -1,0 +1,105 @@
+"""The `pacing-cds` command: `rules check` and `rules test` as an author runs them, the benchmark still runs,
+and `evaluate REQUEST.json --now DATE` prints cards and trace in a terminal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cds.engine import Knowledge, RuleEngine
+from tests.support.examples import example_path, run_example
+from tests.support.rules import edit
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, rules: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin"}
+    if rules is not None:
+        env["PACING_CDS_RULES_DIR"] = str(rules)
+    return subprocess.run([str(BIN / "pacing-cds"), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_check_passes_on_the_project_rules(knowledge: Knowledge) -> None:
+    result = cli("rules", "check")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(knowledge.rules)} rules" in result.stdout and ": OK" in result.stdout
+
+
+def test_check_lists_every_problem_and_fails(rules_copy: Path) -> None:
+    edit(rules_copy / "red-flag/rule.yaml", "{temperature_max: {param: fever_celsius}}", "{temperature_max: 38}")
+    edit(rules_copy / "parameters.yaml", "value: 0.10\n", "value: 0.5\n")
+    result = cli("rules", "check", rules=rules_copy)
+    assert result.returncode == 1
+    assert "problem(s) in" in result.stderr
+    assert "literal number 38" in result.stderr and "outside its allowed range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_test_prints_a_line_per_rule_and_the_count() -> None:
+    result = cli("rules", "test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(1 for line in lines if line.startswith("ok ")) == 17
+    assert lines[-1].endswith("passed, 0 failed")
+
+
+def test_test_fails_when_a_scenario_no_longer_holds(rules_copy: Path) -> None:
+    edit(rules_copy / "parameters.yaml", "  acwr_progression_cap:\n    value: 1.3", "  acwr_progression_cap:\n    value: 1.1")
+    edit(rules_copy / "progress/scenarios.yaml", "acwr: {param: acwr_progression_cap}}", "acwr: 1.3}")
+    result = cli("rules", "test", rules=rules_copy)
+    assert result.returncode == 1
+    assert any(line.startswith("FAIL") and "progress " in line for line in result.stdout.splitlines())
+    assert "'on track with the acute:chronic ratio at the cap' [pacing-review]: progress did not fire" in result.stdout
+    assert result.stdout.splitlines()[-1] == "43 passed, 2 failed"  # boom-bust's scenario uses 1.2 too
+
+
+def test_serve_refuses_broken_rules(rules_copy: Path) -> None:
+    (rules_copy / "facts.yaml").write_text("facts: [")
+    result = cli("serve", rules=rules_copy)
+    assert result.returncode == 2
+    assert "facts.yaml line" in result.stderr
+
+
+def test_engine_benchmark_prints_its_table() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "engine.py"), "--n", "300"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| baseline: empty session") and "1.00 x baseline" in rows[1]
+    assert len(rows) == 9
+
+
+def evaluate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "pacing-cds"), "evaluate", *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin"})
+
+
+def test_evaluate_prints_cards_and_trace(engine: RuleEngine) -> None:
+    result = evaluate(str(example_path("step-back-flare")), "--now", "2026-11-20T09:00:00Z")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "pacing-review (patient-view) for Patient/step-back-flare as of 2026-11-20T09:00:00+00:00" in out
+    [card] = run_example("step-back-flare", engine).response.cards  # the same call path, in this process
+    assert f"[warning] step-back: {card.summary}" in out
+    assert f"suggestion: {card.suggestions[0].label} (create ServiceRequest)" in out  # type: ignore[index]
+    assert '    fact   {"t": "patient", "has_prescription": true' in out
+    assert "    fired  step-back v0.1.0 -> step-back: selected" in out
+    assert "    data   pain: " in out
+
+
+def test_evaluate_with_a_date_only_and_no_cards() -> None:
+    result = evaluate(str(example_path("order-fits")), "--now", "2026-11-20")
+    assert result.returncode == 0, result.stderr
+    assert "No cards: nothing to recommend." in result.stdout
+
+
+def test_evaluate_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    result = evaluate(str(bad))
+    assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+    missing = evaluate(str(tmp_path / "absent.json"))
+    assert missing.returncode == 2

@@ -1,0 +1,107 @@
+"""The documentation keeps step with rules/, and nothing in the repository points outside it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "rules"
+CLINICAL = ROOT / "docs" / "clinical.md"
+
+# References to places that only exist beside a checkout, never in it. This file is the one that lists them,
+# so it is the one file the scan leaves out.
+OUTSIDE = re.compile(r"\.\./shared|\bshared/(?:design|reference)\b|/work/|[/ ]\"shared\"|"
+                     r"\b(?:CLINICAL|ARCHITECTURE|STYLE)\.md\b")
+TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".json", ".cfg", ".ini", ".txt", ".sh"}
+TEXT_NAMES = {"Makefile", "run"}
+
+
+def rule_files() -> list[tuple[Path, dict[str, Any]]]:
+    """Every YAML file under rules/ that holds a top-level list of rules (flat files or one folder per rule)."""
+    found = []
+    for path in sorted(RULES.glob("**/*.yaml")):
+        content = yaml.safe_load(path.read_text())
+        if isinstance(content, dict) and isinstance(content.get("rules"), list):
+            found.append((path, content))
+    return found
+
+
+def concluded_codes() -> set[str]:
+    return {rule["conclude"]["code"] for _, content in rule_files() for rule in content["rules"]}
+
+
+def parameter_names() -> set[str]:
+    return set(yaml.safe_load((RULES / "parameters.yaml").read_text())["parameters"])
+
+
+def backticked(text: str) -> set[str]:
+    return set(re.findall(r"`([^`\n]+)`", text))
+
+
+def repository_files() -> list[Path]:
+    """Files git knows of (tracked, or new and not ignored); without git, every file outside hidden folders."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                                cwd=ROOT, capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return [p for p in ROOT.rglob("*")
+                if p.is_file() and not any(part.startswith(".") and part != ".ci"
+                                           for part in p.relative_to(ROOT).parts)]
+    return [ROOT / name for name in listed.decode().split("\0") if name]
+
+
+def text_files() -> list[Path]:
+    return [p for p in repository_files()
+            if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.name in TEXT_NAMES) and p != Path(__file__).resolve()]
+
+
+def test_the_rules_are_found() -> None:
+    """Guards the two tests below: a rules/ layout this file no longer reads must not pass them vacuously."""
+    assert rule_files(), "no rule file with a top-level `rules` list under rules/"
+    assert all("code" in rule["conclude"] for _, content in rule_files() for rule in content["rules"])
+    assert parameter_names()
+
+
+def test_every_parameter_is_named_in_the_clinical_specification() -> None:
+    missing = sorted(parameter_names() - backticked(CLINICAL.read_text()))
+    assert missing == [], f"docs/clinical.md does not name these parameters of rules/parameters.yaml: {missing}"
+
+
+def test_every_recommendation_code_is_named_in_the_clinical_specification() -> None:
+    missing = sorted(concluded_codes() - backticked(CLINICAL.read_text()))
+    assert missing == [], f"docs/clinical.md does not name these recommendation codes of rules/: {missing}"
+
+
+def test_the_architecture_document_names_the_modules_it_describes() -> None:
+    """A module renamed or removed in cds/ must be renamed in docs/architecture.md too."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = {name for name in backticked(text) if re.fullmatch(r"cds/[\w/]+\.py", name)}
+    assert named, "docs/architecture.md names no module"
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
+
+
+def test_the_scan_tells_outside_references_from_the_project_s_own_words() -> None:
+    """Guards the test below: it must catch each kind of outside reference and nothing else."""
+    outside = ["../shared/design", "see /work/main", "CLINICAL.md section 3", 'parents[2] / "shared" / "x"',
+               "shared/reference/x.csv", "ARCHITECTURE.md", "STYLE.md"]
+    inside = ["docs/clinical.md", "docs/architecture.md", "a shared replay cache", "shared data types",
+              "rules/parameters.yaml"]
+    assert [text for text in outside if not OUTSIDE.search(text)] == []
+    assert [text for text in inside if OUTSIDE.search(text)] == []
+
+
+def test_no_file_refers_to_a_path_outside_the_repository() -> None:
+    found = []
+    for path in text_files():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}"
+                  for number, line in enumerate(lines, 1) if OUTSIDE.search(line)]
+    assert found == [], "references to paths outside the repository:\n" + "\n".join(found)
