@@ -33,16 +33,19 @@ def escape_controls(text: str) -> str:
                    for c in text)
 
 
-def configure_logging(level: str) -> None:
-    """One stderr handler for the `cds` loggers; request bodies and tokens are never logged."""
+def configure_logging(level: str, kind: str = "text") -> None:
+    """One stderr handler for the `cds` loggers, text or JSON; request bodies and tokens are never logged."""
+    from cds.logs import formatter
+
     logger = logging.getLogger("cds")
     logger.setLevel(level)
-    if not any(getattr(h, "_pacing_cds", False) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if getattr(h, "_pacing_cds", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler._pacing_cds = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
+    handler.setFormatter(formatter(kind))
 
 
 def build_authenticator(settings: Settings, store: Store) -> Authenticator | None:
@@ -81,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from cds.store.database import Store
 
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     engine = RuleEngine(load_knowledge(settings.rules_path))
     services = services_of(engine.knowledge)
     plan_text = load_plan_text(settings.rules_path, {r.rule.conclude.code for r in engine.knowledge.rules})

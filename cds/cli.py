@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,11 +21,25 @@ def _bind(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
+    """Run the service under gunicorn on HOST:PORT, with its own folder for the workers' metrics."""
+    import shutil
+    import tempfile
+
+    # Before prometheus-client is imported: it picks per-process files or in-memory values once, at import.
+    metrics_dir = tempfile.mkdtemp(prefix="pacing-cds-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _serve(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings) -> int:
     """Run the service under gunicorn on HOST:PORT: asyncio workers read whole requests (cds.serving), then
     THREADS threads per worker run the application."""
     from gunicorn.app.base import BaseApplication
 
-    from cds import create_app
+    from cds import configure_logging, create_app, logs, metrics
     from cds.store.database import Store
 
     knowledge = check_rules(settings)  # refuse to start on broken knowledge, before any worker boots
@@ -47,6 +63,11 @@ def serve(settings: Settings) -> int:
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "pacing-cds")
             self.cfg.set("loglevel", settings.log_level.lower())
+            if settings.log_format == "json":
+                self.cfg.set("logconfig_dict", logs.gunicorn_json_config())
+            self.cfg.set("child_exit", lambda _arbiter, worker: metrics.worker_exit(worker.pid))
+            if settings.metrics_port is not None:
+                self.cfg.set("when_ready", lambda _arbiter: metrics.serve_port(settings.host, settings.metrics_port))
             if "control_socket_disable" in self.cfg.settings:
                 # A shared control socket in $HOME would let one instance's tooling reach another.
                 self.cfg.set("control_socket_disable", True)
@@ -62,9 +83,11 @@ def serve(settings: Settings) -> int:
             gc.freeze()
             return app
 
-    print(f"pacing-cds serving {settings.base_url}/cds-services on {_bind(settings)} "
-          f"({settings.workers} workers x {settings.threads} threads behind a buffering event loop, "
-          f"env {settings.env})", file=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
+    logging.getLogger("cds").info(
+        "pacing-cds serving %s/cds-services on %s (%d workers x %d threads behind a buffering event loop, env %s)%s",
+        settings.base_url, _bind(settings), settings.workers, settings.threads, settings.env,
+        f"; metrics on port {settings.metrics_port}" if settings.metrics_port else "")
     Server().run()
     return 0
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the feedback and audit database (sqlite:///... or postgresql+psycopg://...)",
     )
     rules_dir: Path | None = Field(
-        None, description="folder of the rule files and parameters.yaml (default: the project's rules/)"
+        None, description="folder of the rule files and parameters.yaml (default: the rules installed with the package)"
     )
     public_base_url: str | None = Field(
         None, description="URL the EHR uses to reach this service (default http://HOST:PORT); JWT audience"
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
     threads: int = Field(4, ge=1, le=64, description="threads per worker that run the application")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text (one readable line per event) or json (one JSON object per line, for collectors)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="serve GET /metrics on this port of HOST, without authentication, instead of on PORT",
+    )
     issuers_file: Path | None = Field(
         None, description="YAML file of trusted CDS clients (iss, jwks and/or jwks_url, tenants); enables JWT auth"
     )
@@ -100,6 +107,13 @@ class Settings(BaseSettings):
         if self.env == "production":
             self._production_hardening()
         return self
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _own_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("port"):
+            raise ValueError("must differ from PACING_CDS_PORT")
+        return value
 
     def _production_hardening(self) -> None:
         if self.host in ("0.0.0.0", "::", "") and not self.allow_all_interfaces:
@@ -159,8 +173,12 @@ class Settings(BaseSettings):
 
     @property
     def rules_path(self) -> Path:
-        """RULES_DIR, or the rules/ folder beside the cds package."""
-        return self.rules_dir if self.rules_dir is not None else Path(__file__).resolve().parents[1] / "rules"
+        """RULES_DIR, else the rules installed in the package (cds/rules), else the checkout's rules/ folder."""
+        if self.rules_dir is not None:
+            return self.rules_dir
+        package = Path(__file__).resolve().parent
+        installed = package / "rules"
+        return installed if installed.is_dir() else package.parent / "rules"
 
     @property
     def origins(self) -> tuple[str, ...]:

@@ -54,3 +54,9 @@ def test_evaluate_output_shown_is_what_the_command_printed_when_recorded() -> No
     shown = README.split(command, 1)[1].split("\n```", 1)[0]
     version = re.search(r"^Pacing CDS rules (\S+)$", shown, re.MULTILINE).group(1)  # type: ignore[union-attr]
     assert shown.rstrip() == BY_NAME["progress-walking"].evaluate_text(version).rstrip()
+
+
+def test_integration_guide_covers_every_setting() -> None:
+    guide = (ROOT / "docs/integration.md").read_text()
+    missing = [name for name, _, _ in settings_table() if f"`{name}`" not in guide]
+    assert missing == []

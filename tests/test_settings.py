@@ -40,7 +40,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("PORT", "eighty"), ("PORT", "70000"), ("ENV", "staging"), ("FHIR_TIMEOUT_S", "0"),
     ("MAX_BODY_BYTES", "10"), ("CORS_ORIGINS", "ftp://x"), ("PUBLIC_BASE_URL", "cds.example.org"),
-    ("DATABASE_URL", "var/db.sqlite"),
+    ("DATABASE_URL", "var/db.sqlite"), ("LOG_FORMAT", "xml"), ("METRICS_PORT", "8080"), ("METRICS_PORT", "0"),
 ])
 def test_invalid_values_are_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch, name: str,
                                                         value: str) -> None:

@@ -2,7 +2,8 @@
 
 from flask import Flask, g, request
 
-from cds.api import charts, cors, discovery, error_handler, feedback, health, rules_page, service_call
+from cds import metrics
+from cds.api import charts, cors, discovery, error_handler, feedback, health, openapi, rules_page, scrape, service_call
 from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
 from cds.errors import CdsError
 from cds.runtime import runtime
@@ -26,12 +27,16 @@ def register(app: Flask, settings: Settings) -> None:
         try:
             claims = authenticator.verify(request.headers.get("Authorization"), request.path)
         except AuthError as exc:
+            metrics.jwt_refused(str(exc))
             error_handler.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
             raise unauthorized() from exc
         except (ReplayCacheUnavailable, ReplayCacheError) as exc:
+            metrics.replay_cache_error()
             error_handler.log.error("replay cache unavailable (%s): calls refused", exc)
             raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")
 
-    for module in (discovery, service_call, feedback, health, rules_page, charts):
+    for module in (discovery, service_call, feedback, health, openapi, rules_page, charts):
         app.register_blueprint(module.bp)
+    if settings.metrics_port is None:  # else the server answers /metrics on its own port, outside this app
+        app.register_blueprint(scrape.bp)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, Response, g, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds import metrics
 from cds.api.body import read_json
 from cds.api.error_handler import json_response
 from cds.api.service_call import find_service
@@ -37,7 +38,9 @@ def feedback(service_id: str) -> Response:
     except SQLAlchemyError as exc:
         log.error("feedback not stored for service %s: %s", service.id, type(exc).__name__)
         raise CdsError(503, "feedback could not be stored; send it again") from exc
-    log.info("feedback service=%s received=%d stored=%d", service.id, len(body.feedback), stored)
+    metrics.feedback_stored(item.outcome for item in body.feedback)
+    log.info("feedback service=%s received=%d stored=%d", service.id, len(body.feedback), stored,
+             extra={"event": "feedback", "service": service.id, "received": len(body.feedback), "stored": stored})
     return json_response({"received": len(body.feedback), "stored": stored})
 
 

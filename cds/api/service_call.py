@@ -10,6 +10,7 @@ from flask import Blueprint, Response, g
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from cds import metrics
 from cds.api.body import read_json
 from cds.api.error_handler import json_response, where
 from cds.charts.links import add_chart_links
@@ -65,9 +66,11 @@ def call(service_id: str) -> Response:
                                          rt.settings.request_deadline_s)
             record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)]
             return json_response(CdsResponse(cards=[card]).to_json())
+        metrics.prefetch_sources(answered.data.sources.values())
         response = answered.outcome.response
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
                         for card in response.cards]
+        metrics.cards((c.source.topic.code if c.source.topic else "none", c.indicator) for c in response.cards)
         # Stored with the audit record, in its transaction, before the answer leaves: any instance can serve it.
         record.charts = add_chart_links(answered.outcome, rt.engine.knowledge.parameters, rt.settings.base_url)
         record.charts_expire = datetime.now(UTC) + timedelta(hours=rt.settings.chart_ttl_h)
@@ -83,7 +86,13 @@ def call(service_id: str) -> Response:
         try:
             rt.store.audit(record, status)
         except SQLAlchemyError as exc:  # its message can carry the statement's parameters: only the type
+            metrics.audit_write_failed()
             log.error("audit record not written for hookInstance %s: %s", record.hook_instance, type(exc).__name__)
+        seconds = time.perf_counter() - record.started
+        metrics.service_call(service.id, status, seconds)
+        duration_ms = round(seconds * 1000, 1)
         log.info("service call service=%s hookInstance=%s iss=%s jti=%s status=%s cards=%d duration_ms=%.1f",
                  service.id, record.hook_instance, g.get("iss"), g.get("jti"), status, len(record.cards),
-                 (time.perf_counter() - record.started) * 1000)
+                 duration_ms, extra={"event": "service call", "service": service.id, "status": status,
+                                     "hookInstance": record.hook_instance, "iss": g.get("iss"), "jti": g.get("jti"),
+                                     "cards": len(record.cards), "duration_ms": duration_ms})

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from cds import metrics
+
 
 class FetchFailure(Exception):
     """A FHIR query that gave no usable answer; the message is safe to show (no token, no data)."""
@@ -175,6 +177,7 @@ class FhirClient:
             page["link"] = []  # nothing more is read for this call
             fetched.notes.append(f"stopped at {budget.max_entries} entries")
 
+    @metrics.timed_fhir_request
     def _get(self, token: str | None, url: str, budget: Budget,
              allowed: Callable[[str], bool] | None) -> dict[str, Any]:
         if allowed is not None and not allowed(url):
