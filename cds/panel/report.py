@@ -128,8 +128,8 @@ def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], m
     """The table printed at the end of a run."""
     from rich.table import Table
 
-    console.print(f"Pacing worklist: {len(rows)} patients as of {meta['now']} (rule set {meta['version']})",
-                  markup=False, highlight=False)
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
+    say(f"Pacing worklist: {len(rows)} patients as of {meta['now']} (rule set {meta['version']})")
     table = Table()
     table.add_column("recommendation")
     table.add_column("patients", justify="right")
@@ -140,14 +140,13 @@ def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], m
     table.add_row("problems in the export", str(len(problems)))
     console.print(table)
     for note in meta.get("notes", []):
-        console.print(f"note: {note}", markup=False, highlight=False)
+        say(f"note: {note}")
     for p in problems[:PROBLEMS_SHOWN]:
-        console.print(f"problem: {p.file}:{p.line}: {p.kind}: {p.message}", markup=False, highlight=False)
+        say(f"problem: {p.file}:{p.line}: {p.kind}: {p.message}")
     if len(problems) > PROBLEMS_SHOWN:
-        console.print(f"... {len(problems) - PROBLEMS_SHOWN} more in problems.csv", highlight=False)
-    console.print(f"{meta['seconds']:.1f} s on {meta['workers']} workers "
-                  f"({meta['partitions'][0]} read partitions, {meta['partitions'][1]} after the shuffle); "
-                  f"wrote {', '.join(str(f) for f in files)}", markup=False, highlight=False)
+        say(f"... {len(problems) - PROBLEMS_SHOWN} more in problems.csv")
+    say(f"{meta['seconds']:.1f} s on {meta['workers']} workers ({meta['partitions'][0]} read partitions, "
+        f"{meta['partitions'][1]} after the shuffle); wrote {', '.join(str(f) for f in files)}")
 
 
 def now_text(now: datetime) -> str:
