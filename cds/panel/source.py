@@ -174,15 +174,16 @@ def read_part(part: Part) -> dict[str, list[Any]]:
     PROBLEM_KEY with the problem as JSON in `resource`."""
     columns: dict[str, list[Any]] = {"patient": [], "file": [], "line": [], "resource": []}
     problems: list[Problem] = []
+    name = part.name
     for number, line in lines(part, problems):
-        found = classify(part.name, number, line)
+        found = classify(name, number, line)
         if found is None:
             continue
         if isinstance(found, Problem):
             problems.append(found)
             continue
         columns["patient"].append(found[0])
-        columns["file"].append(part.name)
+        columns["file"].append(name)
         columns["line"].append(number)
         columns["resource"].append(line.decode("utf-8", "replace").rstrip("\r\n"))
     for problem in problems:
