@@ -49,6 +49,7 @@ def _progress_bar(console: Any) -> Any:
 def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | None, scheduler: str | None,
              workers: int | None) -> int:
     """Evaluate the export, write the outputs, print the summary; 2 on unusable arguments, 1 if the run fails."""
+    from distributed import KilledWorker
     from rich.console import Console
 
     from cds.cli import check_rules
@@ -80,6 +81,9 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
             result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))
     except OSError as exc:  # the scheduler cannot be reached (distributed raises OSError subclasses)
         print(f"pacing-cds: cannot reach the Dask scheduler {scheduler}: {exc}", file=sys.stderr)
+        return 1
+    except KilledWorker as exc:  # a task took its worker down more than once (out of memory, most often)
+        print(f"pacing-cds: the worklist stopped: {exc}", file=sys.stderr)
         return 1
     meta = {"now": now_text(now), "version": knowledge.version, "export": str(folder),
             "generated": now_text(datetime.now(UTC).replace(microsecond=0)), "notes": notes,
