@@ -328,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("request", help="a CDS Hooks request (JSON)")
     evaluate_cmd.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
     evaluate_cmd.add_argument("--service", help="service id (default: the one for the request's hook)")
+    panel = commands.add_parser("worklist", help="the pacing worklist of a whole Bulk Data export, on Dask")
+    panel.add_argument("export", help="a folder of Bulk Data NDJSON files (.ndjson or .ndjson.gz, split or not)")
+    panel.add_argument("--out", default="worklist", help="folder for worklist.parquet, .csv, .html (default: "
+                                                          "./worklist)")
+    panel.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
+    panel.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    panel.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per CPU)")
     rules = commands.add_parser("rules", help="the rule set in PACING_CDS_RULES_DIR")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios")
@@ -348,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "evaluate":
         return evaluate(settings, args.request, args.now, args.service)
+    if args.command == "worklist":
+        from cds.panel.command import worklist
+
+        return worklist(settings, args.export, args.out, args.now, args.scheduler, args.workers)
     if args.command == "rules":
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
     if args.command == "purge":

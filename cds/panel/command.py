@@ -1,0 +1,93 @@
+"""`pacing-cds worklist EXPORT`: the command around the Dask job (arguments, progress bar, outputs, summary)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cds.settings import Settings
+
+
+def parse_now(text: str | None, settings: Settings) -> datetime:
+    """--now as a date or date-time (a date means the end of that day's morning clinic, 09:00 UTC)."""
+    if text is None:
+        return settings.now or datetime.now(UTC)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if len(text) == 10:
+        parsed = parsed.replace(hour=9)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _progress_bar(console: Any) -> Any:
+    """A rich bar fed by the scheduler's count of finished tasks (distributed's text bar, redrawn by rich)."""
+    from distributed.diagnostics.progressbar import TextProgressBar
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    class RichBar(TextProgressBar):
+        def __init__(self, future: Any, progress: Progress) -> None:
+            self.progress, self.task = progress, progress.add_task("reading, shuffling, evaluating", total=None)
+            super().__init__([future], interval="200ms")
+
+        def _draw_bar(self, remaining: int, all: int, **kwargs: Any) -> None:
+            self.progress.update(self.task, total=all, completed=all - remaining)
+
+        def _draw_stop(self, **kwargs: Any) -> None:
+            pass
+
+    def follow(future: Any) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            RichBar(future, progress)
+
+    return follow
+
+
+def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | None, scheduler: str | None,
+             workers: int | None) -> int:
+    """Evaluate the export, write the outputs, print the summary; 2 on unusable arguments, 1 if the run fails."""
+    from distributed import KilledWorker
+    from rich.console import Console
+
+    from cds.cli import check_rules
+    from cds.panel.job import dask_client, run
+    from cds.panel.report import now_text, summary, write_outputs
+    from cds.panel.source import discover
+    from cds.panel.workers import rule_bundle
+
+    console = Console(stderr=True)
+    folder = Path(export_dir)
+    try:
+        now = parse_now(now_arg, settings)
+    except ValueError:
+        print(f"pacing-cds: --now {now_arg!r} is not a date (YYYY-MM-DD) or date-time", file=sys.stderr)
+        return 2
+    if not folder.is_dir():
+        print(f"pacing-cds: {export_dir} is not a folder of Bulk Data NDJSON files", file=sys.stderr)
+        return 2
+    export = discover(folder)
+    if not export.parts:
+        print(f"pacing-cds: {export_dir} holds no .ndjson or .ndjson.gz files", file=sys.stderr)
+        return 2
+    knowledge = check_rules(settings)
+    if knowledge is None:
+        return 2
+    notes = [f"no {t} file in the export: treated as no {t} data" for t in export.missing_types]
+    try:
+        with dask_client(scheduler, workers or os.cpu_count() or 1) as client:
+            result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))
+    except OSError as exc:  # the scheduler cannot be reached (distributed raises OSError subclasses)
+        print(f"pacing-cds: cannot reach the Dask scheduler {scheduler}: {exc}", file=sys.stderr)
+        return 1
+    except KilledWorker as exc:  # a task took its worker down more than once (out of memory, most often)
+        print(f"pacing-cds: the worklist stopped: {exc}", file=sys.stderr)
+        return 1
+    meta = {"now": now_text(now), "version": knowledge.version, "export": str(folder),
+            "generated": now_text(datetime.now(UTC).replace(microsecond=0)), "notes": notes,
+            "seconds": result.seconds, "workers": result.workers, "partitions": result.partitions}
+    files = write_outputs(Path(out_dir), result.rows, result.problems, meta)
+    summary(console, result.rows, result.problems, meta, files)
+    return 0

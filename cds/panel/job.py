@@ -1,0 +1,96 @@
+"""The worklist as a Dask job: partitioned reading, a shuffle by patient, evaluation per output partition.
+
+No process holds the export: each read task holds one partition, the shuffle moves lines to the partition of
+their patient (hashing), and each evaluation task holds one output partition. The client receives only the
+rows (one per patient) and the problems.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from cds.panel.source import Export, Part, Problem, read_part
+from cds.panel.workers import OUTPUT_META, RulesPlugin, evaluate_partition
+
+READ_META = {"patient": "str", "file": "str", "line": "int64", "resource": "str"}
+OUTPUT_PARTITION_BYTES = 48 * 1024 * 1024  # raw NDJSON per evaluation task: what bounds a worker's memory
+
+
+@dataclass
+class Result:
+    """What the job gives back: rows, problems, and how it ran."""
+
+    rows: list[dict[str, Any]]
+    problems: list[Problem]
+    seconds: float
+    workers: int
+    partitions: tuple[int, int]  # read partitions, shuffle output partitions
+    notes: list[str] = field(default_factory=list)
+
+
+def read_frame(part: Part) -> pd.DataFrame:
+    columns = read_part(part)
+    return pd.DataFrame({name: pd.Series(columns[name], dtype=dtype) for name, dtype in READ_META.items()})
+
+
+def _empty(meta: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in meta.items()})
+
+
+def output_partitions(export: Export, workers: int) -> int:
+    """Enough output partitions to keep each evaluation task small, and at least two per worker."""
+    return max(2 * workers, math.ceil(export.raw_bytes / OUTPUT_PARTITION_BYTES))
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A client of the cluster at `scheduler`, or of a LocalCluster of `workers` single-threaded processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler, timeout="15s") as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, progress: Any = None) -> Result:
+    """Evaluate every patient of the export on the client's cluster."""
+    import dask.dataframe as dd
+
+    started = time.perf_counter()
+    plugin = RulesPlugin(bundle)
+    client.register_plugin(plugin)
+    workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    frame = dd.from_map(read_frame, export.parts, meta=_empty(READ_META), enforce_metadata=False)
+    n_out = output_partitions(export, max(workers, 1))
+    shuffled = frame.shuffle("patient", npartitions=n_out)
+    evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest, meta=_empty(OUTPUT_META),
+                                        enforce_metadata=False)
+    future = client.compute(evaluated)
+    if progress is not None:
+        progress(future)
+    output = future.result()
+    rows, problems = collect(output)
+    return Result(rows, problems, time.perf_counter() - started, workers, (len(export.parts), n_out))
+
+
+def collect(output: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Rows sorted by patient; problems sorted by file and line."""
+    rows = [orjson.loads(d) for d in output.loc[output["kind"] == "row", "data"]]
+    problems = [Problem(**orjson.loads(d)) for d in output.loc[output["kind"] == "problem", "data"]]
+    rows.sort(key=lambda r: r["patient"])
+    problems.sort(key=lambda p: (p.file, p.line, p.kind))
+    return rows, problems

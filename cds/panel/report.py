@@ -1,0 +1,153 @@
+"""The worklist's files (parquet, CSV, a self-contained HTML page, the problems) and its terminal summary."""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cds.panel.rows import COLUMNS
+from cds.panel.source import Problem
+
+# Who needs a clinician first, most urgent first: the codes that mean "act", not "carry on".
+ACTION = ("red-flag", "step-back", "re-baseline", "data-gap")
+PROBLEMS_SHOWN = 10
+
+
+def action_rank(row: dict[str, Any]) -> int | None:
+    codes = row["recommendations"].split()
+    return next((i for i, code in enumerate(ACTION) if code in codes), None)
+
+
+def recommendation_counts(rows: list[dict[str, Any]]) -> Counter[str]:
+    """Patients per recommendation code (a patient with two codes counts in both); "none" for no card."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        counts.update(row["recommendations"].split() or ["none"])
+    return counts
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    data = pd.DataFrame(rows, columns=list(COLUMNS))
+    data["flare_weeks"] = data["flare_weeks"].astype("Int64")
+    for name in ("adherence", "pain_delta"):
+        data[name] = data[name].astype("Float64")
+    return data
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, Any]) -> list[Path]:
+    """worklist.parquet, worklist.csv, worklist.html and problems.csv in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = frame(rows)
+    data.to_parquet(out / "worklist.parquet", index=False)
+    data.to_csv(out / "worklist.csv", index=False)
+    (out / "worklist.html").write_text(page(rows, problems, meta), encoding="utf-8")
+    with open(out / "problems.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("kind", "file", "line", "message"))
+        writer.writerows((p.kind, p.file, p.line, p.message) for p in problems)
+    return [out / n for n in ("worklist.parquet", "worklist.csv", "worklist.html", "problems.csv")]
+
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fff}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} .meta{color:#5b6475}
+table{border-collapse:collapse} th,td{padding:4px 10px;border-bottom:1px solid #e3e6ec;text-align:left}
+th{background:#f4f6f9;font-weight:600} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bar{display:inline-block;height:12px;background:#4a78c2;border-radius:2px;vertical-align:middle}
+.code{display:inline-block;padding:1px 7px;border-radius:9px;background:#e8edf5;margin-right:4px;font-size:12px}
+.red-flag{background:#f9d4d4;color:#8a1111;font-weight:600} .step-back{background:#fde3c8;color:#7a3d00}
+.re-baseline{background:#fbefc0;color:#5e4b00} .data-gap{background:#e3e3e3;color:#333}
+.progress,.start{background:#d6efd9;color:#145c20} .problems td{font-family:ui-monospace,monospace;font-size:12px}
+"""
+
+
+def _codes_html(codes: str) -> str:
+    return "".join(f'<span class="code {html.escape(c)}">{html.escape(c)}</span>' for c in codes.split()) or "—"
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None or value == "" else html.escape(str(value))
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("patient", "recommendations", "dose now", "proposed", "adherence", "pain Δ", "flare weeks",
+            "last data", "red flags")
+    body = []
+    for r in rows:
+        body.append(
+            f"<tr><td>{_cell(r['patient'])}</td><td>{_codes_html(r['recommendations'])}</td>"
+            f"<td>{_cell(r['dose_now'])}</td><td>{_cell(r['dose_proposed'])}</td>"
+            f"<td class=n>{_cell(r['adherence'])}</td><td class=n>{_cell(r['pain_delta'])}</td>"
+            f"<td class=n>{_cell(r['flare_weeks'])}</td><td>{_cell(r['last_data_day'])}</td>"
+            f"<td>{_cell(r['red_flags'])}</td></tr>")
+    return "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
+
+
+def page(rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, Any]) -> str:
+    """One HTML file with its style inline and no link, script or image from anywhere."""
+    counts = recommendation_counts(rows)
+    top = max(counts.values(), default=1)
+    count_rows = "".join(
+        f"<tr><td>{_codes_html(code)}</td><td class=n>{n}</td>"
+        f'<td><span class="bar" style="width:{max(2, round(240 * n / top))}px"></span></td></tr>'
+        for code, n in counts.most_common())
+    action = sorted((r for r in rows if action_rank(r) is not None), key=lambda r: (action_rank(r), r["patient"]))
+    rest = [r for r in rows if action_rank(r) is None]
+    kinds = Counter(p.kind for p in problems)
+    problem_rows = "".join(f"<tr><td>{html.escape(p.kind)}</td><td>{html.escape(p.file)}:{p.line}</td>"
+                           f"<td>{html.escape(p.message)}</td></tr>" for p in problems[:200])
+    problem_part = (f"<h2>Problems in the export ({len(problems)}: "
+                    + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")</h2>"
+                    + f'<table class="problems"><tr><th>kind</th><th>where</th><th>what</th></tr>{problem_rows}</table>'
+                    + ("<p class=meta>The first 200; all are in problems.csv.</p>" if len(problems) > 200 else "")
+                    if problems else "<h2>Problems in the export</h2><p>None.</p>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in meta.get("notes", []))
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>Pacing worklist {html.escape(meta['now'][:10])}</title><style>{STYLE}</style></head><body>"
+        f"<h1>Pacing worklist</h1><p class=meta>{len(rows)} patients as of {html.escape(meta['now'])} · "
+        f"rule set {html.escape(meta['version'])} · export {html.escape(meta['export'])} · "
+        f"generated {html.escape(meta['generated'])}</p>"
+        + (f"<ul class=meta>{notes}</ul>" if notes else "")
+        + f"<h2>Recommendations</h2><table><tr><th>code</th><th>patients</th><th></th></tr>{count_rows}</table>"
+        + f"<h2>Needs action first ({len(action)})</h2><p class=meta>Red flag, then step-back, re-baseline, "
+          "data gap.</p>" + _table(action)
+        + f"<h2>Everyone else ({len(rest)})</h2>" + _table(rest)
+        + problem_part + "</body></html>\n")
+
+
+def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, Any],
+            files: list[Path]) -> None:
+    """The table printed at the end of a run."""
+    from rich.table import Table
+
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
+    say(f"Pacing worklist: {len(rows)} patients as of {meta['now']} (rule set {meta['version']})")
+    table = Table()
+    table.add_column("recommendation")
+    table.add_column("patients", justify="right")
+    for code, n in recommendation_counts(rows).most_common():
+        table.add_row(code, str(n))
+    table.add_section()
+    table.add_row("needs action first", str(sum(1 for r in rows if action_rank(r) is not None)))
+    table.add_row("problems in the export", str(len(problems)))
+    console.print(table)
+    for note in meta.get("notes", []):
+        say(f"note: {note}")
+    for p in problems[:PROBLEMS_SHOWN]:
+        say(f"problem: {p.file}:{p.line}: {p.kind}: {p.message}")
+    if len(problems) > PROBLEMS_SHOWN:
+        say(f"... {len(problems) - PROBLEMS_SHOWN} more in problems.csv")
+    say(f"{meta['seconds']:.1f} s on {meta['workers']} workers ({meta['partitions'][0]} read partitions, "
+        f"{meta['partitions'][1]} after the shuffle); wrote {', '.join(str(f) for f in files)}")
+
+
+def now_text(now: datetime) -> str:
+    return now.isoformat().replace("+00:00", "Z")

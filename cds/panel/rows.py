@@ -1,0 +1,85 @@
+"""One patient of the export through the pacing-review hook's own code path, and the worklist row of it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from cds.engine import RuleEngine
+from cds.panel.source import Problem
+from cds.services.pipeline import Outcome, evaluate_patient
+
+SERVICE, HOOK = "pacing-review", "patient-view"
+COLUMNS = ("patient", "recommendations", "dose_now", "dose_proposed", "adherence", "pain_delta", "flare_weeks",
+           "last_data_day", "red_flags", "measure", "rule_set_version")
+
+
+def _proposed(outcome: Outcome) -> str | None:
+    """The dose of the first card suggestion that carries one: a ServiceRequest's timing or a Goal's target."""
+    for card in outcome.response.cards:
+        for suggestion in card.suggestions or []:
+            for action in suggestion.actions or []:
+                resource = action.resource or {}
+                repeat = (resource.get("occurrenceTiming") or {}).get("repeat")
+                if repeat:
+                    return f"{repeat['duration']} min x {repeat['frequency']}/week"
+                if resource.get("resourceType") == "Goal":
+                    return f"{round(resource['target'][0]['detailQuantity']['value']):,} steps/day"
+    return None
+
+
+def row_of(patient_id: str, outcome: Outcome) -> dict[str, Any]:
+    """The worklist row: recommendations as the hook's cards name them, numbers from the features, red-flag
+    reasons from the findings. The one place that knows the attribute names of Features."""
+    f, evaluation = outcome.features, outcome.evaluation
+    if f.measure == "steps":
+        dose_now = f"{round(f.quota):,} steps/day" if f.quota else None
+    else:
+        dose_now = f.plan.words() if f.plan else None
+    gaps = [d for d in (f.days_since_activity, f.days_since_pain) if d is not None]
+    last_day = (f.now.date() - timedelta(days=min(gaps))).isoformat() if gaps else None
+    flags: list[str] = []
+    for finding in (f for f in evaluation.findings if f.code == "red-flag"):
+        conditions = [fact["red_flag"] for fact in finding.facts.values() if fact.get("t") == "condition"]
+        flags.extend(conditions or [finding.rule_id.removeprefix("red-flag-")])
+    return {
+        "patient": f"Patient/{patient_id}",
+        "recommendations": " ".join(c.source.topic.code for c in outcome.response.cards if c.source.topic),
+        "dose_now": dose_now,
+        "dose_proposed": _proposed(outcome),
+        "adherence": round(f.adherence, 3) if f.adherence is not None else None,
+        "pain_delta": round(f.pain_delta, 2) if f.pain_delta is not None else None,
+        "flare_weeks": f.flare_weeks,
+        "last_data_day": last_day,
+        "red_flags": " ".join(dict.fromkeys(flags)),
+        "measure": f.measure,
+        "rule_set_version": evaluation.version,
+    }
+
+
+def hook_instance(patient_id: str) -> str:
+    """A stable hookInstance per patient, so that the same export gives the same cards."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pacing-cds-worklist:{patient_id}"))
+
+
+def evaluate_group(engine: RuleEngine, patient_id: str, items: Iterable[tuple[str, int, str]], now: datetime
+                   ) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """A patient's lines (file, line, NDJSON text) -> its worklist row, or None with a problem for each line
+    when the export has no Patient resource of that id."""
+    resources: list[dict[str, Any]] = []
+    places: list[tuple[str, int]] = []
+    has_patient = False
+    for file, line, text in items:
+        resource = orjson.loads(text)
+        has_patient = has_patient or resource.get("resourceType") == "Patient"
+        resources.append(resource)
+        places.append((file, line))
+    if not has_patient:
+        return None, [Problem("unknown-patient", file, line,
+                              f"refers to Patient/{patient_id}, which is not in the export") for file, line in places]
+    outcome = evaluate_patient(engine, SERVICE, HOOK, hook_instance(patient_id), patient_id, resources, now)
+    return row_of(patient_id, outcome), []

@@ -1,0 +1,100 @@
+"""What runs inside a Dask worker: the rule engine built once per worker process, and a partition's evaluation.
+
+A durable-rules engine cannot be pickled, so the rule files travel instead (a few hundred kB, once per worker,
+in a worker plugin) and each worker loads them itself. Shipping the files rather than a path means a cluster
+whose workers do not share the client's disk evaluates with exactly the client's rule set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+from distributed import WorkerPlugin
+
+from cds.engine import RuleEngine, load_knowledge
+from cds.panel.rows import evaluate_group
+from cds.panel.source import PROBLEM_KEY
+
+OUTPUT_META = {"kind": "str", "patient": "str", "data": "str"}
+_ENGINES: dict[str, RuleEngine] = {}  # per worker process, by rule bundle digest; filled by RulesPlugin.setup
+
+
+def rule_bundle(rules_dir: Path) -> dict[str, bytes]:
+    """Every file of the rules folder a rule engine reads (not the end-to-end examples), by relative path."""
+    return {str(p.relative_to(rules_dir)): p.read_bytes() for p in sorted(rules_dir.rglob("*"))
+            if p.is_file() and "examples" not in p.relative_to(rules_dir).parts[:-1]}
+
+
+def bundle_digest(bundle: dict[str, bytes]) -> str:
+    sha = hashlib.sha256()
+    for name, content in sorted(bundle.items()):
+        sha.update(name.encode() + b"\0" + content + b"\0")
+    return sha.hexdigest()
+
+
+def engine_from_bundle(bundle: dict[str, bytes]) -> RuleEngine:
+    """Write the files to a temporary folder, load and compile them there."""
+    folder = Path(tempfile.mkdtemp(prefix="pacing-cds-rules-"))
+    try:
+        for name, content in bundle.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+        return RuleEngine(load_knowledge(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class RulesPlugin(WorkerPlugin):
+    """Builds the rule engine on every worker, including workers that join later."""
+
+    def __init__(self, bundle: dict[str, bytes]) -> None:
+        self.bundle = bundle
+        self.digest = bundle_digest(bundle)
+        self.name = f"pacing-cds-rules-{self.digest[:16]}"
+
+    def setup(self, worker: Any) -> None:
+        if self.digest not in _ENGINES:
+            _ENGINES[self.digest] = engine_from_bundle(self.bundle)
+
+
+def worker_engine(digest: str) -> RuleEngine:
+    engine = _ENGINES.get(digest)
+    if engine is None:
+        raise LookupError(f"no rule engine {digest[:16]} on this worker: the rules plugin was not registered")
+    return engine
+
+
+def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime) -> dict[str, list[str]]:
+    """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data."""
+    out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
+    for patient, group in frame.groupby("patient", sort=False):
+        if patient == PROBLEM_KEY:
+            for text in group["resource"]:
+                out["kind"].append("problem")
+                out["patient"].append("")
+                out["data"].append(text)
+            continue
+        items = zip(group["file"], group["line"].astype(int), group["resource"])
+        row, problems = evaluate_group(engine, str(patient), items, now)
+        if row is not None:
+            out["kind"].append("row")
+            out["patient"].append(str(patient))
+            out["data"].append(orjson.dumps(row).decode())
+        for problem in problems:
+            out["kind"].append("problem")
+            out["patient"].append(str(patient))
+            out["data"].append(orjson.dumps(problem.as_dict()).decode())
+    return out
+
+
+def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str) -> pd.DataFrame:
+    """The Dask task over one output partition of the shuffle."""
+    columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso)) if len(frame) else {}
+    return pd.DataFrame({name: pd.Series(columns.get(name, []), dtype=dtype) for name, dtype in OUTPUT_META.items()})

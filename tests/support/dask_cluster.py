@@ -1,0 +1,62 @@
+"""A real Dask cluster for tests: `dask scheduler` and `dask worker` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.processes import ServerProcess, free_port
+
+DASK = Path(sys.executable).parent / "dask"
+
+
+class DaskCluster:
+    """A scheduler and `workers` single-threaded workers; all of them end with the test run at the latest."""
+
+    def __init__(self, workdir: Path, workers: int = 2) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port, self.http_port = free_port(), free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PACING_CDS_", "DASK_"))}
+        # The scheduler stops by itself when nothing has run for 15 minutes, the workers after an hour.
+        self.scheduler = ServerProcess(
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+             "--dashboard-address", f"127.0.0.1:{self.http_port}", "--idle-timeout", "900s"],
+            env=env, cwd=workdir, log_path=workdir / "scheduler.log")
+        self.workers: list[ServerProcess] = []
+        try:
+            self.scheduler.wait_ready(f"http://127.0.0.1:{self.http_port}/health")
+            for index in range(workers):
+                self.workers.append(ServerProcess(
+                    [str(DASK), "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+                     "--no-dashboard", "--death-timeout", "60", "--lifetime", "3600s", "--memory-limit", "2GiB",
+                     "--local-directory", str(workdir / f"worker-{index}"), "--name", f"worker-{index}"],
+                    env=env, cwd=workdir, log_path=workdir / f"worker-{index}.log"))
+            self.wait_for_workers(workers)
+        except Exception:
+            self.stop()
+            raise
+
+    def connected_workers(self) -> int:
+        counts = httpx.get(f"http://127.0.0.1:{self.http_port}/json/counts.json", timeout=5.0).json()
+        return int(counts["workers"])
+
+    def wait_for_workers(self, n: int, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.connected_workers() >= n:
+                return
+            for worker in self.workers:
+                if worker.proc.poll() is not None:
+                    raise RuntimeError(f"dask worker exited with {worker.proc.returncode}:\n{worker.log()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"{n} dask workers not connected within {timeout_s} s:\n{self.scheduler.log()}")
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.scheduler.stop()
