@@ -3,7 +3,18 @@
 from flask import Flask, g, request
 
 from cds import metrics
-from cds.api import charts, cors, discovery, error_handler, feedback, health, openapi, rules_page, scrape, service_call
+from cds.api import (
+    chart_pages,
+    cors,
+    discovery,
+    error_handler,
+    feedback,
+    health,
+    openapi,
+    rules_page,
+    scrape,
+    service_call,
+)
 from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
 from cds.errors import CdsError
 from cds.runtime import runtime
@@ -36,7 +47,7 @@ def register(app: Flask, settings: Settings) -> None:
             raise CdsError(503, "authentication temporarily unavailable; try again") from exc
         g.iss, g.jti = claims.get("iss"), claims.get("jti")
 
-    for module in (discovery, service_call, feedback, health, openapi, rules_page, charts):
+    for module in (discovery, service_call, feedback, health, openapi, rules_page, chart_pages):
         app.register_blueprint(module.bp)
     if settings.metrics_port is None:  # else the server answers /metrics on its own port, outside this app
         app.register_blueprint(scrape.bp)
