@@ -33,6 +33,18 @@ def openapi() -> Response:
     return json_response(current_app.extensions[CACHE])
 
 
+TOKEN = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "the random token of a card's link"}
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _outcome(ref: dict[Any, Any]) -> dict[str, Any]:
+    return _json(ref[OperationOutcome], "unknown, malformed (404) or expired (410) token")
+
+
 def document(services: dict[str, CdsService], base_url: str, auth: bool, metrics: bool) -> dict[str, Any]:
     """The whole document: one path per service, the feedback endpoints, discovery, health, metrics."""
     contexts = {service.context_model for service in services.values()}
@@ -53,6 +65,16 @@ def document(services: dict[str, CdsService], base_url: str, auth: bool, metrics
                                  "503": _json(ref[OperationOutcome], "database unreachable")}}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+        "/rules": {"get": {"operationId": "rules", "summary": "The rule set as a page; cards link to its anchors",
+                           "security": [], "responses": {"200": _html("every rule, parameter and value set")}}},
+        "/charts/{token}": {"get": {"operationId": "chart", "summary": "The pacing chart behind a card's link",
+                                    "security": [], "parameters": [TOKEN],
+                                    "responses": {"200": _html("the chart"), "404": _outcome(ref),
+                                                  "410": _outcome(ref)}}},
+        "/charts/{token}/plan": {"get": {"operationId": "plan", "summary": "The patient's take-home plan",
+                                         "security": [], "parameters": [TOKEN],
+                                         "responses": {"200": _html("the plan"), "404": _outcome(ref),
+                                                       "410": _outcome(ref)}}},
     }
     for service in services.values():
         request = {"allOf": [ref[CdsRequest], {"type": "object", "properties": {
