@@ -22,7 +22,8 @@ from cds.engine.host import Evaluation
 RULES = Path(__file__).resolve().parents[2] / "rules"
 SERVICES = ("pacing-review", "exercise-order-select", "exercise-order-sign")
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-RED_FLAGS = ("cauda-equina", "malignancy", "metastasis", "spinal-infection", "vertebral-fracture", "cardiac-symptom")
+RED_FLAGS = ("cauda-equina", "malignancy", "metastasis", "spinal-infection", "vertebral-fracture", "cardiac-symptom",
+             "me-cfs")
 
 
 def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
