@@ -44,7 +44,7 @@ def row_of(patient_id: str, outcome: Outcome) -> dict[str, Any]:
     last_day = (f.now.date() - timedelta(days=min(gaps))).isoformat() if gaps else None
     flags: list[str] = []
     for finding in (f for f in evaluation.findings if f.code == "red-flag"):
-        conditions = [fact["red_flag"] for fact in finding.facts.values() if fact.get("t") == "condition"]
+        conditions = [fact["value_set"] for fact in finding.facts.values() if fact.get("t") == "condition"]
         flags.extend(conditions or [finding.rule_id.removeprefix("red-flag-")])
     return {
         "patient": f"Patient/{patient_id}",
