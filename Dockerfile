@@ -30,6 +30,7 @@ RUN groupadd --system --gid 10001 cds \
 COPY --from=build /opt/pacing-cds /opt/pacing-cds
 ENV PATH=/opt/pacing-cds/bin:$PATH \
     PACING_CDS_HOST=0.0.0.0 \
+    PACING_CDS_ALLOW_ALL_INTERFACES=true \
     PACING_CDS_PORT=8080 \
     PACING_CDS_DATABASE_URL=sqlite:////data/pacing-cds.db \
     PYTHONUNBUFFERED=1 \
@@ -41,5 +42,5 @@ EXPOSE 8080
 # No curl in a slim image: the interpreter asks /healthz (200 when the process and its database answer).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PACING_CDS_PORT', '8080'), timeout=4)"]
-# pacing-cds serve checks the rules, migrates the database, then runs gunicorn (gthread workers, PACING_CDS_WORKERS).
+# pacing-cds serve checks the rules, migrates the database, then runs gunicorn (asyncio workers that read whole requests, PACING_CDS_WORKERS).
 CMD ["pacing-cds", "serve"]
