@@ -238,7 +238,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
         if value_set.note_after is not None and value_set.note_after not in parameters:
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_after {value_set.note_after!r} is not a "
                                                                   f"parameter of {PARAMETERS_FILE}")
-    _check_words(rule_files, info.forbidden_phrases, problems)
+    _check_words(rule_files, info.forbidden_words, problems)
     compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, problems)
     scenarios = _scenarios(scenario_files, compiled, parameters, vocabulary.facts, fixture_file, problems,
                            require_scenarios)
@@ -253,14 +253,14 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
 
 
 def _check_words(rule_files: dict[str, RuleFile | None], forbidden: list[str], problems: Problems) -> None:
-    """No card or patient text may hold a phrase the rule set forbids (e.g. "whatever the pain")."""
+    """No card or patient text may match the unsafe advice the rule set forbids (ruleset.yaml forbidden_words)."""
     for name, rule_file in rule_files.items():
         for rule in rule_file.rules if rule_file else []:
             conclude = rule.conclude
             texts = [conclude.summary, conclude.detail, *(t for s in conclude.suggest for t in s.texts())]
-            for phrase in forbidden:
-                if any(phrase.lower() in text.lower() for text in texts):
-                    problems.add(f"{name} rule {rule.id}", f"its words hold the forbidden phrase {phrase!r}")
+            for pattern in forbidden:
+                if any(re.search(pattern, text, re.IGNORECASE) for text in texts):
+                    problems.add(f"{name} rule {rule.id}", f"its words match the forbidden words {pattern!r}")
 
 
 def _read_value_sets(folder: Path, problems: Problems) -> dict[str, ValueSet]:

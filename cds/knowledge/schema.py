@@ -107,6 +107,14 @@ def _check_template(value: str | list[str]) -> str | list[str]:
 Template = Annotated[str | list[Annotated[str, StringConstraints(min_length=1)]], AfterValidator(_check_template)]
 
 
+def _check_pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from exc
+    return value
+
+
 def template_texts(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
@@ -249,7 +257,7 @@ class RuleSetInfo(Strict):
     override_reason_system: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
     override_reasons: list[OverrideReasonEntry] = Field(min_length=1)
     # Phrases no card or patient text may hold (unsafe advice).
-    forbidden_phrases: list[Text] = Field(default_factory=list)
+    forbidden_words: list[Annotated[str, AfterValidator(_check_pattern)]] = Field(default_factory=list)
     # {activity} in card text: the activity that carries the dose, by measure.
     activity_words: dict[Literal["minutes", "steps"], Text]
 

@@ -154,7 +154,7 @@ def test_a_scenario_fixture_must_exist(rules_copy: Path) -> None:
 
 def test_a_forbidden_phrase_in_patient_words_is_refused(rules_copy: Path) -> None:
     edit(rules_copy / "progress/rule.yaml", "Stop at the time, not at the pain.", "Keep going whatever the pain.")
-    assert any("progress/rule.yaml rule progress" in p and "forbidden phrase 'whatever the pain'" in p
+    assert any("progress/rule.yaml rule progress" in p and "forbidden words" in p and "whatever" in p
                for p in problems(rules_copy))
 
 
