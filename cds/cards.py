@@ -123,19 +123,19 @@ def data_lines(ctx: CardContext) -> str:
     if f.days_since_activity is not None:
         pain = "never" if f.days_since_pain is None else _days_ago(f.days_since_pain)
         lines.append(f"- Last activity recorded {_days_ago(f.days_since_activity)}; last pain score {pain}")
-    lines += note_lines(ctx)
     if ctx.record.skipped:
         count = len(ctx.record.skipped)
         lines.append(f"- Not used: {count} {'item' if count == 1 else 'items'} (status, unit or date not usable)")
     return "\n".join(lines)
 
 
-def note_lines(ctx: CardContext) -> list[str]:
-    """The notes of the value sets the patient's conditions fall in (conditions that are no red flag alone)."""
+def note_lines(ctx: CardContext, code: str) -> list[str]:
+    """The notes of the value sets the patient's conditions fall in (conditions that are no red flag alone), as the
+    card of recommendation `code` shows them: a value set may leave its note out of some cards."""
     notes = []
     for fact in ctx.facts:
         value_set = ctx.knowledge.value_sets.get(str(fact.get("value_set")))
-        if value_set is None or value_set.note is None:
+        if value_set is None or value_set.note is None or code in value_set.note_not_with:
             continue
         after = ctx.params.get(value_set.note_after) if value_set.note_after else None
         if after is None or fact.get("days_since_recorded", 0) > after:
@@ -326,7 +326,7 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
         "dose": rec.words(f) if rec else current_words(f),
         "change": (rec.change if rec and rec.change else ""),
         "reason": reason_text(findings, ctx),
-        "data": ctx.data,
+        "data": "\n".join([ctx.data, *note_lines(ctx, findings[0].code)]).strip("\n"),
         "red_flags": red_flag_lines(findings, ctx),
     })
     values.update({name: by_hook.get(ctx.hook, "") for name, by_hook in compiled.words.items()})
@@ -340,7 +340,7 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
             jump = proposed.weekly / review.tolerated_weekly - 1
             values["data"] = (f"- Proposed: {proposed.weekly} min/week; tolerated or planned: "
                               f"{review.tolerated_weekly:.0f} min/week ({jump:+.0%})"
-                              + ("\n" + ctx.data if ctx.data else ""))
+                              + ("\n" + values["data"] if values["data"] else ""))
     return values
 
 

@@ -288,6 +288,31 @@ def weight_loss_explained(p: Patient) -> None:
         p.obs("weight", "29463-7", "Body weight", at(days_ago, 9), kilograms, "kg", category="vital-signs")
 
 
+def weight_management_goal(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.keys["step-goals"].append({
+        "resourceType": "Goal", "id": f"{p.pid}-weight-goal", "lifecycleStatus": "active",
+        "description": {"coding": [{"system": SNOMED, "code": "289169006", "display": "Exercising to lose weight"}],
+                        "text": "Lose 10 kg this year"},
+        "subject": {"reference": f"Patient/{p.pid}"}, "startDate": "2026-04-01",
+        "target": [{"measure": {"coding": [{"system": LOINC, "code": "29463-7", "display": "Body weight"}]},
+                    "detailQuantity": {"value": 95, "unit": "kg", "system": UCUM, "code": "kg"},
+                    "dueDate": "2027-04-01"}]})
+    for days_ago, kilograms in ((200, 105.0), (100, 101.5), (3, 97.5)):
+        p.obs("weight", "29463-7", "Body weight", at(days_ago, 9), kilograms, "kg", category="vital-signs")
+
+
+def pregnancy_on_progress_week(p: Patient) -> None:
+    on_plan(p, 20, 3)
+    p.condition("pregnancy", "77386006", "Pregnancy", "2026-09-14")
+    p.blood_pressure(2, 118, 74)
+
+
+def pregnancy_high_blood_pressure(p: Patient) -> None:
+    pregnancy_on_progress_week(p)
+    p.blood_pressure(1, 146, 94)
+
+
 def me_cfs(p: Patient) -> None:
     on_plan(p, 20, 3)
     p.condition("mecfs", "G93.32", "Myalgic encephalomyelitis/chronic fatigue syndrome", "2025-05-04",
@@ -335,6 +360,9 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("order-metastasis", "red-flag", "exercise-order-sign", order_metastasis),
     ("preliminary-blood-pressure", "precaution", "pacing-review", preliminary_blood_pressure),
     ("weight-loss-explained", "precaution", "pacing-review", weight_loss_explained),
+    ("weight-management-goal", "precaution", "pacing-review", weight_management_goal),
+    ("pregnancy-on-progress-week", "progress", "pacing-review", pregnancy_on_progress_week),
+    ("pregnancy-high-blood-pressure", "precaution", "pacing-review", pregnancy_high_blood_pressure),
     ("me-cfs-on-progress-week", "energy-management", "pacing-review", me_cfs),
     ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),
 ]

@@ -56,6 +56,11 @@ def test_example_in_process(example: Example, knowledge: Knowledge, engine: Any)
     answer = in_process(example.name, engine)
     assert [c["source"]["topic"]["code"] for c in answer["cards"]] == expected["codes"]
     assert dose_of(answer["cards"]) == expected["dose"]
+    details = "\n".join(card["detail"] for card in answer["cards"])
+    for words in expected.get("says", []):
+        assert words in details, f"no card says {words!r}"
+    for words in expected.get("never_says", []):
+        assert words not in details, f"a card says {words!r}"
     assert answer == example.response(knowledge.version), "the answer differs from the recorded response.json"
     for card in answer["cards"]:
         Card.model_validate(card)

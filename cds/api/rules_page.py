@@ -8,6 +8,7 @@ from html import escape
 from flask import Blueprint, Response
 
 from cds.knowledge import CompiledRule, Knowledge
+from cds.knowledge.schema import ValueSet
 from cds.runtime import runtime
 
 bp = Blueprint("rules_page", __name__)
@@ -47,6 +48,17 @@ def _rule(compiled: CompiledRule, knowledge: Knowledge) -> str:
             f"<p>Evidence: {evidence}</p>{derived}{_parameters(sorted(compiled.parameters), knowledge)}</section>")
 
 
+def _note(vs: ValueSet, knowledge: Knowledge) -> str:
+    """The data line a value set puts on cards, and which cards leave it out."""
+    if vs.note is None:
+        return ""
+    after = knowledge.parameters[vs.note_after] if vs.note_after else None
+    when = (f" when recorded more than {_e(f'{after.value:g}')} {_e(after.unit)} ago "
+            f"(<a href=\"#param-{_e(vs.note_after)}\">{_e(vs.note_after)}</a>)" if vs.note_after and after else "")
+    unless = f"; not on {_e(', '.join(vs.note_not_with))} cards" if vs.note_not_with else ""
+    return f"<br>Card line{when}{unless}: <q>{_e(vs.note)}</q>"
+
+
 def render(knowledge: Knowledge) -> str:
     """The whole page: each recommendation with its rules, then every parameter and code list."""
     info = knowledge.info
@@ -60,7 +72,8 @@ def render(knowledge: Knowledge) -> str:
     lists = "".join(f"<tr><td>{_e(name)}</td><td>{_e(', '.join(items))}</td></tr>"
                     for name, items in codes.observations.items())
     sets = "".join(
-        f"<tr id=\"value-set-{_e(vs.id)}\"><td><code>{_e(vs.id)}</code><br>{_e(vs.title)}</td><td>{_e(vs.purpose)}</td>"
+        f"<tr id=\"value-set-{_e(vs.id)}\"><td><code>{_e(vs.id)}</code><br>{_e(vs.title)}</td><td>{_e(vs.purpose)}"
+        f"{_note(vs, knowledge)}</td>"
         f"<td>{_e(vs.source.name)}{'<br>' + _e(vs.source.reference) if vs.source.reference else ''}"
         f"{' (' + _e(vs.source.version) + ')' if vs.source.version else ''}</td>"
         f"<td>{len(vs.snomed)} SNOMED CT, {len(vs.icd10cm)} ICD-10-CM prefixes</td></tr>"

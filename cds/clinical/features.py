@@ -283,7 +283,8 @@ def vitals_fact(record: PatientRecord, now: datetime, params: Params,
         earlier = [w.value for w in weights[:-1] if latest_weight.when - span <= w.when]
         if earlier and max(earlier) > latest_weight.value:
             fact["weight_loss_percent"] = round((max(earlier) - latest_weight.value) / max(earlier) * 100, 2)
-            fact["weight_loss_explained"] = any(set(c.value_sets) & explains_weight_loss for c in record.conditions)
+            fact["weight_loss_explained"] = bool(record.weight_goals) or any(
+                set(c.value_sets) & explains_weight_loss for c in record.conditions)
     return fact if len(fact) > 1 else None
 
 

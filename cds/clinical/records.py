@@ -83,6 +83,7 @@ class PatientRecord:
     conditions: list[ConditionRecord] = field(default_factory=list)
     orders: list[OrderRecord] = field(default_factory=list)  # current and past exercise orders
     step_goal: StepGoal | None = None
+    weight_goals: list[str] = field(default_factory=list)  # active weight-management Goals (Goal/id)
     skipped: list[str] = field(default_factory=list)
 
     @property

@@ -123,6 +123,8 @@ class RecordBuilder:
         self._chronic_snomed = set(codes.chronic_pain.get("snomed", []))
         self._chronic_icd = codes.chronic_pain.get("icd10", [])
         self._exercise = set(codes.exercise_orders)
+        self._weight_measures = set(codes.weight_goal_measures)
+        self._explains_weight_loss = set(codes.explains_weight_loss)
 
     def skip(self, source: str, why: str) -> None:
         self.record.skipped.append(f"{source}: {why}")
@@ -315,6 +317,12 @@ class RecordBuilder:
     def goal(self, resource: dict[str, Any]) -> None:
         if resource.get("lifecycleStatus") != "active":
             return
+        targets = [t for t in resource.get("target") or [] if isinstance(t, dict)]
+        measures = {code for t in targets for code in codes_of(t.get("measure"), LOINC)}
+        described = self._value_sets.lookup(codes_of(resource.get("description"), SNOMED),
+                                             codes_of(resource.get("description"), ICD10))
+        if measures & self._weight_measures or set(described) & self._explains_weight_loss:
+            self.record.weight_goals.append(f"Goal/{resource.get('id', '?')}")
         for target in resource.get("target") or []:
             if isinstance(target, dict) and set(codes_of(target.get("measure"), LOINC)) & self.steps:
                 quantity = _quantity(target.get("detailQuantity"))

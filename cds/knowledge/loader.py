@@ -238,6 +238,11 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
         if value_set.note_after is not None and value_set.note_after not in parameters:
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_after {value_set.note_after!r} is not a "
                                                                   f"parameter of {PARAMETERS_FILE}")
+    codes = {d.name for d in folders}
+    for value_set in value_sets.values():
+        for code in sorted(set(value_set.note_not_with) - codes):
+            problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_not_with {code!r} is not a recommendation "
+                                                                  f"code (a folder of {rules_dir.name}/)")
     _check_words(rule_files, info.forbidden_words, problems)
     compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, problems)
     scenarios = _scenarios(scenario_files, compiled, parameters, vocabulary.facts, fixture_file, problems,

@@ -281,6 +281,7 @@ class CodeLists(Strict):
     chronic_pain: dict[Literal["snomed", "icd10"], list[Text]]
     exercise_orders: list[Text] = Field(min_length=1)
     explains_weight_loss: list[Id] = Field(default_factory=list)
+    weight_goal_measures: list[Text] = Field(default_factory=list)
     orderables: dict[Id, Coded]
     step_goal_target: Coded
 
@@ -391,6 +392,7 @@ class ValueSet(Strict):
     purpose: Text
     note: Text | None = None  # a data line on every card when the patient has a condition in the set
     note_after: Name | None = None  # a parameter (days): the note only when the condition is older than that
+    note_not_with: list[Id] = Field(default_factory=list)  # recommendation codes whose cards leave the note out
     source: ValueSetSource
     snomed: list[SnomedCode] = Field(default_factory=list)
     icd10cm: list[IcdPrefix] = Field(default_factory=list)

@@ -38,6 +38,8 @@ def test_rules_page_lists_every_rule_parameter_and_value_set(live_service: Calla
     fever = knowledge.parameters["fever_celsius"]
     assert re.search(rf"<code>fever_celsius</code></td><td>{fever.value} {fever.unit}</td>", page)
     assert "derived" in page and "<script" not in page
+    pregnancy = knowledge.value_sets["pregnancy"]
+    assert pregnancy.note and f"not on red-flag, precaution cards: <q>{pregnancy.note}</q>" in page
 
 
 def test_every_card_links_to_its_rule_on_the_page(live_service: Callable[..., LiveService],

@@ -125,3 +125,25 @@ def test_extensions_and_unknown_elements_are_tolerated(knowledge: Knowledge) -> 
     resource["_status"] = {"extension": []}
     resource["note"] = [{"text": "after gardening"}]
     assert len(build_record("p", [resource], knowledge).pain) == 1
+
+
+def test_an_active_weight_management_goal_is_read_as_an_explanation(knowledge: Knowledge) -> None:
+    def goal(gid: str, status: str = "active", measure: str | None = None, described: str | None = None,
+             ) -> dict[str, Any]:
+        resource: dict[str, Any] = {"resourceType": "Goal", "id": gid, "lifecycleStatus": status,
+                                    "subject": {"reference": "Patient/p"}, "description": {"text": "a goal"}}
+        if measure:
+            resource["target"] = [{"measure": {"coding": [{"system": "http://loinc.org", "code": measure}]}}]
+        if described:
+            resource["description"]["coding"] = [{"system": "http://snomed.info/sct", "code": described}]
+        return resource
+
+    record = build_record("p", [
+        goal("weight", measure="29463-7"),                 # a body-weight target
+        goal("bmi", measure="39156-5"),                    # a BMI target
+        goal("coded", described="289169006"),              # "Exercising to lose weight"
+        goal("done", status="completed", measure="29463-7"),  # no longer active
+        goal("steps", measure="41950-7"),                  # a step quota says nothing of weight
+        goal("mood", described="35489007"),                # a goal about something else
+    ], knowledge)
+    assert record.weight_goals == ["Goal/weight", "Goal/bmi", "Goal/coded"]

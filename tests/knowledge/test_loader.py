@@ -161,3 +161,9 @@ def test_a_forbidden_phrase_in_patient_words_is_refused(rules_copy: Path) -> Non
 def test_a_value_set_note_must_name_a_parameter(rules_copy: Path) -> None:
     edit(rules_copy / "value-sets/malignancy.yaml", "note_after: malignancy_window_days", "note_after: months")
     assert any("value-sets/malignancy.yaml" in p and "note_after 'months'" in p for p in problems(rules_copy))
+
+
+def test_a_value_set_note_kept_off_an_unknown_code_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "value-sets/pregnancy.yaml", "note_not_with: [red-flag, precaution]",
+         "note_not_with: [red-flag, precautions]")
+    assert any("note_not_with 'precautions' is not a recommendation code" in p for p in problems(rules_copy))

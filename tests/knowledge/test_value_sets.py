@@ -17,7 +17,7 @@ EXPECTED_IDS = {
 }
 BUILT_HERE = "built for Pacing CDS"
 TOP_KEYS = {"id", "title", "purpose", "source", "snomed", "icd10cm"}
-OPTIONAL_KEYS = {"label", "note", "note_after"}  # how a card names it; its data line, and from what age
+OPTIONAL_KEYS = {"label", "note", "note_after", "note_not_with"}  # card name; its data line, from what age, not on what cards
 SOURCE_KEYS = {"name", "reference", "version", "method"}
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SNOMED_ID = re.compile(r"^[0-9]{6,18}$")
