@@ -8,7 +8,7 @@ import string
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal, cast
 
@@ -61,8 +61,11 @@ def card_uuid(hook_instance: str, *parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "pacing-cds:" + ":".join((hook_instance, *parts))))
 
 
-def _number(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+class Number(float):
+    """A parameter in card text: plain ("38", "0.8") without a format spec, and formatted with one ("{:.0%}")."""
+
+    def __format__(self, spec: str) -> str:
+        return format(float(self), spec) if spec else f"{float(self):g}"
 
 
 def _names(template: str) -> set[str]:
@@ -70,8 +73,22 @@ def _names(template: str) -> set[str]:
 
 
 def _fill(template: str, values: Mapping[str, Any]) -> str:
+    """A card template filled in: blocks apart by a blank line; a paragraph's wrapped lines joined into one, list
+    lines ("- ...") kept one per line; empty blocks left out."""
     text = template.format(**{name: values.get(name, "") for name in _names(template)})
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+    blocks = []
+    for block in text.strip().split("\n\n"):
+        lines: list[str] = []
+        for line in (raw.strip() for raw in block.splitlines()):
+            if not line:
+                continue
+            if lines and not line.startswith("- ") and not lines[-1].startswith("- "):
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        if lines:
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def render(template: str | list[str] | None, values: Mapping[str, Any]) -> str:
@@ -81,51 +98,105 @@ def render(template: str | list[str] | None, values: Mapping[str, Any]) -> str:
 
 
 def _clip(summary: str) -> str:
-    return summary if len(summary) < 140 else summary[:137].rstrip() + "..."
+    return summary if len(summary) < 140 else summary[:136].rstrip() + "..."
 
 
 # ---------------------------------------------------------------- the data behind a card
+
+
+def done_words(f: Features) -> str:
+    """What was done in the last 7 days: minutes a week, or mean steps a day."""
+    if f.weekly_minutes is not None and (f.measure == "minutes" or f.mean_daily_steps is None):
+        return f"{f.weekly_minutes:.0f} min/week"
+    return f"{f.mean_daily_steps:,.0f} steps/day" if f.mean_daily_steps is not None else "the current activity"
+
+
+def _date_words(moment: date) -> str:
+    return f"{moment.day} {moment:%b}"
 
 
 def _days_ago(days: int) -> str:
     return "today" if days == 0 else "yesterday" if days == 1 else f"{days} days ago"
 
 
-def data_lines(ctx: CardContext) -> str:
-    f, lines = ctx.features, []
-    today = f.now.date()
-    week = f"{today - timedelta(days=6)} to {today}"
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _week_words(today: date) -> str:
+    first = today - timedelta(days=6)
+    return (f"{first.day}-{today.day} {today:%b}" if first.month == today.month
+            else f"{_date_words(first)} - {_date_words(today)}")
+
+
+def _since(start: datetime | None) -> str:
+    return f" since {_date_words(start)}" if start is not None else ""
+
+
+def _plan_words(ctx: CardContext) -> str:
+    """Where the plan comes from, in words: never a FHIR id."""
+    f, record = ctx.features, ctx.record
+    if f.measure == "minutes" and record.current_order is not None and f.plan_source == record.current_order.reference:
+        return f"the current order{_since(record.current_order.start)}"
+    if f.measure == "steps" and record.step_goal is not None and f.plan_source == record.step_goal.reference:
+        return f"the step goal{_since(record.step_goal.start)}"
+    return f.plan_source or "no plan"
+
+
+def _activity_line(ctx: CardContext) -> str | None:
+    f = ctx.features
+    week = _week_words(f.now.date())
     if f.measure == "minutes":
-        if f.plan is not None:
-            lines.append(f"- Plan: {f.plan.words()} ({f.plan.weekly} min/week), from {f.plan_source}")
-        if f.weekly_minutes is not None:
-            done = f"{f.weekly_minutes:.0f} min in {f.sessions_last7} sessions" if ctx.record.sessions \
-                else f"{f.weekly_minutes:.0f} min/week (Exercise Vital Sign)"
-            share = f" ({f.adherence:.0%} of plan)" if f.adherence is not None else ""
-            lines.append(f"- Done {week}: {done}{share}")
-    else:
-        if f.quota:
-            lines.append(f"- Quota: {round(f.quota):,} steps/day, from {f.plan_source}")
-        if f.mean_daily_steps is not None:
-            share = f" ({f.adherence:.0%} of quota)" if f.adherence is not None else ""
-            lines.append(f"- Mean daily steps {week}: {f.mean_daily_steps:,.0f} over {f.step_days_last7} days{share}")
+        plan = f"Plan {f.plan.words()} ({_plan_words(ctx)})" if f.plan is not None else "No plan"
+        if f.weekly_minutes is None:
+            return f"- {plan}; nothing recorded {week}" if f.plan is not None else None
+        done = (f"{f.weekly_minutes:.0f} min in {_plural(f.sessions_last7, 'session')}" if ctx.record.sessions
+                else f"{f.weekly_minutes:.0f} min/week (Exercise Vital Sign)")
+        share = f" ({f.adherence:.0%})" if f.adherence is not None else ""
+        return f"- {plan}; done {week}: {done}{share}"
+    plan = f"Quota {round(f.quota):,} steps/day ({_plan_words(ctx)})" if f.quota else "No quota"
+    if f.mean_daily_steps is None:
+        return f"- {plan}; no steps recorded {week}" if f.quota else None
+    share = f" ({f.adherence:.0%})" if f.adherence is not None else ""
+    return f"- {plan}; {week}: {f.mean_daily_steps:,.0f} steps/day over {_plural(f.step_days_last7, 'day')}{share}"
+
+
+def _pain_line(ctx: CardContext) -> str:
+    f = ctx.features
     if f.pain_now is not None and f.pain_baseline is not None:
-        lines.append(f"- Pain ({f.pain_scale}): now {f.pain_now:.1f} (last 7 days, {f.pain_readings[0]} readings) "
-                     f"against baseline {f.pain_baseline:.1f} (days 8-28, {f.pain_readings[1]} readings)")
+        now, before = f.pain_readings
+        line = (f"- Pain ({f.pain_scale}) {f.pain_now:.1f} this week against {f.pain_baseline:.1f} before "
+                f"({now} and {_plural(before, 'score')})")
     elif f.days_since_pain is None:
-        lines.append("- Pain: no scores recorded")
-    if f.flare or f.flare_weeks:
-        lines.append(f"- Flare now: {'yes' if f.flare else 'no'}; flare weeks in the last 4: {f.flare_weeks}")
-    if f.acwr is not None:
-        lines.append(f"- Acute:chronic activity ratio: {f.acwr:.2f}")
+        line = "- Pain: no scores recorded"
+    else:
+        line = f"- Pain: too few scores to compare (last {_days_ago(f.days_since_pain)})"
+    if f.flare:
+        line += "; flare now"
+    if f.flare_weeks:
+        line += f"; {_plural(f.flare_weeks, 'flare week')} of the last 4"
+    if f.peg_unconfirmed:
+        line += "; one PEG rise, unconfirmed"
+    return line
+
+
+def data_lines(ctx: CardContext) -> str:
+    """The numbers behind the cards, with dates, in a few short lines (the same for every card of the call)."""
+    f, params = ctx.features, ctx.params
+    lines = [line for line in (_activity_line(ctx), _pain_line(ctx)) if line]
+    if f.acwr is not None and f.acwr > params["acwr_progression_cap"]:
+        lines.append(f"- Last 7 days against the 28-day level: {f.acwr:.2f}†")
     if f.inactive_reason:
-        lines.append(f"- Inactivity: {f.inactive_reason}")
-    if f.days_since_activity is not None:
+        lines.append(f"- Inactive: {f.inactive_reason}")
+    stale = params["recent_days"]
+    if f.days_since_activity is not None and (f.days_since_activity >= stale or (f.days_since_pain or 0) >= stale):
         pain = "never" if f.days_since_pain is None else _days_ago(f.days_since_pain)
-        lines.append(f"- Last activity recorded {_days_ago(f.days_since_activity)}; last pain score {pain}")
+        lines.append(f"- Last activity {_days_ago(f.days_since_activity)}; last pain score {pain}")
+    if f.unread:
+        lines.append(f"- Could not be read: {', '.join(f.unread)} (the FHIR server did not answer)")
     if ctx.record.skipped:
         count = len(ctx.record.skipped)
-        lines.append(f"- Not used: {count} {'item' if count == 1 else 'items'} (status, unit or date not usable)")
+        lines.append(f"- Set aside: {_plural(count, 'reading')} (status, unit, value or date not usable)")
     return "\n".join(lines)
 
 
@@ -169,7 +240,8 @@ def reason_text(findings: list[Fired], ctx: CardContext) -> str:
     for finding in findings:
         compiled = ctx.knowledge.rule(finding.rule_id)
         fact = {k: v for matched in finding.facts.values() for k, v in matched.items()}
-        texts += [text.format(**fact) for when, text in compiled.reasons if matches(when, fact)]
+        values = {**{name: Number(value) for name, value in ctx.params.items()}, **fact}
+        texts += [text.format(**values) for when, text in compiled.reasons if matches(when, fact)]
     if texts:
         return " and ".join(dict.fromkeys(texts))
     return ctx.knowledge.rule(findings[0].rule_id).rule.conclude.no_reason or ""
@@ -272,13 +344,14 @@ def _update_draft(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> lis
     """The draft order under review, changed to the paced dose."""
     review = ctx.reviews.get(finding.subject or "")
     draft = ctx.drafts.get(review.order.reference) if review else None
-    if review is None or draft is None or review.paced is None:
+    paced = review.target(ctx.knowledge.rule(finding.rule_id).rule.conclude.dose) if review else None
+    if review is None or draft is None or paced is None:
         return []
-    values = _dose_words(review.paced)
+    values = _dose_words(paced)
     updated = dict(draft)
     timing = dict(updated.get("occurrenceTiming") or {})
-    timing["repeat"] = {**(timing.get("repeat") or {}), "frequency": review.paced.per_week, "period": 1,
-                        "periodUnit": "wk", "duration": review.paced.minutes, "durationUnit": "min"}
+    timing["repeat"] = {**(timing.get("repeat") or {}), "frequency": paced.per_week, "period": 1,
+                        "periodUnit": "wk", "duration": paced.minutes, "durationUnit": "min"}
     updated["occurrenceTiming"] = timing
     updated["patientInstruction"] = render(spec.instruction, values)
     resource = ServiceRequest.model_validate(updated).model_dump(mode="json", exclude_none=True)
@@ -315,10 +388,10 @@ def build_cards(evaluation: Evaluation, ctx: CardContext) -> list[Card]:
     return [_card(findings, ctx) for findings in groups.values()]
 
 
-def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
+def _values(findings: list[Fired], ctx: CardContext) -> dict[str, Any]:
     f = ctx.features
     compiled = ctx.knowledge.rule(findings[0].rule_id)
-    values = {name: _number(value) for name, value in ctx.params.items()}
+    values: dict[str, Any] = {name: Number(value) for name, value in ctx.params.items()}
     rec = ctx.recommendation if ctx.recommendation and ctx.recommendation.code == findings[0].code else None
     values.update({
         "activity": ctx.knowledge.info.activity_words[f.measure],
@@ -328,14 +401,17 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, str]:
         "reason": reason_text(findings, ctx),
         "data": "\n".join([ctx.data, *note_lines(ctx, findings[0].code)]).strip("\n"),
         "red_flags": red_flag_lines(findings, ctx),
+        "review_date": _date_words(f.now + timedelta(days=f.review_days(ctx.params))),
+        "done": done_words(f),
     })
     values.update({name: by_hook.get(ctx.hook, "") for name, by_hook in compiled.words.items()})
     review = ctx.reviews.get(findings[0].subject or "")
     if review is not None:
         proposed = review.proposed
-        values["order"] = f"{review.order.reference}" + (f" ({proposed.words()})" if proposed else "")
+        values["order"] = "the draft order" + (f" ({proposed.words()})" if proposed else "")
         values["proposed"] = f"{proposed.words()}" if proposed else "an undosed order"
-        values["dose"] = review.paced.words() if review.paced else "a paced dose"
+        target = review.target(compiled.rule.conclude.dose)
+        values["dose"] = target.words() if target else "a paced dose"
         if review.tolerated_weekly and proposed:
             jump = proposed.weekly / review.tolerated_weekly - 1
             values["data"] = (f"- Proposed: {proposed.weekly} min/week; tolerated or planned: "
@@ -362,12 +438,12 @@ def _card(findings: list[Fired], ctx: CardContext) -> Card:
     info = ctx.knowledge.info
     rules_fired = [ctx.knowledge.rule(f.rule_id).rule for f in findings]
     evidence = "; ".join(dict.fromkeys(c for r in rules_fired for c in r.evidence.citations))
-    derived = "; ".join(n for n in dict.fromkeys(r.evidence.note for r in rules_fired) if n)
     rules = ", ".join(dict.fromkeys(f"`{f.rule_id}` v{f.rule_version}" for f in findings))
-    footer = f"---\nRule {rules}, {info.name} {ctx.knowledge.version}. Evidence: {evidence}."
-    if derived:
-        footer += f" Derived: {derived}."
-    detail = "\n\n".join(part for part in (_fill(rule.conclude.detail, values), footer) if part)
+    footer = f"Evidence: {evidence}. Rule {rules}, {info.name} {ctx.knowledge.version}."
+    body = _fill(rule.conclude.detail, values)
+    if "†" in body:
+        footer += "\n† our threshold, not a guideline figure"
+    detail = "\n\n".join(part for part in (body, footer) if part)
     suggestions = [s for spec in rule.conclude.suggest for s in SUGGESTIONS[spec.kind](ctx, first, spec)]
     return Card(
         uuid=card_uuid(ctx.hook_instance, first.code, first.subject or ""),

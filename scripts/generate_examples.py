@@ -116,9 +116,9 @@ class Patient:
             self.keys["exercise-orders"].append(resource)
         return resource
 
-    def step_goal(self, steps: int) -> None:
+    def step_goal(self, steps: int, start: str = "2026-10-01") -> None:
         self.keys["step-goals"].append({
-            "resourceType": "Goal", "id": f"{self.pid}-goal", "lifecycleStatus": "active",
+            "resourceType": "Goal", "id": f"{self.pid}-goal", "lifecycleStatus": "active", "startDate": start,
             "meta": {"profile": ["http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-goal"]},
             "description": {"text": f"{steps} steps a day"}, "subject": {"reference": f"Patient/{self.pid}"},
             "target": [{"measure": {"coding": [{"system": LOINC, "code": "41950-7"}]},
@@ -251,9 +251,9 @@ def boom_bust(p: Patient) -> None:
 
 
 def inactivity(p: Patient) -> None:
-    p.step_goal(3000)
-    p.steps(range(0, 30), lambda d: 3200 + p.rng.randint(-150, 150))
-    p.pain(range(0, 28), 5, 6)
+    """The planned sessions done, and otherwise barely moving: a phone counts about 2,400 steps a day."""
+    on_plan(p, 20, 3)
+    p.steps(range(0, 30), lambda d: 2400 + p.rng.randint(-150, 150))
 
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -348,7 +348,7 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("high-blood-pressure-on-progress-week", "precaution", "pacing-review", red_flag_on_progress_week),
     ("refuted-red-flag", "red-flag", "pacing-review", refuted_red_flag),
     ("pounds-and-fahrenheit", "precaution", "pacing-review", pounds_and_fahrenheit),
-    ("peg-only", "step-back", "pacing-review", peg_only),
+    ("peg-only", "hold", "pacing-review", peg_only),
     ("boom-bust", "boom-bust", "pacing-review", boom_bust),
     ("inactivity", "inactivity", "pacing-review", inactivity),
     ("order-dose-jump", "order-dose-jump", "exercise-order-select", None),

@@ -49,18 +49,30 @@ def progress_quota(quota: float, params: Params) -> int:
     return max(round_steps(quota) + 100, round_steps(quota * (1 + params["progression_step"])))
 
 
-def step_back(dose: Dose, tolerated: Sequence[Dose], params: Params) -> Dose:
-    """The last well-tolerated weekly dose or step_back_fraction x the current one, whichever is lower; the
-    sessions per week are kept and the minutes scaled."""
-    weekly = dose.weekly * params["step_back_fraction"]
+def step_back(dose: Dose, done_weekly: float | None, tolerated: Sequence[Dose], params: Params) -> Dose:
+    """step_back_fraction x the lowest of the planned weekly dose, the weekly dose done when below it, and the last
+    well-tolerated weekly dose below it; the sessions a week are kept while each stays at least
+    session_min_minutes long, else there are fewer sessions.
+
+    120 planned, 15 done: 0.8 x 15 = 12 a week -> 3 sessions of 4 min are too short -> 6 min x 2.
+    """
+    candidates = [float(dose.weekly)]
+    if done_weekly and done_weekly < dose.weekly:  # a week with nothing recorded says nothing of tolerance
+        candidates.append(done_weekly)
     lower = [d.weekly for d in tolerated if d.weekly < dose.weekly]
     if lower:
-        weekly = min(weekly, max(lower))
-    return Dose(max(1, round_half_up(weekly / dose.per_week)), dose.per_week)
+        candidates.append(float(max(lower)))
+    weekly = min(candidates) * params["step_back_fraction"]
+    per_week = dose.per_week
+    while per_week > 1 and weekly / per_week < params["session_min_minutes"]:
+        per_week -= 1
+    return Dose(max(1, round_half_up(weekly / per_week)), per_week)
 
 
-def step_back_quota(quota: float, params: Params) -> int:
-    return max(100, round_steps(quota * params["step_back_fraction"]))
+def step_back_quota(quota: float, done_daily: float | None, params: Params) -> int:
+    """step_back_fraction x the lower of the quota and the mean daily steps done."""
+    base = min(quota, done_daily) if done_daily else quota
+    return max(100, round_steps(base * params["step_back_fraction"]))
 
 
 def percent_change(before: float, after: float) -> str:

@@ -53,16 +53,36 @@ class Features:
     days_since_pain: int | None = None
     planned_below_start: bool = False
     tolerated: list[Dose] = field(default_factory=list)  # earlier exercise orders' doses, newest first
+    days_on_dose: int | None = None  # since the current order or step goal started
+    days_since_step_back: int | None = None  # since the current dose replaced a higher one
+    low_adherence_weeks: int = 0  # consecutive weeks ending now below adherence_low
+    peg_unconfirmed: bool = False  # one PEG rise, not yet confirmed
+    boom_above_plan: bool = False  # the boom days go above the plan or quota
+    pattern_measure: Literal["minutes", "steps"] = "minutes"
+    unread: list[str] = field(default_factory=list)  # resource types whose prefetch could not be obtained
+
+    def review_days(self, params: Params) -> int:
+        """Days until a held dose may change: the rest of its time on the dose or of its step-back hold, else a
+        week."""
+        waits = []
+        if self.days_on_dose is not None and self.days_on_dose < params["min_days_on_dose"]:
+            waits.append(int(params["min_days_on_dose"]) - self.days_on_dose)
+        if self.days_since_step_back is not None and self.days_since_step_back < params["step_back_hold_days"]:
+            waits.append(int(params["step_back_hold_days"]) - self.days_since_step_back)
+        return max(waits) if waits else int(params["recent_days"])
 
     def patient_fact(self) -> dict[str, Any]:
         fact: dict[str, Any] = {
             "t": "patient", "has_prescription": self.has_prescription, "valid_days": self.valid_days,
             "flare": self.flare, "flare_weeks": self.flare_weeks, "planned_below_start": self.planned_below_start,
-            "boom_bust": self.boom_bust, "inactive": self.inactive,
+            "boom_bust": self.boom_bust, "inactive": self.inactive, "pain_known": self.pain_delta is not None,
+            "peg_unconfirmed": self.peg_unconfirmed, "low_adherence_weeks": self.low_adherence_weeks,
+            "boom_above_plan": self.boom_above_plan, "goals_unread": "Goal" in self.unread,
         }
         optional = {"days_since_activity": self.days_since_activity, "days_since_pain": self.days_since_pain,
                     "adherence": self.adherence, "pain_delta": self.pain_delta, "acwr": self.acwr,
-                    "weekly_minutes": self.weekly_minutes, "mean_daily_steps": self.mean_daily_steps}
+                    "weekly_minutes": self.weekly_minutes, "mean_daily_steps": self.mean_daily_steps,
+                    "days_on_dose": self.days_on_dose, "days_since_step_back": self.days_since_step_back}
         fact.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in optional.items() if v is not None})
         return fact
 
@@ -86,21 +106,34 @@ def daily_activity(record: PatientRecord, measure: str) -> dict[date, float]:
     return days
 
 
-def compute(record: PatientRecord, now: datetime, params: Params) -> Features:
+def pattern_days(record: PatientRecord, measure: str, today: date, params: Params) -> tuple[str, dict[date, float]]:
+    """The daily activity the patterns read: daily steps when present on enough days of the pattern window,
+    whatever carries the dose; else the measure of the dose."""
+    window = int(params["pattern_window_days"])
+    step_days = sum(1 for d in record.steps if today - timedelta(days=window - 1) <= d <= today)
+    if step_days >= params["pattern_steps_min_days"]:
+        return "steps", daily_activity(record, "steps")
+    return measure, daily_activity(record, measure)
+
+
+def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[str, ...] = ()) -> Features:
     order = record.current_order
     measure: Literal["minutes", "steps"] = "minutes"
     if not record.sessions and order is None and (record.steps or record.step_goal is not None):
         measure = "steps"
     has_prescription = order is not None if measure == "minutes" else record.step_goal is not None
-    f = Features(now=now, measure=measure, has_prescription=has_prescription)
+    f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread))
     f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]
     days = daily_activity(record, measure)
     today = now.date()
     _baseline(f, record, days, params)
     _plan(f, record, params)
+    _time_on_dose(f, record)
     _activity(f, record, days, today, params)
+    _low_adherence(f, record, params)
     _pain(f, record, now, params)
-    _patterns(f, record, days, today, params)
+    f.pattern_measure, pattern = pattern_days(record, measure, today, params)  # type: ignore[assignment]
+    _patterns(f, record, pattern, today, params)
     last_day = max((d for d in days if d <= today), default=None)
     f.days_since_activity = (today - last_day).days if last_day else None
     pain_times = [r.when for r in record.pain + record.peg if r.when <= now]
@@ -146,6 +179,41 @@ def _plan(f: Features, record: PatientRecord, params: Params) -> None:
         f.quota, f.plan_source = float(f.start_quota), "starting quota"
 
 
+def _time_on_dose(f: Features, record: PatientRecord) -> None:
+    """Days on the current dose, and days since a step-back when the current order is lower than the one before."""
+    order = record.current_order
+    if f.measure == "minutes" and order is not None:
+        started = order.start
+        if started is not None and started <= f.now:
+            f.days_on_dose = (f.now.date() - started.date()).days
+        replaced = {ref.get("reference") for ref in order.resource.get("replaces") or [] if isinstance(ref, dict)}
+        earlier = [o for o in record.past_orders if o.reference in replaced] or record.past_orders[:1]
+        if (f.days_on_dose is not None and order.dose is not None and earlier and earlier[0].dose is not None
+                and order.dose.weekly < earlier[0].dose.weekly):
+            f.days_since_step_back = f.days_on_dose
+    elif f.measure == "steps" and record.step_goal is not None:
+        started = record.step_goal.start
+        if started is not None and started <= f.now:
+            f.days_on_dose = (f.now.date() - started.date()).days
+
+
+def _low_adherence(f: Features, record: PatientRecord, params: Params) -> None:
+    """Consecutive 7-day windows, ending now, in which less than adherence_low of the plan was done."""
+    week = int(params["recent_days"])
+    for k in range(int(params["rebaseline_low_adherence_weeks"])):
+        end, start = f.now - week * k * DAY, f.now - week * (k + 1) * DAY
+        if f.measure == "minutes" and f.plan is not None and record.sessions:
+            share = sum(s.value for s in _between(record.sessions, start, end)) / f.plan.weekly
+        elif f.measure == "steps" and f.quota:
+            steps = [r.value for r in record.steps.values() if start < r.when <= end]
+            share = statistics.fmean(steps) / f.quota if steps else 0.0
+        else:
+            return
+        if share >= params["adherence_low"]:
+            return
+        f.low_adherence_weeks += 1
+
+
 def _activity(f: Features, record: PatientRecord, days: dict[date, float], today: date, params: Params) -> None:
     week, history = int(params["recent_days"]), int(params["history_days"])
     recent = _between(record.sessions, f.now - week * DAY, f.now)
@@ -166,13 +234,16 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
     chronic = [v for d, v in days.items() if today - timedelta(days=history - 1) <= d <= today]
     first = min(days, default=None)
     if first is not None and (today - first).days >= params["acwr_min_history_days"] - 1 and chronic:
+        # Only above a minimum chronic volume: a ratio of small numbers swings on a single walk.
         if f.measure == "steps":
             chronic_mean = statistics.fmean(chronic)
-            f.acwr = statistics.fmean(acute) / chronic_mean if acute and chronic_mean else None
+            enough = chronic_mean >= params["acwr_min_chronic_steps"]
+            f.acwr = statistics.fmean(acute) / chronic_mean if acute and enough else None
         else:
             span = min(history, (today - first).days + 1)
             chronic_mean = sum(chronic) / span
-            f.acwr = (sum(acute) / week) / chronic_mean if chronic_mean else None
+            enough = chronic_mean * DAYS_PER_WEEK >= params["acwr_min_chronic_minutes"]
+            f.acwr = (sum(acute) / week) / chronic_mean if enough else None
 
 
 def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> None:
@@ -195,8 +266,14 @@ def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> 
         f.pain_scale = "PEG"
         f.pain_now, f.pain_baseline, f.pain_delta = peg_week[-1].value, peg_base, peg_rise
         f.pain_readings = (len(peg_week), len(_between(record.peg, history_start, week_start)))
-    if peg_rise is not None and peg_rise >= params["peg_flare_delta"]:
-        f.flare = True
+    if peg_rise is not None and peg_rise >= params["peg_flare_delta"] and peg_base is not None:
+        # One PEG rise is not a flare (the PEG's important difference is a group figure): it is confirmed by a
+        # second high PEG a day or more apart, or by an NRS flare; unconfirmed, it holds the dose.
+        high = [r for r in peg_week if r.value >= peg_base + params["peg_flare_delta"]]
+        span = (high[-1].when - high[0].when).total_seconds() if high else 0.0
+        confirmed = len(high) >= params["peg_confirm_readings"] and span >= params["flare_min_hours"] * 3600
+        f.flare = f.flare or confirmed
+        f.peg_unconfirmed = not f.flare
     for k in range(history // days):
         end, start = now - days * k * DAY, now - days * (k + 1) * DAY
         window = _median(_between(record.pain, start, end), int(params["flare_week_min_readings"]))
@@ -218,9 +295,12 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
         mean = statistics.fmean(values)
         cv = statistics.pstdev(values) / mean if mean else 0.0
         pairs = 0
+        level = f.quota if f.pattern_measure == "steps" else (f.plan.minutes if f.plan else None)
+        level = level if f.pattern_measure == f.measure else None
         for day, value in fortnight:
             if value < params["boom_day_ratio"] * median:
                 continue
+            f.boom_above_plan = f.boom_above_plan or (level is not None and value > level)
             window_end = day + timedelta(hours=params["boom_bust_window_hours"])
             bust = any(day < d <= window_end and v <= params["bust_day_ratio"] * median for d, v in fortnight)
             boom_time = datetime.combine(day, datetime.min.time(), tzinfo=f.now.tzinfo)
@@ -230,14 +310,20 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
                                   boom_time + DAY + timedelta(hours=params["boom_bust_window_hours"])))
             pairs += int(bust or pain_rise)
         f.boom_bust = cv >= params["boom_bust_cv"] and pairs >= params["boom_bust_min_pairs"]
-    if f.measure == "steps" and f.mean_daily_steps is not None and f.step_days_last7 >= params["inactivity_min_days"] \
+    f.boom_above_plan = f.boom_bust and f.boom_above_plan
+    # Daily steps show inactivity whatever carries the dose (planned sessions and otherwise barely moving), but
+    # never for a patient at or above the step quota.
+    at_quota = f.measure == "steps" and f.adherence is not None and f.adherence >= 1
+    if at_quota:
+        return
+    if f.mean_daily_steps is not None and f.step_days_last7 >= params["inactivity_min_days"] \
             and f.mean_daily_steps < params["inactivity_steps"]:
         f.inactive, f.inactive_reason = True, (f"mean {f.mean_daily_steps:,.0f} steps a day over the last "
                                                f"{_count(params['recent_days'])} days")
     evs = _between(record.evs_minutes, f.now - history * DAY, f.now)
     if not f.inactive and evs and max(evs, key=lambda r: r.when).value == 0:
         f.inactive, f.inactive_reason = True, "Exercise Vital Sign of 0 minutes a week"
-    if not f.inactive and f.measure == "steps" and median:
+    if not f.inactive and f.pattern_measure == "steps" and median:
         run = longest = 0
         for day in sorted(month):
             run = run + 1 if month[day] < params["low_day_ratio"] * median else 0

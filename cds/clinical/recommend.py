@@ -49,10 +49,10 @@ def _progress(f: Features, params: Mapping[str, float]) -> Recommendation:
 
 def _step_back(f: Features, params: Mapping[str, float]) -> Recommendation:
     if f.measure == "steps" and f.quota:
-        quota = dosing.step_back_quota(f.quota, params)
+        quota = dosing.step_back_quota(f.quota, f.mean_daily_steps, params)
         return Recommendation("", quota=quota, change=dosing.percent_change(f.quota, quota))
     if f.plan is not None:
-        new = dosing.step_back(f.plan, f.tolerated, params)
+        new = dosing.step_back(f.plan, f.weekly_minutes, f.tolerated, params)
         return Recommendation("", dose=new, change=dosing.percent_change(f.plan.weekly, new.weekly))
     return Recommendation("")
 

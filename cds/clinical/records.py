@@ -57,6 +57,7 @@ class OrderRecord:
     authored: datetime | None
     dose: Dose | None
     resource: dict[str, Any]
+    start: datetime | None = None  # occurrenceTiming.repeat.boundsPeriod.start, else authoredOn
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class StepGoal:
     reference: str
     steps_per_day: float
     resource: dict[str, Any]
+    start: datetime | None = None  # startDate, else statusDate
 
 
 @dataclass

@@ -311,8 +311,9 @@ class RecordBuilder:
         status = resource.get("status")
         if status not in CURRENT_ORDER | PAST_ORDER:
             return
-        self.record.orders.append(OrderRecord(reference, status, parse_time(resource.get("authoredOn")),
-                                              order_dose(resource), resource))
+        authored = parse_time(resource.get("authoredOn"))
+        self.record.orders.append(OrderRecord(reference, status, authored, order_dose(resource), resource,
+                                              _bounds_start(resource) or authored))
 
     def goal(self, resource: dict[str, Any]) -> None:
         if resource.get("lifecycleStatus") != "active":
@@ -327,8 +328,16 @@ class RecordBuilder:
             if isinstance(target, dict) and set(codes_of(target.get("measure"), LOINC)) & self.steps:
                 quantity = _quantity(target.get("detailQuantity"))
                 if quantity is not None and quantity[1] in STEP_UNITS and quantity[0] > 0:
-                    self.record.step_goal = StepGoal(f"Goal/{resource.get('id', '?')}", quantity[0], resource)
+                    start = parse_time(resource.get("startDate")) or parse_time(resource.get("statusDate"))
+                    self.record.step_goal = StepGoal(f"Goal/{resource.get('id', '?')}", quantity[0], resource, start)
                     return
+
+
+def _bounds_start(resource: dict[str, Any]) -> datetime | None:
+    timing = resource.get("occurrenceTiming")
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+    return parse_time(bounds.get("start")) if isinstance(bounds, dict) else None
 
 
 def order_dose(resource: dict[str, Any]) -> Dose | None:

@@ -382,14 +382,16 @@ def _scenarios(scenario_files: dict[str, ScenarioFile | None], compiled: list[Co
 
 
 def _like(fact: dict[str, Any], fixtures: FixtureFile, problems: Problems, where: str) -> dict[str, Any]:
-    """`like: <fixture>` starts the fact from a named fixture; the other fields replace the fixture's."""
+    """`like: <fixture>` starts the fact from a named fixture; the other fields replace the fixture's, and a field
+    given as null is left out (a fact without it, as when it cannot be computed)."""
     if "like" not in fact:
         return fact
     base = fixtures.fixtures.get(fact["like"])
     if base is None:
         problems.add(where, f"like {fact['like']!r} is not a fixture of {FIXTURES_FILE}")
         return {k: v for k, v in fact.items() if k != "like"}
-    return {**base, **{k: v for k, v in fact.items() if k != "like"}}
+    merged = {**base, **{k: v for k, v in fact.items() if k != "like"}}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def _digest(rules_dir: Path) -> str:
@@ -409,5 +411,7 @@ def _check_evidence(rule: Rule, used: dict[str, float | int], parameters: dict[s
     derived = sorted(name for name in used if getattr(parameters[name], "derived", False))
     if derived and not rule.evidence.derived:
         problems.add(where, f"uses derived parameters {derived}; set evidence.derived: true")
-    if (derived or rule.evidence.derived) and "derived" not in rule.conclude.detail.lower():
-        problems.add(where, "rests on a derived threshold; the card detail must say so (the word 'derived')")
+    marked = " ".join([rule.conclude.detail, *(r.text for r in rule.conclude.reasons)])
+    if (derived or rule.evidence.derived) and "†" not in marked:
+        problems.add(where, "rests on a derived threshold; the card must mark it with a dagger (†), which the "
+                            "footnote explains")

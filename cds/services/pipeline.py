@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
-from cds.clinical.orders import OrderReview, has_tolerance_data, review
+from cds.clinical.orders import OrderReview, has_activity_data, has_tolerance_data, review
 from cds.clinical.recommend import recommend
 from cds.clinical.records import OrderRecord, PatientRecord
 from cds.engine import Evaluation, RuleEngine
@@ -105,8 +105,10 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
         stages["validate"], stages["prefetch"] = validated - started, time.perf_counter() - validated
     resources = [r for key in data.resources for r in data.entries(key)]
     drafts = _drafts(context, set(engine.knowledge.codes.exercise_orders))
+    unread = tuple(dict.fromkeys(t.resource_type for t in service.templates
+                                 if data.sources.get(t.key, "").startswith("unobtainable")))
     outcome = evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
-                               resources, now, drafts, stages, f"{base_url}/rules" if base_url else None)
+                               resources, now, drafts, stages, f"{base_url}/rules" if base_url else None, unread)
     return Answer(service, request, context, data, outcome)
 
 
@@ -122,14 +124,15 @@ def _check_draft_subjects(context: OrderSignContext, fhir_server: str | None) ->
 def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instance: str, patient_id: str,
                      resources: list[dict[str, Any]], now: datetime,
                      drafts: dict[str, dict[str, Any]] | None = None,
-                     stages: dict[str, float] | None = None, rules_url: str | None = None) -> Outcome:
+                     stages: dict[str, float] | None = None, rules_url: str | None = None,
+                     unread: tuple[str, ...] = ()) -> Outcome:
     """One patient's FHIR resources -> records -> features -> facts -> rules -> cards: the clinical core that the
     hook services and the panel worklist share."""
     started = time.perf_counter()
     knowledge = engine.knowledge
     params = knowledge.values
     record = build_record(patient_id, resources, knowledge)
-    features = compute(record, now, params)
+    features = compute(record, now, params, unread)
     facts: list[dict[str, Any]] = []
     drafts = drafts or {}
     reviews: dict[str, OrderReview] = {}
@@ -137,11 +140,12 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         facts.append(features.patient_fact())
     else:
         tolerance = has_tolerance_data(record)
+        activity = has_activity_data(record, now, params)
         for reference, resource in drafts.items():
             draft = OrderRecord(reference, "draft", parse_time(resource.get("authoredOn")), order_dose(resource),
                                 resource)
             reviews[reference] = review(draft, features, params)
-            facts.append(reviews[reference].fact(tolerance))
+            facts.append(reviews[reference].fact(tolerance, features, activity))
     vitals = vitals_fact(record, now, params, frozenset(knowledge.codes.explains_weight_loss))
     if vitals is not None:
         facts.append(vitals)

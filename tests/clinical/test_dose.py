@@ -8,7 +8,7 @@ from cds.clinical import dose
 from cds.clinical.records import Dose
 
 PARAMS = {"baseline_fraction": 0.8, "progression_step": 0.10, "session_target_minutes": 30, "frequency_max": 5,
-          "session_max_minutes": 60, "step_back_fraction": 0.8}
+          "session_max_minutes": 60, "step_back_fraction": 0.8, "session_min_minutes": 5}
 
 
 @pytest.mark.parametrize(("before", "after"), [
@@ -42,11 +42,19 @@ def test_start_is_80_percent_of_baseline() -> None:
     assert dose.start_quota(6060, PARAMS) == 4800
 
 
-def test_step_back_takes_the_lower_of_80_percent_and_the_last_tolerated_dose() -> None:
-    assert dose.step_back(Dose(25, 4), [], PARAMS) == Dose(20, 4)               # 100 -> 80
-    assert dose.step_back(Dose(25, 4), [Dose(20, 3)], PARAMS) == Dose(15, 4)    # 60 < 80, sessions kept
-    assert dose.step_back(Dose(25, 4), [Dose(30, 4)], PARAMS) == Dose(20, 4)    # a higher old dose is ignored
-    assert dose.step_back_quota(6000, PARAMS) == 4800
+def test_step_back_is_80_percent_of_the_lowest_of_plan_done_and_last_tolerated() -> None:
+    assert dose.step_back(Dose(25, 4), None, [], PARAMS) == Dose(20, 4)              # 100 -> 80
+    assert dose.step_back(Dose(25, 4), 100, [Dose(20, 3)], PARAMS) == Dose(12, 4)    # 0.8 x 60 = 48, sessions kept
+    assert dose.step_back(Dose(25, 4), None, [Dose(30, 4)], PARAMS) == Dose(20, 4)   # a higher old dose is ignored
+    assert dose.step_back(Dose(25, 4), 130, [], PARAMS) == Dose(20, 4)               # doing more than the plan
+
+
+def test_step_back_from_what_was_done_keeps_sessions_long_enough() -> None:
+    # 120 planned, 15 done: 0.8 x 15 = 12 a week; 3 of 4 min would be under 5 min, so 2 sessions of 6 min.
+    assert dose.step_back(Dose(40, 3), 15, [], PARAMS) == Dose(6, 2)
+    assert dose.step_back(Dose(40, 3), 0, [], PARAMS) == Dose(32, 3)                 # nothing recorded: the plan
+    assert dose.step_back_quota(6000, None, PARAMS) == 4800
+    assert dose.step_back_quota(6000, 3000, PARAMS) == 2400                          # from the steps walked
 
 
 def test_percent_change() -> None:
