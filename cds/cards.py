@@ -147,17 +147,17 @@ def _activity_line(ctx: CardContext) -> str | None:
     f = ctx.features
     week = _week_words(f.now.date())
     if f.measure == "minutes":
-        plan = f"Plan {f.plan.words()} ({_plan_words(ctx)})" if f.plan is not None else "No plan"
+        plan = f"Plan {f.plan.words()} ({_plan_words(ctx)})" if f.has_prescription and f.plan else "No plan"
         if f.weekly_minutes is None:
-            return f"- {plan}; nothing recorded {week}" if f.plan is not None else None
+            return f"- {plan}; nothing recorded {week}" if f.has_prescription else None
         done = (f"{f.weekly_minutes:.0f} min in {_plural(f.sessions_last7, 'session')}" if ctx.record.sessions
                 else f"{f.weekly_minutes:.0f} min/week (Exercise Vital Sign)")
-        share = f" ({f.adherence:.0%})" if f.adherence is not None else ""
+        share = f" ({f.adherence:.0%})" if f.adherence is not None and f.has_prescription else ""
         return f"- {plan}; done {week}: {done}{share}"
-    plan = f"Quota {round(f.quota):,} steps/day ({_plan_words(ctx)})" if f.quota else "No quota"
+    plan = f"Quota {round(f.quota):,} steps/day ({_plan_words(ctx)})" if f.has_prescription and f.quota else "No plan"
     if f.mean_daily_steps is None:
-        return f"- {plan}; no steps recorded {week}" if f.quota else None
-    share = f" ({f.adherence:.0%})" if f.adherence is not None else ""
+        return f"- {plan}; no steps recorded {week}" if f.has_prescription else None
+    share = f" ({f.adherence:.0%})" if f.adherence is not None and f.has_prescription else ""
     return f"- {plan}; {week}: {f.mean_daily_steps:,.0f} steps/day over {_plural(f.step_days_last7, 'day')}{share}"
 
 
@@ -193,7 +193,8 @@ def data_lines(ctx: CardContext) -> str:
         pain = "never" if f.days_since_pain is None else _days_ago(f.days_since_pain)
         lines.append(f"- Last activity {_days_ago(f.days_since_activity)}; last pain score {pain}")
     if f.unread:
-        lines.append(f"- Could not be read: {', '.join(f.unread)} (the FHIR server did not answer)")
+        lines.append(f"- Could not be read: {', '.join(f.unread)} resources (not prefetched, and the FHIR server "
+                     f"did not supply them)")
     if ctx.record.skipped:
         count = len(ctx.record.skipped)
         lines.append(f"- Set aside: {_plural(count, 'reading')} (status, unit, value or date not usable)")

@@ -88,6 +88,26 @@ class Patient:
             self.obs("activity", "41950-7", "Number of steps in 24 hour Measured", at(d, 23, 55),
                      round(count(d)), "/d", category="activity")
 
+    def interval_steps(self, days: range, count: Callable[[int], float], device: str,
+                       hours: tuple[int, ...] = (0, 6, 12, 18)) -> None:
+        """A wearable posting steps per interval (LOINC 55423-8 with an effectivePeriod), from one device."""
+        span = 24 // len(hours)
+        for d in days:
+            for hour in hours:
+                resource = self.obs("activity", "55423-8", "Number of steps in unspecified time Pedometer",
+                                    at(d, hour), round(count(d) / len(hours)), "{steps}", category="activity",
+                                    device={"reference": device})
+                del resource["effectiveDateTime"]
+                resource["effectivePeriod"] = {"start": at(d, hour), "end": at(d, hour + span - 1, 59)}
+
+    def untimed_sessions(self, days: range, weekdays: tuple[int, ...] = (1, 3, 5)) -> None:
+        """Sessions logged by an app that records that a session happened, not how long it was."""
+        for d in days:
+            if d % 7 in weekdays:
+                self.obs("activity", "55411-3", "Exercise duration", at(d, 7, 30), category="activity",
+                         dataAbsentReason={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                                 "data-absent-reason", "code": "unknown"}]})
+
     def blood_pressure(self, days_ago: int, systolic: int, diastolic: int, **extra: Any) -> None:
         components = [{"code": {"coding": [{"system": LOINC, "code": c}]},
                        "valueQuantity": {"value": v, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}}
@@ -325,6 +345,73 @@ def axial_spondyloarthritis(p: Patient) -> None:
     p.condition("incontinence", "R32", "Unspecified urinary incontinence", "2026-11-02", system=ICD10CM)
 
 
+# ---------------------------------------------------------------- shaped like real device and EHR data
+
+
+def progressed_yesterday(p: Patient) -> None:
+    p.order("earlier", 20, 3, "2026-10-01", status="completed")
+    p.order("order", 22, 3, at(1, 10))
+    p.sessions(range(0, 35), lambda d: 20 + p.rng.choice((0, 0, 1)))
+    p.pain(range(0, 28), 4, 5)
+
+
+def stepped_back_3_days_ago(p: Patient) -> None:
+    earlier = p.order("earlier", 25, 4, "2026-10-01", status="revoked")
+    current = p.order("order", 20, 4, at(3, 10))
+    current["replaces"] = [{"reference": f"ServiceRequest/{earlier['id']}"}]
+    p.sessions(range(0, 35), lambda d: 25 if d > 3 else 20, (0, 2, 4, 6))
+    p.pain(range(0, 28), 4, 5)
+
+
+def overachiever(p: Patient) -> None:
+    p.steps(range(0, 14), lambda d: 12600 + p.rng.randint(-400, 400))
+    p.pain(range(0, 28), 3, 4)
+
+
+def no_pain_scores(p: Patient) -> None:
+    p.order("order", 20, 3, "2026-10-01")
+    p.sessions(range(0, 35), lambda d: 20 + p.rng.choice((0, 0, 1)))
+
+
+def wearable_intervals(p: Patient) -> None:
+    p.step_goal(5000)
+    p.interval_steps(range(0, 30), lambda d: 5200 + p.rng.randint(-200, 200), "Device/watch-1")
+    p.pain(range(0, 28), 4, 5)
+
+
+def two_devices(p: Patient) -> None:
+    p.step_goal(5000)
+    p.steps(range(0, 30), lambda d: 5000 + p.rng.randint(-200, 200))
+    p.interval_steps(range(0, 30), lambda d: 5400 + p.rng.randint(-200, 200), "Device/watch-1")
+    p.pain(range(0, 28), 4, 5)
+
+
+def outlier_day(p: Patient) -> None:
+    p.step_goal(5000)
+    p.steps(range(0, 30), lambda d: 90000 if d == 2 else 5300 + p.rng.randint(-200, 200))
+    p.pain(range(0, 28), 4, 5)
+
+
+def sessions_without_duration(p: Patient) -> None:
+    p.order("order", 20, 3, "2026-10-01")
+    p.untimed_sessions(range(0, 35))
+    p.pain(range(0, 28), 4, 5)
+
+
+def order_in_a_flare(p: Patient) -> None:
+    """A flare this week (NRS 6-7 against 3-4), and a draft that renews the same dose."""
+    p.order("order", 20, 3, "2026-10-01")
+    p.sessions(range(0, 35), lambda d: 20)
+    p.pain(range(7, 28), 3, 4)
+    p.pain(range(0, 7), 6, 7)
+
+
+def goal_unreadable(p: Patient) -> None:
+    p.steps(range(0, 30), lambda d: 5200 + p.rng.randint(-200, 200))
+    p.pain(range(0, 28), 4, 5)
+    del p.keys["step-goals"]  # the EHR could not send it, and there is no FHIR server to ask
+
+
 def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "PractitionerRole/pcp-1", "patientId": p.pid, "encounterId": "enc-1",
                                "draftOrders": {"resourceType": "Bundle", "type": "collection",
@@ -363,6 +450,16 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("weight-management-goal", "precaution", "pacing-review", weight_management_goal),
     ("pregnancy-on-progress-week", "progress", "pacing-review", pregnancy_on_progress_week),
     ("pregnancy-high-blood-pressure", "precaution", "pacing-review", pregnancy_high_blood_pressure),
+    ("progressed-yesterday", "hold", "pacing-review", progressed_yesterday),
+    ("stepped-back-3-days-ago", "hold", "pacing-review", stepped_back_3_days_ago),
+    ("overachiever", "goal-met", "pacing-review", overachiever),
+    ("no-pain-scores", "progress", "pacing-review", no_pain_scores),
+    ("wearable-intervals", "progress", "pacing-review", wearable_intervals),
+    ("two-devices", "progress", "pacing-review", two_devices),
+    ("outlier-day", "progress", "pacing-review", outlier_day),
+    ("sessions-without-duration", "progress", "pacing-review", sessions_without_duration),
+    ("goal-unreadable", "hold", "pacing-review", goal_unreadable),
+    ("order-in-a-flare", "order-during-flare", "exercise-order-sign", order_in_a_flare),
     ("me-cfs-on-progress-week", "energy-management", "pacing-review", me_cfs),
     ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),
 ]
