@@ -313,7 +313,7 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
     f.boom_above_plan = f.boom_bust and f.boom_above_plan
     # Daily steps show inactivity whatever carries the dose (planned sessions and otherwise barely moving), but
     # never for a patient at or above the step quota.
-    at_quota = f.measure == "steps" and f.adherence is not None and f.adherence >= 1
+    at_quota = f.measure == "steps" and f.has_prescription and f.adherence is not None and f.adherence >= 1
     if at_quota:
         return
     if f.mean_daily_steps is not None and f.step_days_last7 >= params["inactivity_min_days"] \

@@ -28,10 +28,8 @@ class OrderReview:
         """The dose the draft should carry: the step-back dose when the rule steps back, else the paced dose."""
         return self.step_back if change == "step-back" and self.step_back is not None else self.paced
 
-    def fact(self, has_tolerance_data: bool, features: Features | None = None,
-             has_activity_data: bool = True) -> dict[str, Any]:
-        fact: dict[str, Any] = {"t": "order", "ref": self.order.reference, "has_tolerance_data": has_tolerance_data,
-                                "has_activity_data": has_activity_data,
+    def fact(self, has_activity_data: bool, features: Features | None = None) -> dict[str, Any]:
+        fact: dict[str, Any] = {"t": "order", "ref": self.order.reference, "has_activity_data": has_activity_data,
                                 "flare": bool(features and features.flare),
                                 "at_or_above_plan": bool(self.proposed and self.planned_weekly
                                                          and self.proposed.weekly >= self.planned_weekly)}
@@ -40,10 +38,6 @@ class OrderReview:
         if self.proposed is not None and self.tolerated_weekly:
             fact["jump"] = round(self.proposed.weekly / self.tolerated_weekly - 1, 4)
         return fact
-
-
-def has_tolerance_data(record: PatientRecord) -> bool:
-    return bool(record.sessions or record.steps or record.pain or record.peg or record.evs_minutes or record.orders)
 
 
 def has_activity_data(record: PatientRecord, now: datetime, params: Mapping[str, float]) -> bool:

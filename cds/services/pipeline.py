@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
-from cds.clinical.orders import OrderReview, has_activity_data, has_tolerance_data, review
+from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend
 from cds.clinical.records import OrderRecord, PatientRecord
 from cds.engine import Evaluation, RuleEngine
@@ -139,13 +139,12 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     if hook == "patient-view":
         facts.append(features.patient_fact())
     else:
-        tolerance = has_tolerance_data(record)
         activity = has_activity_data(record, now, params)
         for reference, resource in drafts.items():
             draft = OrderRecord(reference, "draft", parse_time(resource.get("authoredOn")), order_dose(resource),
                                 resource)
             reviews[reference] = review(draft, features, params)
-            facts.append(reviews[reference].fact(tolerance, features, activity))
+            facts.append(reviews[reference].fact(activity, features))
     vitals = vitals_fact(record, now, params, frozenset(knowledge.codes.explains_weight_loss))
     if vitals is not None:
         facts.append(vitals)

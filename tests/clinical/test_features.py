@@ -21,7 +21,7 @@ def params(knowledge: Knowledge) -> dict[str, float]:
 
 def with_plan(minutes: int = 20, per_week: int = 3) -> PatientRecord:
     record = PatientRecord("p")
-    record.orders.append(OrderRecord("ServiceRequest/o", "active", ago(60), Dose(minutes, per_week), {}))
+    record.orders.append(OrderRecord("ServiceRequest/o", "active", ago(60), Dose(minutes, per_week), {}, ago(60)))
     return record
 
 
@@ -59,11 +59,82 @@ def test_too_few_readings_give_no_pain_delta(knowledge: Knowledge) -> None:
     assert f.pain_delta is None and f.patient_fact().get("pain_delta") is None
 
 
-def test_peg_rise_is_a_flare(knowledge: Knowledge) -> None:
+def test_one_peg_rise_is_unconfirmed_and_two_a_day_apart_are_a_flare(knowledge: Knowledge) -> None:
     record = with_plan()
     record.peg = [Reading(ago(d), 4.0, "g") for d in (9, 15, 20)] + [Reading(ago(1), 5.2, "g")]
     f = compute(record, NOW, params(knowledge))
-    assert f.flare and f.pain_scale == "PEG" and round(f.pain_delta, 1) == 1.2
+    assert not f.flare and f.peg_unconfirmed and f.pain_scale == "PEG" and round(f.pain_delta, 1) == 1.2
+    assert f.patient_fact()["peg_unconfirmed"] is True
+    record.peg.append(Reading(ago(3), 5.4, "g"))  # a second high PEG two days earlier confirms it
+    f = compute(record, NOW, params(knowledge))
+    assert f.flare and not f.peg_unconfirmed
+    record.peg[-1] = Reading(ago(1, 2), 5.4, "g")  # the same day, six hours apart: not yet confirmed
+    assert not compute(record, NOW, params(knowledge)).flare
+
+
+def test_days_on_the_dose_and_a_recent_step_back(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.orders.append(OrderRecord("ServiceRequest/old", "revoked", ago(40), Dose(25, 4), {}, ago(40)))
+    record.orders.append(OrderRecord("ServiceRequest/new", "active", ago(3), Dose(20, 4),
+                                     {"replaces": [{"reference": "ServiceRequest/old"}]}, ago(3)))
+    f = compute(record, NOW, params(knowledge))
+    assert f.days_on_dose == 3 and f.days_since_step_back == 3
+    assert f.review_days(params(knowledge)) == 4  # the step-back hold ends in four days
+    record.orders[1] = OrderRecord("ServiceRequest/new", "active", ago(3), Dose(30, 4), {}, ago(3))
+    f = compute(record, NOW, params(knowledge))
+    assert f.days_on_dose == 3 and f.days_since_step_back is None  # a raise is no step-back
+    record.orders[1] = OrderRecord("ServiceRequest/new", "active", None, Dose(30, 4), {}, None)
+    assert "days_on_dose" not in compute(record, NOW, params(knowledge)).patient_fact()
+
+
+def test_low_adherence_weeks_count_back_from_now(knowledge: Knowledge) -> None:
+    record = with_plan()  # 60 min a week planned
+    record.sessions = [Reading(ago(d), 20, "s") for d in (1, 8, 15)]  # 20 of 60 in each of three weeks
+    assert compute(record, NOW, params(knowledge)).low_adherence_weeks == 3
+    record.sessions.append(Reading(ago(9), 20, "s"))  # the second week reaches 40 of 60
+    assert compute(record, NOW, params(knowledge)).low_adherence_weeks == 1
+
+
+def test_the_ratio_needs_a_minimum_chronic_volume(knowledge: Knowledge) -> None:
+    record = with_plan(5, 1)
+    record.sessions = [Reading(ago(d), 5, "s") for d in range(0, 28, 7)] + [Reading(ago(1), 10, "s")]
+    f = compute(record, NOW, params(knowledge))
+    assert f.acwr is None and "acwr" not in f.patient_fact()  # about 25 min a week: under 60
+    record.sessions = [Reading(ago(d), 30, "s") for d in range(0, 28, 2)]
+    assert compute(record, NOW, params(knowledge)).acwr is not None
+
+
+def test_daily_steps_show_inactivity_whatever_carries_the_dose(knowledge: Knowledge) -> None:
+    record = with_plan()
+    record.sessions = [Reading(ago(d), 20, "s") for d in range(0, 28, 2)]
+    for d in range(14):
+        record.steps[ago(d).date()] = Reading(ago(d), 2400, "s")
+    f = compute(record, NOW, params(knowledge))
+    assert f.measure == "minutes" and f.pattern_measure == "steps" and f.inactive
+
+
+def test_never_inactive_at_or_above_the_step_quota(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.step_goal = StepGoal("Goal/g", 3000, {}, ago(30))
+    for d in range(14):
+        record.steps[ago(d).date()] = Reading(ago(d), 3200, "s")
+    f = compute(record, NOW, params(knowledge))
+    assert f.adherence is not None and f.adherence > 1 and not f.inactive
+    record.step_goal = StepGoal("Goal/g", 4000, {}, ago(30))
+    assert compute(record, NOW, params(knowledge)).inactive
+
+
+def test_a_boom_bust_above_the_quota_is_marked(knowledge: Knowledge) -> None:
+    record = PatientRecord("p")
+    record.step_goal = StepGoal("Goal/g", 6000, {}, ago(40))
+    for d in range(28):
+        value = 6000 if d >= 14 else (11500 if d % 3 == 2 else 2200 if d % 3 == 1 else 5800)
+        record.steps[ago(d).date()] = Reading(ago(d), value, "s")
+    f = compute(record, NOW, params(knowledge))
+    assert f.boom_bust and f.boom_above_plan
+    record.step_goal = StepGoal("Goal/g", 12000, {}, ago(40))
+    f = compute(record, NOW, params(knowledge))
+    assert f.boom_bust and not f.boom_above_plan
 
 
 def test_acute_chronic_ratio_and_steps_measure(knowledge: Knowledge) -> None:

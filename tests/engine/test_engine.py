@@ -8,24 +8,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from cds.engine import EngineError, Knowledge, RuleEngine
 from cds.engine.host import Fired, resolve_precedence
+from tests.support.rules import RULES
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-ON_TRACK: dict[str, Any] = {
-    "t": "patient", "has_prescription": True, "valid_days": 14, "days_since_activity": 0, "days_since_pain": 0,
-    "adherence": 0.9, "pain_delta": 0.0, "flare": False, "flare_weeks": 0, "planned_below_start": False,
-    "acwr": 1.0, "boom_bust": False, "inactive": False, "weekly_minutes": 60, "mean_daily_steps": 5500}
+# The patient fact a progress-worthy week gives (the `on-track` fixture of the scenarios).
+ON_TRACK: dict[str, Any] = yaml.safe_load((RULES / "fixtures.yaml").read_text())["fixtures"]["on-track"]
+PROGRESS_PARAMETERS = {"min_days_on_dose": 7, "step_back_hold_days": 7, "adherence_min": 0.8, "hold_pain_delta": 1,
+                       "acwr_progression_cap": 1.3}
 
 
 def test_progress_finding_carries_its_trace(engine: RuleEngine, knowledge: Knowledge) -> None:
     evaluation = engine.evaluate("pacing-review", [ON_TRACK], NOW)
     assert evaluation.codes == ["progress"]
     [finding] = evaluation.findings
-    assert finding.rule_id == "progress" and finding.rule_version == "0.1.0"
+    assert finding.rule_id == "progress" and finding.rule_version == knowledge.rule("progress").rule.version
     assert finding.facts == {"p": ON_TRACK}
-    assert finding.parameters == {"adherence_min": 0.8, "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
+    assert finding.parameters == PROGRESS_PARAMETERS
     assert evaluation.version == knowledge.version
     assert evaluation.now == NOW
 
@@ -56,16 +58,16 @@ def test_one_dose_recommendation_the_lowest_precedence(engine: RuleEngine) -> No
 
 
 def test_each_draft_order_gets_its_own_finding(engine: RuleEngine) -> None:
-    facts = [{"t": "order", "ref": "ServiceRequest/a", "has_tolerance_data": True, "jump": 0.5},
-             {"t": "order", "ref": "ServiceRequest/b", "has_tolerance_data": False},
-             {"t": "order", "ref": "ServiceRequest/c", "has_tolerance_data": True, "jump": 0.1}]
+    facts = [{"t": "order", "ref": "ServiceRequest/a", "has_activity_data": True, "jump": 0.5},
+             {"t": "order", "ref": "ServiceRequest/b", "has_activity_data": False, "weekly": 60},
+             {"t": "order", "ref": "ServiceRequest/c", "has_activity_data": True, "jump": 0.1}]
     evaluation = engine.evaluate("exercise-order-sign", facts, NOW)
     assert [(f.code, f.subject) for f in evaluation.findings] == [
         ("order-dose-jump", "ServiceRequest/a"), ("order-no-baseline", "ServiceRequest/b")]
 
 
 def test_services_only_see_their_rules(engine: RuleEngine) -> None:
-    order = {"t": "order", "ref": "ServiceRequest/a", "has_tolerance_data": True, "jump": 0.5}
+    order = {"t": "order", "ref": "ServiceRequest/a", "has_activity_data": True, "jump": 0.5}
     assert engine.evaluate("pacing-review", [order], NOW).codes == []
     assert engine.evaluate("exercise-order-select", [ON_TRACK], NOW).codes == []
 

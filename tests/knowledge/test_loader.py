@@ -23,7 +23,8 @@ def test_the_project_rules_load(knowledge: Knowledge) -> None:
         "energy-management", "order-dose-jump", "order-no-baseline"}
     assert knowledge.version.startswith(knowledge.info.version + "+")
     progress = knowledge.rule("progress")
-    assert progress.parameters == {"adherence_min": 0.8, "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
+    assert progress.parameters == {"min_days_on_dose": 7, "step_back_hold_days": 7, "adherence_min": 0.8,
+                                   "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
 
 
 def test_every_code_of_clinical_sections_5_and_6_is_concluded(knowledge: Knowledge) -> None:
@@ -65,9 +66,9 @@ def test_a_parameter_outside_its_range_is_refused(rules_copy: Path) -> None:
 
 
 def test_a_derived_threshold_must_be_said_in_the_card(rules_copy: Path) -> None:
-    edit(rules_copy / "precaution/rule.yaml", "The {weight_loss_percent_max} % figure is a derived threshold.",
-         "The figure is {weight_loss_percent_max} %.")
-    assert any("precaution-weight-loss" in p and "must say so" in p for p in problems(rules_copy))
+    edit(rules_copy / "precaution/rule.yaml", "Weight down {weight_loss_percent_max} % or more†:",
+         "Weight down {weight_loss_percent_max} % or more:")
+    assert any("precaution-weight-loss" in p and "must mark it with a dagger" in p for p in problems(rules_copy))
 
 
 def test_a_rule_on_a_derived_parameter_must_be_marked_derived(rules_copy: Path) -> None:
@@ -81,15 +82,15 @@ def test_a_rule_on_a_derived_parameter_must_be_marked_derived(rules_copy: Path) 
 def test_a_rule_without_a_boundary_pair_is_refused(rules_copy: Path) -> None:
     path = rules_copy / "order-no-baseline" / "scenarios.yaml"
     text = path.read_text()
-    start = text.index("- name: tolerance data exists")
+    start = text.index("- name: activity data exists")
     path.write_text(text[:start])
     assert any("order-no-baseline" in p and "no scenario in which it does not fire" in p
                for p in problems(rules_copy))
 
 
 def test_scenario_facts_are_checked_against_the_vocabulary(rules_copy: Path) -> None:
-    edit(rules_copy / "order-no-baseline/scenarios.yaml", "has_tolerance_data: false}",
-         "has_tolerance_data: \"no\"}")
+    edit(rules_copy / "order-no-baseline/scenarios.yaml", "has_activity_data: false}",
+         "has_activity_data: \"no\"}")
     assert any("'no' is not a boolean" in p for p in problems(rules_copy))
 
 

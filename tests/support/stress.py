@@ -37,7 +37,14 @@ def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
         "flare_weeks": rng.randint(0, 3), "planned_below_start": rng.random() < 0.05,
         "acwr": round(rng.uniform(0.5, 1.8), 3), "boom_bust": rng.random() < 0.1, "inactive": rng.random() < 0.2,
         "weekly_minutes": round(rng.uniform(0, 200), 1), "mean_daily_steps": round(rng.uniform(500, 11000), 1),
-        "pain_delta": round(rng.uniform(-2, 3), 2)}
+        "pain_delta": round(rng.uniform(-2, 3), 2), "pain_known": True, "peg_unconfirmed": rng.random() < 0.05,
+        "low_adherence_weeks": rng.randint(0, 3), "boom_above_plan": rng.random() < 0.05,
+        "goals_unread": rng.random() < 0.05, "days_on_dose": rng.randint(0, 60)}
+    if rng.random() < 0.2:
+        patient["days_since_step_back"] = rng.randint(0, 14)
+    if rng.random() < 0.1:
+        del patient["pain_delta"]
+        patient["pain_known"] = False
     if rng.random() < 0.9:
         patient["days_since_activity"] = rng.randint(0, 20)
     if rng.random() < 0.9:
@@ -52,8 +59,9 @@ def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
     if service != "pacing-review":
         for k in range(rng.randint(1, 3)):
             order: dict[str, Any] = {"t": "order", "ref": f"ServiceRequest/p{i}-{k}",
-                                     "has_tolerance_data": rng.random() < 0.85}
-            if order["has_tolerance_data"]:
+                                     "has_activity_data": rng.random() < 0.85, "flare": rng.random() < 0.15,
+                                     "at_or_above_plan": rng.random() < 0.5, "weekly": rng.randint(20, 200)}
+            if order["has_activity_data"]:
                 order["jump"] = round(rng.uniform(-0.2, 0.8), 3)
             facts.append(order)
     return service, facts
