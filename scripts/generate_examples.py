@@ -406,6 +406,15 @@ def order_in_a_flare(p: Patient) -> None:
     p.pain(range(0, 7), 6, 7)
 
 
+def sessions_in_kilocalories(p: Patient) -> None:
+    """An app that logs each session's energy (kcal) under the duration code: nothing of the week is usable."""
+    p.order("order", 20, 3, "2026-10-01")
+    for d in range(0, 35):
+        if d % 7 in (1, 3, 5):
+            p.obs("activity", "55411-3", "Exercise duration", at(d, 7, 30), 140, "kcal", category="activity")
+    p.pain(range(0, 28), 4, 5)
+
+
 def goal_unreadable(p: Patient) -> None:
     p.steps(range(0, 30), lambda d: 5200 + p.rng.randint(-200, 200))
     p.pain(range(0, 28), 4, 5)
@@ -459,6 +468,7 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("outlier-day", "progress", "pacing-review", outlier_day),
     ("sessions-without-duration", "progress", "pacing-review", sessions_without_duration),
     ("goal-unreadable", "hold", "pacing-review", goal_unreadable),
+    ("sessions-in-kilocalories", "data-quality", "pacing-review", sessions_in_kilocalories),
     ("order-in-a-flare", "order-during-flare", "exercise-order-sign", order_in_a_flare),
     ("me-cfs-on-progress-week", "energy-management", "pacing-review", me_cfs),
     ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),

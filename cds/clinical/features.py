@@ -60,6 +60,7 @@ class Features:
     boom_above_plan: bool = False  # the boom days go above the plan or quota
     pattern_measure: Literal["minutes", "steps"] = "minutes"
     unread: list[str] = field(default_factory=list)  # resource types whose prefetch could not be obtained
+    set_aside: int = 0  # Observations the data hygiene set aside
 
     def review_days(self, params: Params) -> int:
         """Days until a held dose may change: the rest of its time on the dose or of its step-back hold, else a
@@ -78,6 +79,7 @@ class Features:
             "boom_bust": self.boom_bust, "inactive": self.inactive, "pain_known": self.pain_delta is not None,
             "peg_unconfirmed": self.peg_unconfirmed, "low_adherence_weeks": self.low_adherence_weeks,
             "boom_above_plan": self.boom_above_plan, "goals_unread": "Goal" in self.unread,
+            "set_aside": self.set_aside > 0,
         }
         optional = {"days_since_activity": self.days_since_activity, "days_since_pain": self.days_since_pain,
                     "adherence": self.adherence, "pain_delta": self.pain_delta, "acwr": self.acwr,
@@ -122,7 +124,8 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     if not record.sessions and order is None and (record.steps or record.step_goal is not None):
         measure = "steps"
     has_prescription = order is not None if measure == "minutes" else record.step_goal is not None
-    f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread))
+    f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread),
+                 set_aside=sum(1 for s in record.skipped if s.startswith("Observation/")))
     f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]
     days = daily_activity(record, measure)
     today = now.date()
