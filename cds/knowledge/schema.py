@@ -327,6 +327,11 @@ class ServiceFile(Strict):
         unknown = set(self.optional_keys) - set(self.prefetch)
         if unknown:
             raise ValueError(f"optional_keys {sorted(unknown)} are not prefetch keys")
+        # An EHR grants access by resource type: usageRequirements must name every type the service reads.
+        read = {re.split(r"[/?]", query, maxsplit=1)[0] for query in self.prefetch.values()}
+        unnamed = sorted(t for t in read if not re.search(rf"\b{t}\b", self.usage))
+        if unnamed:
+            raise ValueError(f"usage does not name the resource types {unnamed} that the prefetch reads")
         return self
 
 

@@ -168,3 +168,8 @@ def test_a_value_set_note_kept_off_an_unknown_code_is_refused(rules_copy: Path) 
     edit(rules_copy / "value-sets/pregnancy.yaml", "note_not_with: [red-flag, precaution]",
          "note_not_with: [red-flag, precautions]")
     assert any("note_not_with 'precautions' is not a recommendation code" in p for p in problems(rules_copy))
+
+
+def test_usage_must_name_every_resource_type_the_service_reads(rules_copy: Path) -> None:
+    edit(rules_copy / "services.yaml", "ServiceRequest and Goal.", "ServiceRequest.")
+    assert any("usage does not name the resource types ['Goal']" in p for p in problems(rules_copy))
