@@ -91,6 +91,13 @@ def test_evaluate_prints_cards_and_trace(engine: RuleEngine) -> None:
     assert "    data   pain: " in out
 
 
+def test_evaluate_traces_each_reading_set_aside() -> None:
+    result = evaluate(str(example_path("pounds-and-fahrenheit")), "--now", "2026-11-20T09:00:00Z")
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("    skipped Observation/")]
+    assert any(line.endswith(": unit 'K' not understood for a temperature") for line in skipped), skipped
+
+
 def test_evaluate_with_a_date_only_and_no_cards() -> None:
     result = evaluate(str(example_path("order-fits")), "--now", "2026-11-20")
     assert result.returncode == 0, result.stderr

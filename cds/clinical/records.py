@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -9,12 +10,39 @@ from typing import Any
 CURRENT_ORDER = {"active", "on-hold"}
 PAST_ORDER = {"completed", "revoked"}
 
+# Why a resource was set aside, in a few words: the card counts set-aside items by these categories.
+STATUS_NOT_FINAL = "status not final"
+DATED_IN_FUTURE = "dated in the future"
+NO_DATE = "no date"
+NO_VALUE = "no value"
+UNIT_NOT_UNDERSTOOD = "unit not understood"
+IMPLAUSIBLE = "implausible value"
+INCOMPLETE_PANEL = "incomplete panel"
+LONGER_THAN_A_DAY = "period longer than a day"
+NOT_ACTIVE = "not active"
+REFUTED = "refuted"
+REASONS = (STATUS_NOT_FINAL, DATED_IN_FUTURE, NO_DATE, NO_VALUE, UNIT_NOT_UNDERSTOOD, IMPLAUSIBLE, INCOMPLETE_PANEL,
+           LONGER_THAN_A_DAY, NOT_ACTIVE, REFUTED)
+
 
 @dataclass(frozen=True)
 class Reading:
     when: datetime
     value: float
     source: str  # Type/id, for the card's data lines
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A resource (or a day of steps) not used, with the detail for the trace and a category for the card."""
+
+    source: str  # Type/id
+    why: str  # the detail, e.g. "unit 'K' not understood for a temperature"
+    reason: str  # one of REASONS
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown set-aside reason {self.reason!r}")
 
 
 @dataclass(frozen=True)
@@ -75,8 +103,9 @@ class PatientRecord:
     patient_id: str
     pain: list[Reading] = field(default_factory=list)  # NRS 0-10
     peg: list[Reading] = field(default_factory=list)  # PEG mean 0-10
-    steps: dict[date, Reading] = field(default_factory=dict)  # one per day, the latest final value
+    steps: dict[date, Reading] = field(default_factory=dict)  # one per day: the largest source's day total
     sessions: list[Reading] = field(default_factory=list)  # minutes per session
+    untimed_sessions: list[Reading] = field(default_factory=list)  # sessions recorded without a duration (value 0)
     evs_minutes: list[Reading] = field(default_factory=list)  # min/week
     blood_pressure: list[BloodPressure] = field(default_factory=list)
     temperature: list[Reading] = field(default_factory=list)  # Cel
@@ -86,7 +115,17 @@ class PatientRecord:
     orders: list[OrderRecord] = field(default_factory=list)  # current and past exercise orders
     step_goal: StepGoal | None = None
     weight_goals: list[str] = field(default_factory=list)  # active weight-management Goals (Goal/id)
-    skipped: list[str] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        """The set-aside items as the trace prints them: "Observation/x: why"."""
+        return [f"{item.source}: {item.why}" for item in self.set_aside]
+
+    def set_aside_counts(self) -> list[tuple[str, int]]:
+        """(reason, count) of the set-aside items, most frequent first, ties by reason."""
+        counts = Counter(item.reason for item in self.set_aside)
+        return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
     @property
     def current_order(self) -> OrderRecord | None:

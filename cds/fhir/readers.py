@@ -2,8 +2,8 @@
 
 High-volume resources (Observations) are read with lean accessors over the JSON of the fields the rules use:
 full model validation of a year of daily data would cost more than the rest of the evaluation. Extensions and
-elements we do not use are ignored. Every value that is skipped (status, unknown unit, out of range, no date)
-is reported in `PatientRecord.skipped`, never guessed.
+elements we do not use are ignored. Every value that is set aside (status, unknown unit, out of range, no date,
+dated after `now`) is reported in `PatientRecord.set_aside` with its reason, never guessed.
 """
 
 from __future__ import annotations
@@ -14,15 +14,27 @@ from typing import Any
 
 from cds.clinical.records import (
     CURRENT_ORDER,
+    DATED_IN_FUTURE,
+    IMPLAUSIBLE,
+    INCOMPLETE_PANEL,
+    LONGER_THAN_A_DAY,
+    NO_DATE,
+    NO_VALUE,
+    NOT_ACTIVE,
     PAST_ORDER,
+    REFUTED,
+    STATUS_NOT_FINAL,
+    UNIT_NOT_UNDERSTOOD,
     BloodPressure,
     ConditionRecord,
     Dose,
     OrderRecord,
     PatientRecord,
     Reading,
+    SetAside,
     StepGoal,
 )
+from cds.fhir.steps import LONGEST_DAY, SHORTEST_DAY, StepPart, day_totals, source_of
 from cds.knowledge import Knowledge
 
 LOINC = "http://loinc.org"
@@ -106,10 +118,12 @@ def _score_value(element: dict[str, Any]) -> tuple[float, str] | None:
 class RecordBuilder:
     """Reads prefetch entries into a PatientRecord; one per evaluation."""
 
-    def __init__(self, patient_id: str, knowledge: Knowledge) -> None:
+    def __init__(self, patient_id: str, knowledge: Knowledge, now: datetime | None = None) -> None:
         codes = knowledge.codes
         self.record = PatientRecord(patient_id)
         self.bounds = knowledge.values
+        self.now = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
+        self.step_parts: list[StepPart] = []
         self.pain_nrs, self.peg_mean, self.peg_panel = (codes.loinc(n) for n in ("pain_nrs", "peg_mean", "peg_panel"))
         self.peg_items = codes.loinc("peg_items")
         self.steps, self.steps_period = codes.loinc("steps_daily"), codes.loinc("steps_period")
@@ -126,8 +140,8 @@ class RecordBuilder:
         self._weight_measures = set(codes.weight_goal_measures)
         self._explains_weight_loss = set(codes.explains_weight_loss)
 
-    def skip(self, source: str, why: str) -> None:
-        self.record.skipped.append(f"{source}: {why}")
+    def skip(self, source: str, why: str, reason: str) -> None:
+        self.record.set_aside.append(SetAside(source, why, reason))
 
     def add(self, resource: dict[str, Any]) -> None:
         kind = resource.get("resourceType")
@@ -148,22 +162,24 @@ class RecordBuilder:
         confirmed = obs.get("status") in COUNTING_STATUSES
         unconfirmed_vital = obs.get("status") == "preliminary" and bool(codes & self.unconfirmed_codes)
         if not confirmed and not unconfirmed_vital:
-            self.skip(source, f"status {obs.get('status')!r} does not count")
+            self.skip(source, f"status {obs.get('status')!r} does not count", STATUS_NOT_FINAL)
             return
         when = _effective(obs)
         if when is None:
-            self.skip(source, "no effective date")
+            self.skip(source, "no effective date", NO_DATE)
+            return
+        if self.now is not None and when > self.now:
+            self.skip(source, f"dated {when.isoformat()}, after the moment of evaluation", DATED_IN_FUTURE)
             return
         b = self.bounds
         if codes & self.pain_nrs:
             self._score(obs, source, when, self.record.pain)
         elif codes & (self.peg_mean | self.peg_panel):
             self._peg(obs, source, when)
-        elif codes & self.steps or (codes & self.steps_period and self._one_day(obs)):
+        elif codes & (self.steps | self.steps_period):
             self._steps(obs, source, when)
         elif codes & self.session:
-            self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
-                            (0, b["session_reading_max_minutes"]))
+            self._session(obs, source, when)
         elif codes & self.evs_minutes:
             self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk",
                             (0, b["evs_weekly_max_minutes"]))
@@ -175,23 +191,16 @@ class RecordBuilder:
             self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg",
                             (b["weight_min_kg"], b["weight_max_kg"]))
 
-    def _one_day(self, obs: dict[str, Any]) -> bool:
-        period = obs.get("effectivePeriod")
-        if not isinstance(period, dict):
-            return True
-        start, end = parse_time(period.get("start")), parse_time(period.get("end"))
-        return start is not None and end is not None and (end - start).total_seconds() <= 86400
-
     def _score(self, obs: dict[str, Any], source: str, when: datetime, into: list[Reading]) -> None:
         quantity = _score_value(obs)
         if quantity is None:
-            self.skip(source, "no numeric value")
+            self.skip(source, "no numeric value", NO_VALUE)
             return
         value, unit = quantity
         if unit not in SCORE_UNITS:
-            self.skip(source, f"unit {unit!r} of a 0-10 score not understood")
+            self.skip(source, f"unit {unit!r} of a 0-10 score not understood", UNIT_NOT_UNDERSTOOD)
         elif not 0 <= value <= 10:
-            self.skip(source, f"score {value:g} outside 0-10")
+            self.skip(source, f"score {value:g} outside 0-10", IMPLAUSIBLE)
         else:
             into.append(Reading(when, value, source))
 
@@ -208,39 +217,62 @@ class RecordBuilder:
         if len(items) == len(self.peg_items):
             self.record.peg.append(Reading(when, sum(items) / len(items), source))
         else:
-            self.skip(source, "PEG panel without its three items")
+            self.skip(source, "PEG panel without its three items", INCOMPLETE_PANEL)
 
     def _steps(self, obs: dict[str, Any], source: str, when: datetime) -> None:
+        """A daily total or an interval's count, kept until every reading is in (cds/fhir/steps.py sums them)."""
         quantity = _quantity(obs.get("valueQuantity"))
-        if (quantity is None or quantity[1] not in STEP_UNITS
-                or not 0 <= quantity[0] <= self.bounds["steps_reading_max"]):
-            self.skip(source, "steps without a count in steps per day")
+        if quantity is None:
+            self.skip(source, "steps without a numeric value", NO_VALUE)
             return
-        day = when.date()
-        current = self.record.steps.get(day)
-        if current is None or when >= current.when:  # one value a day: the latest wins
-            self.record.steps[day] = Reading(when, quantity[0], source)
+        value, unit = quantity
+        if unit not in STEP_UNITS:
+            self.skip(source, f"unit {unit!r} not understood for steps", UNIT_NOT_UNDERSTOOD)
+            return
+        if value < 0:
+            self.skip(source, f"{value:g} steps: a count is never below zero", IMPLAUSIBLE)
+            return
+        period = obs.get("effectivePeriod")
+        if not isinstance(period, dict):  # a moment: the day's total so far
+            self.step_parts.append(StepPart(when.date(), source_of(obs), when, value, source))
+            return
+        start, end = parse_time(period.get("start")), parse_time(period.get("end"))
+        if start is None or end is None or end < start:
+            self.skip(source, "steps over a period without a start and a later end", NO_DATE)
+        elif end - start > LONGEST_DAY:
+            self.skip(source, f"steps over {end - start} are not one day's count", LONGER_THAN_A_DAY)
+        else:  # shorter than a day: an interval, summed with the source's other intervals of the day it starts
+            interval = (start, end) if end - start < SHORTEST_DAY else None
+            self.step_parts.append(StepPart(start.date(), source_of(obs), end, value, source, interval))
+
+    def _session(self, obs: dict[str, Any], source: str, when: datetime) -> None:
+        """A session counts even without a duration (an untimed session); a duration must have a known unit."""
+        if _quantity(obs.get("valueQuantity")) is None:
+            self.record.untimed_sessions.append(Reading(when, 0.0, source))
+            return
+        self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
+                        (0, self.bounds["session_max_plausible_minutes"]))
 
     def _converted(self, obs: dict[str, Any], source: str, when: datetime, factors: dict[str, float],
                    into: list[Reading], what: str, bounds: tuple[float, float]) -> None:
         quantity = _quantity(obs.get("valueQuantity"))
         if quantity is None:
-            self.skip(source, "no numeric value")
+            self.skip(source, "no numeric value", NO_VALUE)
             return
         value, unit = quantity
         if unit not in factors:
-            self.skip(source, f"unit {unit!r} not understood for {what}")
+            self.skip(source, f"unit {unit!r} not understood for {what}", UNIT_NOT_UNDERSTOOD)
             return
         converted = value * factors[unit]
         if not bounds[0] <= converted <= bounds[1]:
-            self.skip(source, f"{converted:g} {what} is not plausible")
+            self.skip(source, f"{converted:g} {what} is not plausible", IMPLAUSIBLE)
             return
         into.append(Reading(when, converted, source))
 
     def _temperature(self, obs: dict[str, Any], source: str, when: datetime, confirmed: bool) -> None:
         quantity = _quantity(obs.get("valueQuantity"))
         if quantity is None:
-            self.skip(source, "no numeric value")
+            self.skip(source, "no numeric value", NO_VALUE)
             return
         value, unit = quantity
         if unit == "Cel":
@@ -248,13 +280,13 @@ class RecordBuilder:
         elif unit == "[degF]":
             celsius = (value - 32) * 5 / 9
         else:
-            self.skip(source, f"unit {unit!r} not understood for a temperature")
+            self.skip(source, f"unit {unit!r} not understood for a temperature", UNIT_NOT_UNDERSTOOD)
             return
         if self.bounds["temperature_min_celsius"] <= celsius <= self.bounds["temperature_max_celsius"]:
             into = self.record.temperature if confirmed else self.record.temperature_unconfirmed
             into.append(Reading(when, round(celsius, 2), source))
         else:
-            self.skip(source, f"temperature {celsius:.1f} Cel is not plausible")
+            self.skip(source, f"temperature {celsius:.1f} Cel is not plausible", IMPLAUSIBLE)
 
     def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str],
                         confirmed: bool) -> None:
@@ -268,11 +300,15 @@ class RecordBuilder:
             if quantity is None:
                 continue
             if quantity[1] not in ("mm[Hg]", "mmHg"):
-                self.skip(source, f"unit {quantity[1]!r} not understood for a blood pressure")
+                self.skip(source, f"unit {quantity[1]!r} not understood for a blood pressure", UNIT_NOT_UNDERSTOOD)
                 continue
             for name, listed in (("systolic", self.systolic), ("diastolic", self.diastolic)):
-                if part_codes & listed and self.bounds["bp_min_mmhg"] <= quantity[0] <= self.bounds["bp_max_mmhg"]:
+                if not part_codes & listed:
+                    continue
+                if self.bounds["bp_min_mmhg"] <= quantity[0] <= self.bounds["bp_max_mmhg"]:
                     values[name] = quantity[0]
+                else:
+                    self.skip(source, f"{name} {quantity[0]:g} mm[Hg] is not plausible", IMPLAUSIBLE)
         if values:
             self.record.blood_pressure.append(BloodPressure(when, values.get("systolic"), values.get("diastolic"),
                                                             source, confirmed))
@@ -285,10 +321,10 @@ class RecordBuilder:
         clinical = set(codes_of(resource.get("clinicalStatus")))
         verification = set(codes_of(resource.get("verificationStatus")))
         if clinical and not clinical & ACTIVE_CLINICAL:
-            self.skip(reference, "not active")
+            self.skip(reference, "not active", NOT_ACTIVE)
             return
         if verification & EXCLUDED_VERIFICATION:
-            self.skip(reference, f"verification status {', '.join(sorted(verification))}")
+            self.skip(reference, f"verification status {', '.join(sorted(verification))}", REFUTED)
             return
         snomed = codes_of(resource.get("code"), SNOMED)
         icd = codes_of(resource.get("code"), ICD10)
@@ -360,15 +396,19 @@ def order_dose(resource: dict[str, Any]) -> Dose | None:
     return Dose(minutes, per_week)
 
 
-def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Knowledge) -> PatientRecord:
-    """The patient's record from FHIR resources, with the code lists and plausibility bounds of the knowledge."""
-    builder = RecordBuilder(patient_id, knowledge)
+def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Knowledge,
+                 now: datetime | None = None) -> PatientRecord:
+    """The patient's record from FHIR resources, with the code lists and plausibility bounds of the knowledge;
+    given `now`, an Observation dated after it is set aside."""
+    builder = RecordBuilder(patient_id, knowledge, now)
     for resource in resources:
         if isinstance(resource, dict):
             builder.add(resource)
     record = builder.record
-    for readings in (record.pain, record.peg, record.sessions, record.evs_minutes, record.temperature,
-                     record.temperature_unconfirmed, record.weight):
+    record.steps, implausible_days = day_totals(builder.step_parts, knowledge.values["steps_day_max"])
+    record.set_aside.extend(implausible_days)
+    for readings in (record.pain, record.peg, record.sessions, record.untimed_sessions, record.evs_minutes,
+                     record.temperature, record.temperature_unconfirmed, record.weight):
         readings.sort(key=lambda r: r.when)
     record.blood_pressure.sort(key=lambda r: r.when)
     return record

@@ -131,7 +131,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     started = time.perf_counter()
     knowledge = engine.knowledge
     params = knowledge.values
-    record = build_record(patient_id, resources, knowledge)
+    record = build_record(patient_id, resources, knowledge, now)
     features = compute(record, now, params, unread)
     facts: list[dict[str, Any]] = []
     drafts = drafts or {}

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cds.engine import Knowledge
+import pytest
+
+from cds.clinical.records import (
+    DATED_IN_FUTURE,
+    IMPLAUSIBLE,
+    LONGER_THAN_A_DAY,
+    STATUS_NOT_FINAL,
+    UNIT_NOT_UNDERSTOOD,
+    PatientRecord,
+    Reading,
+    SetAside,
+)
+from cds.engine import Knowledge, RuleEngine
 from cds.fhir.readers import build_record, order_dose, parse_time
+from cds.services.pipeline import evaluate_patient
 from tests.support import data
 
 
@@ -13,7 +27,35 @@ def obs(oid: str, code: str, value: float, unit: str, when: str = "2026-11-10T08
         **extra: Any) -> dict[str, Any]:
     resource = data.observation("p", oid, code, value, unit, data.NOW)
     resource.update({"status": status, "effectiveDateTime": when, **extra})
+    if "effectivePeriod" in extra:  # effective[x] is one element: a period replaces the moment
+        del resource["effectiveDateTime"]
     return resource
+
+
+def interval(oid: str, value: float, start: str, end: str, device: str | None = "Device/watch",
+             code: str = "55423-8", **extra: Any) -> dict[str, Any]:
+    """Steps counted by a wearable over an interval of the day."""
+    resource = obs(oid, code, value, "{steps}", effectivePeriod={"start": start, "end": end}, **extra)
+    if device:
+        resource["device"] = {"reference": device}
+    return resource
+
+
+def daily(oid: str, value: float, when: str, device: str | None = "Device/phone", **extra: Any) -> dict[str, Any]:
+    """A day's step total as a phone posts it."""
+    resource = obs(oid, "41950-7", value, "/d", when, **extra)
+    if device:
+        resource["device"] = {"reference": device}
+    return resource
+
+
+def six_hourly(prefix: str, day: str, values: list[float], device: str = "Device/watch") -> list[dict[str, Any]]:
+    return [interval(f"{prefix}{i}", value, f"{day}T{6 * i:02d}:00:00Z", f"{day}T{6 * i + 5:02d}:59:59Z", device)
+            for i, value in enumerate(values)]
+
+
+def steps_by_day(record: PatientRecord) -> dict[str, float]:
+    return {str(day): reading.value for day, reading in record.steps.items()}
 
 
 def test_units_are_normalised_and_unknown_units_skipped(knowledge: Knowledge) -> None:
@@ -37,7 +79,7 @@ def test_only_final_amended_corrected_count(knowledge: Knowledge) -> None:
     assert len(record.skipped) == 4
 
 
-def test_one_steps_value_a_day_the_latest_wins(knowledge: Knowledge) -> None:
+def test_one_steps_value_a_day_the_latest_daily_total_wins(knowledge: Knowledge) -> None:
     record = build_record("p", [
         obs("a", "41950-7", 3000, "/d", "2026-11-10T12:00:00Z"), obs("b", "41950-7", 5000, "/d", "2026-11-10T23:00:00Z"),
         obs("c", "41950-7", 4000, "{steps}", "2026-11-11T23:00:00Z"),
@@ -46,8 +88,8 @@ def test_one_steps_value_a_day_the_latest_wins(knowledge: Knowledge) -> None:
         obs("e", "55423-8", 20000, "/d", "2026-11-13T00:00:00Z",
             effectivePeriod={"start": "2026-11-06T00:00:00Z", "end": "2026-11-13T00:00:00Z"}),
     ], knowledge)
-    assert {str(d): r.value for d, r in record.steps.items()} == {
-        "2026-11-10": 5000, "2026-11-11": 4000, "2026-11-12": 7000}
+    assert steps_by_day(record) == {"2026-11-10": 5000, "2026-11-11": 4000, "2026-11-12": 7000}
+    assert [(s.source, s.reason) for s in record.set_aside] == [("Observation/e", LONGER_THAN_A_DAY)]
 
 
 def test_peg_from_a_panel_or_a_mean_and_scores_out_of_range_skipped(knowledge: Knowledge) -> None:
@@ -147,3 +189,148 @@ def test_an_active_weight_management_goal_is_read_as_an_explanation(knowledge: K
         goal("mood", described="35489007"),                # a goal about something else
     ], knowledge)
     assert record.weight_goals == ["Goal/weight", "Goal/bmi", "Goal/coded"]
+
+
+# ---------------------------------------------------------------- steps from phones and wearables
+
+
+def test_a_watch_posting_six_hour_intervals_gives_the_day_s_sum(knowledge: Knowledge) -> None:
+    hourly = [interval(f"h{hour}", 250, f"2026-11-11T{hour:02d}:00:00Z", f"2026-11-11T{hour:02d}:59:59Z")
+              for hour in range(24)]
+    record = build_record("p", six_hourly("w", "2026-11-10", [1500, 1500, 1500, 1500]) + hourly, knowledge)
+    assert steps_by_day(record) == {"2026-11-10": 6000, "2026-11-11": 6000}
+    assert record.steps[date(2026, 11, 10)].source == "Observation/w0"  # the day's first interval names it
+    assert record.set_aside == []
+
+
+def test_a_phone_and_a_watch_on_the_same_day_count_once_with_the_larger_total(knowledge: Knowledge) -> None:
+    record = build_record("p", [
+        daily("phone-10", 5800, "2026-11-10T23:00:00Z"),
+        *six_hourly("watch-10-", "2026-11-10", [1200, 2500, 2000, 600]),  # 6,300
+        daily("phone-11", 7100, "2026-11-11T23:00:00Z"),
+        *six_hourly("watch-11-", "2026-11-11", [1000, 2000, 2000, 1000]),  # 6,000
+    ], knowledge)
+    assert steps_by_day(record) == {"2026-11-10": 6300, "2026-11-11": 7100}
+    assert record.steps[date(2026, 11, 10)].source == "Observation/watch-10-0"
+    assert record.steps[date(2026, 11, 11)].source == "Observation/phone-11"
+
+
+def test_sources_are_the_device_else_the_performer_else_the_meta_source(knowledge: Knowledge) -> None:
+    by_performer = [interval(f"a{i}", 1000, f"2026-11-10T{8 + i:02d}:00:00Z", f"2026-11-10T{8 + i:02d}:59:59Z",
+                             device=None, performer=[{"display": "no reference"}, {"reference": "Patient/p"}])
+                    for i in range(3)]  # one source: 3,000
+    by_meta = [interval(f"b{i}", 1500, f"2026-11-10T{8 + i:02d}:00:00Z", f"2026-11-10T{8 + i:02d}:59:59Z",
+                        device=None, meta={"source": "https://fit.example.org"}) for i in range(3)]  # 4,500
+    record = build_record("p", by_performer + by_meta, knowledge)
+    assert steps_by_day(record) == {"2026-11-10": 4500}
+    # Readings that name no source are one shared source: their intervals add up.
+    unnamed = [interval(f"u{i}", 800, f"2026-11-12T{8 + i:02d}:00:00Z", f"2026-11-12T{8 + i:02d}:59:59Z",
+                        device=None) for i in range(3)]
+    assert steps_by_day(build_record("p", unnamed, knowledge)) == {"2026-11-12": 2400}
+
+
+def test_one_source_with_intervals_and_a_daily_total_gives_the_larger(knowledge: Knowledge) -> None:
+    record = build_record("p", [
+        *six_hourly("i10-", "2026-11-10", [1000, 3000, 2000]),  # 6,000 from the intervals
+        daily("d10", 4500, "2026-11-10T14:00:00Z", device="Device/watch"),  # a running count sent at 14:00
+        *six_hourly("i11-", "2026-11-11", [1000, 1000]),  # the watch was charging in the afternoon
+        daily("d11", 7000, "2026-11-11T23:30:00Z", device="Device/watch"),
+    ], knowledge)
+    assert steps_by_day(record) == {"2026-11-10": 6000, "2026-11-11": 7000}
+
+
+def test_an_interval_across_midnight_counts_on_the_day_it_starts(knowledge: Knowledge) -> None:
+    record = build_record("p", [
+        interval("late", 2000, "2026-11-10T22:00:00Z", "2026-11-11T02:00:00Z"),
+        interval("morning", 3000, "2026-11-11T08:00:00Z", "2026-11-11T12:00:00Z"),
+    ], knowledge)
+    assert steps_by_day(record) == {"2026-11-10": 2000, "2026-11-11": 3000}
+
+
+def test_the_same_interval_posted_twice_counts_once(knowledge: Knowledge) -> None:
+    record = build_record("p", [*six_hourly("a", "2026-11-10", [1500, 1500]),
+                                *six_hourly("again", "2026-11-10", [1500, 1500])], knowledge)
+    assert steps_by_day(record) == {"2026-11-10": 3000}
+
+
+def test_an_implausible_step_day_is_dropped_and_counted(knowledge: Knowledge) -> None:
+    day_max = knowledge.values["steps_day_max"]
+    record = build_record("p", [
+        daily("glitch", 90000, "2026-11-10T23:00:00Z"),
+        # Each interval is plausible; their sum for the day is not.
+        *six_hourly("w", "2026-11-11", [day_max / 2, day_max / 2, 1000]),
+        # A phone glitch does not hide what the watch counted that day.
+        daily("phone", 90000, "2026-11-12T23:00:00Z"), *six_hourly("x", "2026-11-12", [3000, 3000]),
+        daily("ok", 4000, "2026-11-13T23:00:00Z"),
+        daily("negative", -50, "2026-11-14T23:00:00Z"),
+    ], knowledge)
+    assert steps_by_day(record) == {"2026-11-12": 6000, "2026-11-13": 4000}
+    assert [s.source for s in record.set_aside] == ["Observation/negative", "Observation/glitch", "Observation/w0",
+                                                    "Observation/phone"]
+    assert record.set_aside_counts() == [(IMPLAUSIBLE, 4)]
+    assert any("90,000 steps on 2026-11-10" in line for line in record.skipped)
+
+
+# ---------------------------------------------------------------- dates, sessions, what is set aside
+
+
+def test_a_reading_dated_after_now_is_set_aside(knowledge: Knowledge) -> None:
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    resources = [obs("past", "72514-3", 4, "{score}", "2026-11-20T08:00:00Z"),
+                 obs("future", "72514-3", 7, "{score}", "2026-11-21T08:00:00Z"),
+                 daily("tomorrow", 9000, "2026-11-21T23:00:00Z"),
+                 interval("running", 800, "2026-11-20T06:00:00Z", "2026-11-20T12:00:00Z")]  # not over yet
+    record = build_record("p", resources, knowledge, now)
+    assert [r.value for r in record.pain] == [4.0] and record.steps == {}
+    assert [(s.source, s.reason) for s in record.set_aside] == [
+        ("Observation/future", DATED_IN_FUTURE), ("Observation/tomorrow", DATED_IN_FUTURE),
+        ("Observation/running", DATED_IN_FUTURE)]
+    assert len(build_record("p", resources, knowledge).pain) == 2  # without a moment of evaluation nothing is
+
+
+def test_evaluation_sets_aside_readings_after_its_moment(engine: RuleEngine) -> None:
+    resources = [obs("future", "72514-3", 7, "{score}", (data.NOW + timedelta(days=1)).isoformat())]
+    outcome = evaluate_patient(engine, "pacing-review", "patient-view", "h", "p", resources, data.NOW)
+    assert outcome.record.pain == []
+    assert outcome.record.set_aside_counts() == [(DATED_IN_FUTURE, 1)]
+
+
+def test_a_session_without_a_duration_still_counts_as_a_session(knowledge: Knowledge) -> None:
+    untimed = obs("untimed", "55411-3", 0, "min", "2026-11-10T18:00:00Z", device={"reference": "Device/watch"})
+    del untimed["valueQuantity"]
+    no_number = obs("no-number", "55411-3", 0, "min", "2026-11-11T18:00:00Z")
+    no_number["valueQuantity"] = {"unit": "min"}
+    no_unit = obs("no-unit", "55411-3", 30, "")
+    del no_unit["valueQuantity"]["unit"], no_unit["valueQuantity"]["code"]
+    record = build_record("p", [untimed, no_number, no_unit, obs("long", "55411-3", 6, "h"),
+                                obs("walk", "55411-3", 45, "min")], knowledge)
+    assert record.untimed_sessions == [Reading(datetime(2026, 11, 10, 18, tzinfo=UTC), 0.0, "Observation/untimed"),
+                                       Reading(datetime(2026, 11, 11, 18, tzinfo=UTC), 0.0, "Observation/no-number")]
+    assert [s.value for s in record.sessions] == [45.0]
+    assert [(s.source, s.reason) for s in record.set_aside] == [("Observation/no-unit", UNIT_NOT_UNDERSTOOD),
+                                                                ("Observation/long", IMPLAUSIBLE)]
+
+
+def test_set_aside_items_are_counted_by_reason_and_listed_for_the_trace(knowledge: Knowledge) -> None:
+    record = build_record("p", [
+        obs("k", "8310-5", 311, "K"), obs("st", "29463-7", 12, "stone"),
+        obs("pre1", "72514-3", 5, "{score}", status="preliminary"), obs("pre2", "72514-3", 5, "{score}",
+                                                                         status="entered-in-error"),
+        obs("hot", "8310-5", 50, "Cel"), obs("late", "72514-3", 3, "{score}", "2026-12-01T08:00:00Z"),
+    ], knowledge, datetime(2026, 11, 20, tzinfo=UTC))
+    assert record.set_aside_counts() == [(STATUS_NOT_FINAL, 2), (UNIT_NOT_UNDERSTOOD, 2), (DATED_IN_FUTURE, 1),
+                                         (IMPLAUSIBLE, 1)]
+    assert "Observation/k: unit 'K' not understood for a temperature" in record.skipped
+    assert "Observation/pre1: status 'preliminary' does not count" in record.skipped
+    assert PatientRecord("p").set_aside_counts() == []
+
+
+def test_a_set_aside_reason_outside_the_fixed_categories_is_refused() -> None:
+    with pytest.raises(ValueError, match="reason"):
+        SetAside("Observation/x", "something", "felt wrong")
+
+
+def test_an_out_of_range_blood_pressure_is_reported(knowledge: Knowledge) -> None:
+    reading = obs("bp", "8480-6", 900, "mm[Hg]")
+    record = build_record("p", [reading], knowledge)
+    assert record.blood_pressure == [] and record.set_aside_counts() == [(IMPLAUSIBLE, 1)]

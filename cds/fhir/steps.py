@@ -1,0 +1,88 @@
+"""Steps from phones and wearables -> one total a day.
+
+Devices post steps as daily totals or as intervals shorter than a day (hourly, every six hours). Intervals are
+summed per calendar day and per source (the device, else the performer, else the Observation's meta.source); an
+interval that spans midnight counts on the day it starts, because a count cannot be split honestly without the
+device's minute data. Within a source, a day's latest daily total wins; a source with both intervals and a daily
+total for the same day gives the larger of the two (the daily total may be a running count sent before the last
+intervals, or the intervals may miss hours the daily total covers). Several sources on the same day (a phone and a
+watch count the same walk) count once: the largest plausible source total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from cds.clinical.records import IMPLAUSIBLE, Reading, SetAside
+
+UNKNOWN_SOURCE = "unknown"
+# A whole day is 23 to 25 hours long: a local calendar day across a clock change is one of those.
+SHORTEST_DAY, LONGEST_DAY = timedelta(hours=23), timedelta(hours=25)
+
+
+@dataclass(frozen=True)
+class StepPart:
+    """One steps Observation as read: a daily total (no interval) or the count of an interval."""
+
+    day: date
+    source: str
+    when: datetime  # the reading's moment: an interval's end
+    value: float
+    reference: str  # Observation/id
+    interval: tuple[datetime, datetime] | None = None
+
+
+def source_of(obs: dict[str, Any]) -> str:
+    """Who counted the steps: device.reference, else the first performer reference, else meta.source."""
+    device = obs.get("device")
+    if isinstance(device, dict) and isinstance(device.get("reference"), str) and device["reference"]:
+        return device["reference"]
+    for performer in obs.get("performer") or []:
+        if isinstance(performer, dict) and isinstance(performer.get("reference"), str) and performer["reference"]:
+            return performer["reference"]
+    meta = obs.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("source"), str) and meta["source"]:
+        return meta["source"]
+    return UNKNOWN_SOURCE
+
+
+def _source_total(parts: list[StepPart]) -> Reading:
+    """One source's day: its intervals summed, or its latest daily total, whichever is larger."""
+    intervals: dict[tuple[datetime, datetime], StepPart] = {}
+    for part in parts:
+        if part.interval is not None:
+            kept = intervals.get(part.interval)
+            if kept is None or part.value > kept.value:  # the same interval posted twice counts once
+                intervals[part.interval] = part
+    totals = []
+    if intervals:
+        ordered = sorted(intervals.values(), key=lambda p: p.interval or (p.when, p.when))
+        totals.append(Reading(max(p.when for p in ordered), sum(p.value for p in ordered), ordered[0].reference))
+    dailies = [p for p in parts if p.interval is None]
+    if dailies:
+        latest = max(dailies, key=lambda p: (p.when, p.value))
+        totals.append(Reading(latest.when, latest.value, latest.reference))
+    return max(totals, key=lambda r: r.value)
+
+
+def day_totals(parts: list[StepPart], day_max: float) -> tuple[dict[date, Reading], list[SetAside]]:
+    """One Reading a day (the largest plausible source total), and the source-days set aside as implausible."""
+    grouped: dict[date, dict[str, list[StepPart]]] = {}
+    for part in parts:
+        grouped.setdefault(part.day, {}).setdefault(part.source, []).append(part)
+    days: dict[date, Reading] = {}
+    set_aside = []
+    for day in sorted(grouped):
+        plausible = []
+        for source in sorted(grouped[day]):
+            total = _source_total(grouped[day][source])
+            if 0 <= total.value <= day_max:
+                plausible.append(total)
+            else:
+                set_aside.append(SetAside(total.source, f"{total.value:,.0f} steps on {day} from {source} is "
+                                          f"not plausible (a day counts at most {day_max:,.0f})", IMPLAUSIBLE))
+        if plausible:
+            days[day] = max(plausible, key=lambda r: r.value)
+    return days, set_aside
