@@ -148,10 +148,14 @@ def _activity_line(ctx: CardContext) -> str | None:
     week = _week_words(f.now.date())
     if f.measure == "minutes":
         plan = f"Plan {f.plan.words()} ({_plan_words(ctx)})" if f.has_prescription and f.plan else "No plan"
-        if f.weekly_minutes is None:
+        if f.weekly_minutes is None and not f.untimed_last7:
             return f"- {plan}; nothing recorded {week}" if f.has_prescription else None
-        done = (f"{f.weekly_minutes:.0f} min in {_plural(f.sessions_last7, 'session')}" if ctx.record.sessions
-                else f"{f.weekly_minutes:.0f} min/week (Exercise Vital Sign)")
+        if f.untimed_last7:
+            done = f"{_plural(f.sessions_last7, 'session')}, {f.untimed_last7} without a duration (counted by sessions)"
+        elif ctx.record.sessions:
+            done = f"{f.weekly_minutes:.0f} min in {_plural(f.sessions_last7, 'session')}"
+        else:
+            done = f"{f.weekly_minutes:.0f} min/week (Exercise Vital Sign)"
         share = f" ({f.adherence:.0%})" if f.adherence is not None and f.has_prescription else ""
         return f"- {plan}; done {week}: {done}{share}"
     plan = f"Quota {round(f.quota):,} steps/day ({_plan_words(ctx)})" if f.has_prescription and f.quota else "No plan"
@@ -195,9 +199,9 @@ def data_lines(ctx: CardContext) -> str:
     if f.unread:
         lines.append(f"- Could not be read: {', '.join(f.unread)} resources (not prefetched, and the FHIR server "
                      f"did not supply them)")
-    if ctx.record.skipped:
-        count = len(ctx.record.skipped)
-        lines.append(f"- Set aside: {_plural(count, 'reading')} (status, unit, value or date not usable)")
+    if f.set_aside:
+        why = ", ".join(f"{count} {reason}" for reason, count in ctx.record.readings_set_aside())
+        lines.append(f"- Set aside: {_plural(f.set_aside, 'reading')} ({why})")
     return "\n".join(lines)
 
 

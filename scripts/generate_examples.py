@@ -29,7 +29,10 @@ OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 
 def at(days_ago: int, hour: int, minute: int = 0) -> str:
+    """A moment `days_ago` days before NOW at hour:minute; on the day of NOW, no later than an hour before it (a
+    reading from the future would be set aside)."""
     moment = (NOW - timedelta(days=days_ago)).replace(hour=hour, minute=minute, second=0)
+    moment = min(moment, NOW - timedelta(hours=1)) if days_ago == 0 else moment
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -60,7 +60,8 @@ class Features:
     boom_above_plan: bool = False  # the boom days go above the plan or quota
     pattern_measure: Literal["minutes", "steps"] = "minutes"
     unread: list[str] = field(default_factory=list)  # resource types whose prefetch could not be obtained
-    set_aside: int = 0  # Observations the data hygiene set aside
+    set_aside: int = 0  # readings the data hygiene set aside
+    untimed_last7: int = 0  # sessions of the last 7 days recorded without a duration
 
     def review_days(self, params: Params) -> int:
         """Days until a held dose may change: the rest of its time on the dose or of its step-back hold, else a
@@ -121,11 +122,12 @@ def pattern_days(record: PatientRecord, measure: str, today: date, params: Param
 def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[str, ...] = ()) -> Features:
     order = record.current_order
     measure: Literal["minutes", "steps"] = "minutes"
-    if not record.sessions and order is None and (record.steps or record.step_goal is not None):
+    sessions = record.sessions or record.untimed_sessions
+    if not sessions and order is None and (record.steps or record.step_goal is not None):
         measure = "steps"
     has_prescription = order is not None if measure == "minutes" else record.step_goal is not None
     f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread),
-                 set_aside=sum(1 for s in record.skipped if s.startswith("Observation/")))
+                 set_aside=sum(count for _, count in record.readings_set_aside()))
     f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]
     days = daily_activity(record, measure)
     today = now.date()
@@ -137,7 +139,8 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     _pain(f, record, now, params)
     f.pattern_measure, pattern = pattern_days(record, measure, today, params)  # type: ignore[assignment]
     _patterns(f, record, pattern, today, params)
-    last_day = max((d for d in days if d <= today), default=None)
+    active_days = set(days) | {s.when.date() for s in record.untimed_sessions}
+    last_day = max((d for d in active_days if d <= today), default=None)
     f.days_since_activity = (today - last_day).days if last_day else None
     pain_times = [r.when for r in record.pain + record.peg if r.when <= now]
     f.days_since_pain = (today - max(pain_times).date()).days if pain_times else None
@@ -205,7 +208,10 @@ def _low_adherence(f: Features, record: PatientRecord, params: Params) -> None:
     week = int(params["recent_days"])
     for k in range(int(params["rebaseline_low_adherence_weeks"])):
         end, start = f.now - week * k * DAY, f.now - week * (k + 1) * DAY
-        if f.measure == "minutes" and f.plan is not None and record.sessions:
+        untimed = _between(record.untimed_sessions, start, end)
+        if f.measure == "minutes" and f.plan is not None and untimed:
+            share = (len(untimed) + len(_between(record.sessions, start, end))) / f.plan.per_week
+        elif f.measure == "minutes" and f.plan is not None and record.sessions:
             share = sum(s.value for s in _between(record.sessions, start, end)) / f.plan.weekly
         elif f.measure == "steps" and f.quota:
             steps = [r.value for r in record.steps.values() if start < r.when <= end]
@@ -221,7 +227,7 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
     week, history = int(params["recent_days"]), int(params["history_days"])
     recent = _between(record.sessions, f.now - week * DAY, f.now)
     f.sessions_last7 = len(recent)
-    if record.sessions:
+    if record.sessions or record.untimed_sessions:
         f.weekly_minutes = sum(s.value for s in recent)
     else:
         evs = _between(record.evs_minutes, f.now - history * DAY, f.now)
@@ -229,7 +235,14 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
     step_days = [r.value for d, r in record.steps.items() if today - timedelta(days=week - 1) <= d <= today]
     f.step_days_last7 = len(step_days)
     f.mean_daily_steps = statistics.fmean(step_days) if step_days else None
-    if f.measure == "minutes" and f.plan is not None and f.weekly_minutes is not None:
+    untimed = _between(record.untimed_sessions, f.now - week * DAY, f.now)
+    f.untimed_last7 = len(untimed)
+    f.sessions_last7 += len(untimed)
+    if untimed and f.measure == "minutes" and f.plan is not None:
+        # Durations missing: adherence is sessions done / sessions planned (the card says so).
+        f.adherence = f.sessions_last7 / f.plan.per_week
+        f.weekly_minutes = f.weekly_minutes or None
+    elif f.measure == "minutes" and f.plan is not None and f.weekly_minutes is not None:
         f.adherence = f.weekly_minutes / f.plan.weekly
     elif f.measure == "steps" and f.quota and f.mean_daily_steps is not None:
         f.adherence = f.mean_daily_steps / f.quota

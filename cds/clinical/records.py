@@ -127,6 +127,11 @@ class PatientRecord:
         counts = Counter(item.reason for item in self.set_aside)
         return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
+    def readings_set_aside(self) -> list[tuple[str, int]]:
+        """(reason, count) of the readings set aside (Conditions that do not count are no readings)."""
+        counts = Counter(item.reason for item in self.set_aside if not item.source.startswith("Condition/"))
+        return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+
     @property
     def current_order(self) -> OrderRecord | None:
         current = [o for o in self.orders if o.status in CURRENT_ORDER]
