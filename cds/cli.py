@@ -7,7 +7,6 @@ import gc
 import logging
 import os
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
@@ -93,47 +92,30 @@ def _serve(settings: Settings) -> int:
 
 
 def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
-    """Accepted and overridden counts per service and card topic, then the override reasons."""
+    """Cards per service and card topic, each counted once by its latest outcome, then the override reasons."""
     from sqlalchemy.engine import make_url
 
-    from cds import escape_controls
+    from cds.feedback_report import render
+    from cds.knowledge import RuleError, load_ruleset_info
     from cds.store.database import Store
 
+    try:  # override reasons are named as the rule set names them
+        info = load_ruleset_info(settings.rules_path)
+    except RuleError as exc:
+        _print_problems(settings, exc.problems, sys.stderr)
+        return 2
     store = Store(settings.database_url)
     try:
         store.create_schema()
-        rows = store.feedback_report()
+        report = store.feedback_report()
     finally:
         store.close()
     url = make_url(settings.database_url).render_as_string(hide_password=True)
     print(f"Feedback report ({url})", file=out)
-    if not rows:
+    if not report.events:
         print("No feedback stored.", file=out)
         return 0
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"accepted": 0, "overridden": 0})
-    reasons: dict[tuple[str, str, str], int] = defaultdict(int)
-    # Reasons are client text: escape control characters so that none reaches the terminal (ANSI escapes).
-    rows = [{k: escape_controls(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
-    for row in rows:
-        key = (row["service"], row["topic"] or "(card not issued here)")
-        counts[key][row["outcome"]] += row["count"]
-        if row["outcome"] == "overridden":
-            reason = row["reason_display"] or row["reason_code"] or "(no reason given)"
-            if row["reason_display"] and row["reason_code"]:
-                reason = f"{row['reason_display']} [{row['reason_code']}]"
-            reasons[(*key, reason)] += row["count"]
-    width_s = max(len("service"), *(len(s) for s, _ in counts))
-    width_t = max(len("topic"), *(len(t) for _, t in counts))
-    print(f"{'service':<{width_s}}  {'topic':<{width_t}}  {'accepted':>8}  {'overridden':>10}", file=out)
-    for (service, topic), c in sorted(counts.items()):
-        print(f"{service:<{width_s}}  {topic:<{width_t}}  {c['accepted']:>8}  {c['overridden']:>10}", file=out)
-    total_a = sum(c["accepted"] for c in counts.values())
-    total_o = sum(c["overridden"] for c in counts.values())
-    print(f"{'total':<{width_s}}  {'':<{width_t}}  {total_a:>8}  {total_o:>10}", file=out)
-    if reasons:
-        print("\nOverride reasons", file=out)
-        for (service, topic, reason), n in sorted(reasons.items()):
-            print(f"{service:<{width_s}}  {topic:<{width_t}}  {n:>4}  {reason}", file=out)
+    render(report, info, out)
     return 0
 
 
@@ -166,13 +148,17 @@ def check_rules(settings: Settings, out: Any = sys.stderr) -> Any:
         load_plan_text(settings.rules_path, {r.rule.conclude.code for r in knowledge.rules})
         return knowledge
     except RuleError as exc:
-        print(f"pacing-cds: {len(exc.problems)} problem(s) in {settings.rules_path}:", file=out)
-        for problem in exc.problems:
-            print(f"  {problem}", file=out)
+        _print_problems(settings, exc.problems, out)
         return None
     except PlanTextError as exc:
-        print(f"pacing-cds: 1 problem(s) in {settings.rules_path}:\n  {exc}", file=out)
+        _print_problems(settings, [str(exc)], out)
         return None
+
+
+def _print_problems(settings: Settings, problems: list[str], out: Any) -> None:
+    print(f"pacing-cds: {len(problems)} problem(s) in {settings.rules_path}:", file=out)
+    for problem in problems:
+        print(f"  {problem}", file=out)
 
 
 def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
@@ -320,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="serve the CDS service (gunicorn) on PACING_CDS_HOST:PACING_CDS_PORT")
     feedback = commands.add_parser("feedback", help="feedback analytics")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
-    feedback_commands.add_parser("report", help="accepted / overridden counts per service and card topic")
+    feedback_commands.add_parser("report", help="cards per service and card topic by their latest outcome "
+                                                   "(accepted / overridden), and override reasons")
     purge_cmd = commands.add_parser("purge", help="delete feedback and audit records past the retention period")
     purge_cmd.add_argument("--days", type=int, help="keep this many days (default PACING_CDS_RETENTION_DAYS)")
     commands.add_parser("settings", help="list the PACING_CDS_* settings with their defaults")

@@ -147,8 +147,11 @@ def test_feedback_survives_a_restart(live_service: Start, http: httpx.Client, tm
                             env={**service.env}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     line = next(line for line in report.stdout.splitlines() if line.startswith("total"))
-    assert line.split() == ["total", "1", "2"]
-    assert "[d7ecf885]" not in report.stdout and "d7ecf885" in report.stdout
+    assert line.split() == ["total", "3", "1", "2"]  # three cards: one accepted, two overridden
+    assert "events received: 3 (3 cards)" in report.stdout
+    # The spec example's reason is from another code system than the rule set's: shown as unknown, not dropped.
+    assert re.search(r"d7ecf885\s{2,}\(unknown reason\) system https://example.com/cds-hooks/override-reason-system",
+                     report.stdout)
 
 
 def test_logs_hold_no_token_and_no_patient_data(live_service: Start, fhir_server: FhirServer,
@@ -185,7 +188,7 @@ def test_cards_are_audited_and_feedback_reports_their_topic(live_service: Start,
     assert http.post(f"{service.url}/cds-services/pacing-review/feedback", json=feedback).json()["stored"] == 1
     report = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "feedback", "report"],
                             env={**service.env}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert any(line.split() == ["pacing-review", "progress", "1", "0"] for line in report.stdout.splitlines())
+    assert any(line.split() == ["pacing-review", "progress", "1", "1", "0"] for line in report.stdout.splitlines())
 
 
 def test_production_without_issuers_refuses_to_start(tmp_path: Path) -> None:

@@ -198,6 +198,15 @@ def _check(model: type[M], raw: Any, name: str, problems: Problems) -> M | None:
         return None
 
 
+def load_ruleset_info(rules_dir: Path) -> RuleSetInfo:
+    """ruleset.yaml alone (name, code systems, override reasons), for readers that need no rules."""
+    problems = Problems()
+    info = _read(rules_dir / RULESET_FILE, RuleSetInfo, problems)
+    if info is None:
+        raise RuleError(problems.items)
+    return info
+
+
 def rule_folders(rules_dir: Path) -> list[Path]:
     """The recommendation folders of rules_dir: every sub-folder holding a rule file."""
     return sorted(p.parent for p in rules_dir.glob(f"*/{RULE_FILE}"))

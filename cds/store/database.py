@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     create_engine,
     delete,
     event,
@@ -126,6 +127,27 @@ class AuditRecord:
     data_sources: dict[str, Any] | None = None
     charts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (token, series) behind card links
     charts_expire: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CardGroup:
+    """How many cards of one service and topic have this latest outcome and override reason."""
+
+    service: str
+    topic: str | None  # None: the card was not issued by this service (or its record was purged)
+    outcome: str
+    reason_system: str | None
+    reason_code: str | None
+    cards: int
+    events: int  # the feedback events stored for these cards, every outcome sent counted
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    """Feedback counted by card (each once, by its latest outcome), and how many events were stored."""
+
+    events: int
+    groups: list[CardGroup]
 
 
 def feedback_key(service_id: str, item: Feedback) -> str:
@@ -271,23 +293,30 @@ class Store:
             return [dict(row._mapping) for row in conn.execute(select(*FeedbackItem.__table__.c)
                                                                 .order_by(FeedbackItem.id))]
 
-    def feedback_report(self) -> list[dict[str, Any]]:
-        """Counts per service and card topic and outcome, with override reasons, oldest first."""
-        topic = IssuedCard.topic
+    def feedback_report(self) -> FeedbackReport:
+        """Each card once, by its latest outcome, grouped by service, topic, outcome and override reason."""
+        table = FeedbackItem.__table__
+        card = (table.c.service_id, table.c.card_uuid)
+        # The latest outcome of a card: the newest outcomeTimestamp; of two at the same instant, the later arrival.
+        rank = func.row_number().over(partition_by=card, order_by=(table.c.outcome_timestamp.desc(),
+                                                                    table.c.id.desc()))
+        latest = select(*card, table.c.outcome, table.c.override_system, table.c.override_code,
+                        rank.label("rank"), func.count().over(partition_by=card).label("events")).subquery()
+        issued = IssuedCard.__table__
+        columns = (latest.c.service_id, issued.c.topic, latest.c.outcome, latest.c.override_system,
+                   latest.c.override_code)
+        # One query, so that the cards and the events they count come from the same snapshot.
         query = (
-            select(FeedbackItem.service_id, topic, FeedbackItem.outcome, FeedbackItem.override_code,
-                   FeedbackItem.override_display, func.count())
-            .select_from(FeedbackItem)
-            .outerjoin(IssuedCard, IssuedCard.card_uuid == FeedbackItem.card_uuid)
-            .group_by(FeedbackItem.service_id, topic, FeedbackItem.outcome, FeedbackItem.override_code,
-                      FeedbackItem.override_display)
-            .order_by(FeedbackItem.service_id, topic, FeedbackItem.outcome, FeedbackItem.override_code)
+            select(*columns, func.count(), func.sum(latest.c.events))
+            .select_from(latest)
+            .outerjoin(issued, and_(issued.c.card_uuid == latest.c.card_uuid,
+                                    issued.c.service_id == latest.c.service_id))
+            .where(latest.c.rank == 1)
+            .group_by(*columns)
         )
         with self.engine.connect() as conn:
-            return [
-                {"service": s, "topic": t, "outcome": o, "reason_code": c, "reason_display": d, "count": n}
-                for s, t, o, c, d, n in conn.execute(query)
-            ]
+            groups = [CardGroup(s, t, o, rs, rc, int(n), int(e)) for s, t, o, rs, rc, n, e in conn.execute(query)]
+        return FeedbackReport(events=sum(g.events for g in groups), groups=groups)
 
     # ------------------------------------------------------------ audit
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import pytest
@@ -97,9 +98,9 @@ def test_feedback_for_an_unknown_service_is_404(client: FlaskClient) -> None:
 def test_report_counts_per_service_and_topic_with_reasons(app: Flask, client: FlaskClient,
                                                           settings: Settings) -> None:
     store = app.extensions["pacing_cds"].store
-    store.record_issued_cards("pacing-review", "hook-1", [("card-progress", "progress"), ("card-hold", "hold")])
-    reason = {"code": "patient-declined", "system": "https://pacing-cds.example/override-reason",
-              "display": "Patient declined"}
+    store.record_issued_cards("pacing-review", "hook-1", [("card-progress", "progress"), ("card-hold", "hold"),
+                                                          ("card-progress-2", "progress")])
+    reason = {"code": "patient-declined", "system": "https://pacing-cds.example.org/CodeSystem/override-reason"}
     items = [
         {"card": "card-progress", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
          "outcomeTimestamp": "2026-11-20T10:00:00Z"},
@@ -107,19 +108,23 @@ def test_report_counts_per_service_and_topic_with_reasons(app: Flask, client: Fl
          "outcomeTimestamp": "2026-11-20T11:00:00Z"},
         {"card": "card-progress", "outcome": "overridden", "overrideReason": {"reason": reason},
          "outcomeTimestamp": "2026-11-20T12:00:00Z"},
+        {"card": "card-progress-2", "outcome": "accepted", "acceptedSuggestions": [{"id": "s2"}],
+         "outcomeTimestamp": "2026-11-20T12:00:00Z"},
         {"card": "card-hold", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T12:00:00Z"},
         {"card": "card-from-elsewhere", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T12:00:00Z"},
     ]
-    assert post(client, {"feedback": items}).get_json() == {"received": 5, "stored": 5}
+    assert post(client, {"feedback": items}).get_json() == {"received": 6, "stored": 6}
     out = io.StringIO()
     assert feedback_report(settings, out) == 0
     lines = out.getvalue().splitlines()
-    assert any(line.split() == ["pacing-review", "progress", "2", "1"] for line in lines)
-    assert any(line.split() == ["pacing-review", "hold", "0", "1"] for line in lines)
-    assert any(line.split()[:2] == ["pacing-review", "(card"] and line.split()[-2:] == ["0", "1"] for line in lines)
-    assert any(line.split() == ["total", "2", "3"] for line in lines)
-    assert any("Patient declined [patient-declined]" in line and "progress" in line for line in lines)
-    assert any("(no reason given)" in line and "hold" in line for line in lines)
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines]
+    assert "events received: 6 (4 cards)" in lines
+    assert ["pacing-review", "progress", "2", "1", "1"] in rows  # card-progress counts once, by its last outcome
+    assert ["pacing-review", "hold", "1", "0", "1"] in rows
+    assert ["pacing-review", "(card not issued here)", "1", "0", "1"] in rows
+    assert ["total", "4", "1", "3"] in rows
+    assert ["pacing-review", "progress", "patient-declined", "Patient declined", "1"] in rows
+    assert ["pacing-review", "hold", "-", "(no reason given)", "1"] in rows
 
 
 def test_report_on_an_empty_database(settings: Settings) -> None:
