@@ -87,7 +87,7 @@ def test_evaluate_prints_cards_and_trace(engine: RuleEngine) -> None:
     assert f"[warning] step-back: {card.summary}" in out
     assert f"suggestion: {card.suggestions[0].label} (create ServiceRequest)" in out  # type: ignore[index]
     assert '    fact   {"t": "patient", "has_prescription": true' in out
-    assert "    fired  step-back v0.1.0 -> step-back: selected" in out
+    assert "    fired  step-back v0.2.0 -> step-back: selected" in out
     assert "    data   pain: " in out
 
 

@@ -43,6 +43,8 @@ def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
     if rng.random() < 0.2:
         patient["days_since_step_back"] = rng.randint(0, 14)
     if rng.random() < 0.1:
+        del patient["adherence"]  # nothing usable recorded this week
+    if rng.random() < 0.1:
         del patient["pain_delta"]
         patient["pain_known"] = False
     if rng.random() < 0.9:
