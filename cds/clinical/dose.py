@@ -69,6 +69,18 @@ def step_back(dose: Dose, done_weekly: float | None, tolerated: Sequence[Dose], 
     return Dose(max(1, round_half_up(weekly / per_week)), per_week)
 
 
+def rebaseline(dose: Dose, done_weekly: float | None, params: Params) -> Dose | None:
+    """baseline_fraction x the weekly dose actually done, at the plan's sessions a week while each stays at least
+    session_min_minutes long; none when nothing was done (the tolerance assessment sets it then)."""
+    if not done_weekly:
+        return None
+    weekly = min(done_weekly, dose.weekly) * params["baseline_fraction"]
+    per_week = dose.per_week
+    while per_week > 1 and weekly / per_week < params["session_min_minutes"]:
+        per_week -= 1
+    return Dose(max(1, round_half_up(weekly / per_week)), per_week)
+
+
 def step_back_quota(quota: float, done_daily: float | None, params: Params) -> int:
     """step_back_fraction x the lower of the quota and the mean daily steps done."""
     base = min(quota, done_daily) if done_daily else quota

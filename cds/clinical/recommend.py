@@ -57,9 +57,19 @@ def _step_back(f: Features, params: Mapping[str, float]) -> Recommendation:
     return Recommendation("")
 
 
+def _rebaseline(f: Features, params: Mapping[str, float]) -> Recommendation:
+    if f.measure == "steps" and f.quota and f.mean_daily_steps:
+        quota = dosing.start_quota(min(f.quota, f.mean_daily_steps), params)
+        return Recommendation("", quota=quota, change=dosing.percent_change(f.quota, quota))
+    new = dosing.rebaseline(f.plan, f.weekly_minutes, params) if f.plan is not None else None
+    if f.plan is not None and new is not None:
+        return Recommendation("", dose=new, change=dosing.percent_change(f.plan.weekly, new.weekly))
+    return Recommendation("")
+
+
 # The dose arithmetic a rule's `conclude.dose` names.
 DOSE_CHANGES: dict[str, Callable[[Features, Mapping[str, float]], Recommendation]] = {
-    "start": _start, "progress": _progress, "step-back": _step_back}
+    "start": _start, "progress": _progress, "step-back": _step_back, "re-baseline": _rebaseline}
 
 
 def recommend(code: str, change: str | None, f: Features, params: Mapping[str, float]) -> Recommendation:
