@@ -183,7 +183,7 @@ class Conclusion(Strict):
         = Field(default_factory=dict)  # the indicator at these hooks, where it differs
     summary: Text
     detail: Text
-    dose: Literal["start", "progress", "step-back", "re-baseline"] | None = None  # the dose arithmetic the card proposes
+    dose: Literal["start", "progress", "step-back", "re-baseline"] | None = None  # the dose arithmetic proposed
     suggest: list[Suggestion] = Field(default_factory=list)
     selection: Literal["at-most-one", "any"] = "at-most-one"
     # For {red_flags}: per matched fact, one line per template whose values the fact has.
