@@ -147,7 +147,8 @@ def _activity_line(ctx: CardContext) -> str | None:
     f = ctx.features
     week = _week_words(f.now.date())
     if f.measure == "minutes":
-        plan = f"Plan {f.plan.words()} ({_plan_words(ctx)})" if f.has_prescription and f.plan else "No plan"
+        plan = (f"Plan {f.plan.words()} ({f.plan.weekly} min; {_plan_words(ctx)})" if f.has_prescription and f.plan
+                else "No plan")
         if f.weekly_minutes is None and not f.untimed_last7:
             return f"- {plan}; nothing recorded {week}" if f.has_prescription else None
         if f.untimed_last7:

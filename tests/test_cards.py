@@ -30,7 +30,8 @@ def test_progress_card_carries_number_data_rule_and_evidence(engine: RuleEngine,
     assert card["summary"] == f"Progress exercise to {new.words()} ({dosing.percent_change(plan.weekly, new.weekly)})"
     assert card["indicator"] == "info"
     detail = card["detail"]
-    assert "- Plan 20 min x 3/week (the current order since 1 Oct); done 14-20 Nov: 61 min in 3 sessions" in detail
+    assert "- Plan 20 min x 3/week (60 min; the current order since 1 Oct); done 14-20 Nov: 61 min in 3 sessions" \
+        in detail
     assert re.search(r"\n- Pain \(NRS\) 4\.0 this week against 4\.0 before \(\d+ and \d+ scores\)\n", detail)
     assert f"Rule `progress` v{knowledge.rule('progress').rule.version}" in detail and knowledge.version in detail
     assert "Lindström 1992" in detail and "(+10 %†" in detail

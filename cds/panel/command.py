@@ -75,7 +75,8 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
     knowledge = check_rules(settings)
     if knowledge is None:
         return 2
-    notes = [f"no {t} file in the export: treated as no {t} data" for t in export.missing_types]
+    notes = [f"no {t} file in the export: every row says {t} could not be read (never read as no {t} data)"
+             for t in export.missing_types]
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1) as client:
             result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))

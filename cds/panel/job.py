@@ -77,7 +77,8 @@ def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, pr
     frame = dd.from_map(read_frame, export.parts, meta=_empty(READ_META), enforce_metadata=False)
     n_out = output_partitions(export, max(workers, 1))
     shuffled = frame.shuffle("patient", npartitions=n_out)
-    evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest, meta=_empty(OUTPUT_META),
+    evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest,
+                                        ",".join(export.missing_types), meta=_empty(OUTPUT_META),
                                         enforce_metadata=False)
     future = client.compute(evaluated)
     if progress is not None:

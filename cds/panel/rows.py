@@ -66,10 +66,11 @@ def hook_instance(patient_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pacing-cds-worklist:{patient_id}"))
 
 
-def evaluate_group(engine: RuleEngine, patient_id: str, items: Iterable[tuple[str, int, str]], now: datetime
-                   ) -> tuple[dict[str, Any] | None, list[Problem]]:
+def evaluate_group(engine: RuleEngine, patient_id: str, items: Iterable[tuple[str, int, str]], now: datetime,
+                   unread: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, list[Problem]]:
     """A patient's lines (file, line, NDJSON text) -> its worklist row, or None with a problem for each line
-    when the export has no Patient resource of that id."""
+    when the export has no Patient resource of that id. `unread`: resource types the export lacks, which the
+    evaluation names as not read (as a hook names an unobtainable prefetch key) rather than reading as none."""
     resources: list[dict[str, Any]] = []
     places: list[tuple[str, int]] = []
     has_patient = False
@@ -81,5 +82,6 @@ def evaluate_group(engine: RuleEngine, patient_id: str, items: Iterable[tuple[st
     if not has_patient:
         return None, [Problem("unknown-patient", file, line,
                               f"refers to Patient/{patient_id}, which is not in the export") for file, line in places]
-    outcome = evaluate_patient(engine, SERVICE, HOOK, hook_instance(patient_id), patient_id, resources, now)
+    outcome = evaluate_patient(engine, SERVICE, HOOK, hook_instance(patient_id), patient_id, resources, now,
+                               unread=unread)
     return row_of(patient_id, outcome), []

@@ -71,7 +71,8 @@ def worker_engine(digest: str) -> RuleEngine:
     return engine
 
 
-def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime) -> dict[str, list[str]]:
+def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime,
+                   unread: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data."""
     out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
     for patient, group in frame.groupby("patient", sort=False):
@@ -82,7 +83,7 @@ def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime) -> di
                 out["data"].append(text)
             continue
         items = zip(group["file"], group["line"].astype(int), group["resource"])
-        row, problems = evaluate_group(engine, str(patient), items, now)
+        row, problems = evaluate_group(engine, str(patient), items, now, unread)
         if row is not None:
             out["kind"].append("row")
             out["patient"].append(str(patient))
@@ -94,7 +95,9 @@ def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime) -> di
     return out
 
 
-def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str) -> pd.DataFrame:
-    """The Dask task over one output partition of the shuffle."""
-    columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso)) if len(frame) else {}
+def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str, unread: str = "") -> pd.DataFrame:
+    """The Dask task over one output partition of the shuffle (`unread`: the missing resource types, by comma)."""
+    missing = tuple(t for t in unread.split(",") if t)
+    columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso), missing) if len(frame) \
+        else {}
     return pd.DataFrame({name: pd.Series(columns.get(name, []), dtype=dtype) for name, dtype in OUTPUT_META.items()})

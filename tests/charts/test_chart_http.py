@@ -163,7 +163,7 @@ def test_plan_sentences_all_come_from_the_rules_folder(chart_service: LiveServic
     templates += [s for entry in source["this_week"].values() for kind in entry.values() for s in kind]
     patterns = [re.compile(re.escape(t).replace(r"\{minutes\}", r"\d+").replace(r"\{per_week\}", r"\d+")
                            .replace(r"\{steps\}", r"[\d,]+") + "$") for t in templates]
-    for name, dose in (("progress-walking", "22 minutes, 3 times"), ("boom-bust", "6,600 steps")):
+    for name, dose in (("progress-walking", "22 minutes, 3 times"), ("progress-steps", "5,500 steps")):
         [plan_url, *_] = [link["url"] for card in cards_for(service, http, name) for link in card["links"][1:]]
         page = http.get(local(plan_url, service))
         assert page.status_code == 200
