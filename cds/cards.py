@@ -201,7 +201,8 @@ def data_lines(ctx: CardContext) -> str:
         lines.append(f"- Could not be read: {', '.join(f.unread)} resources (not prefetched, and the FHIR server "
                      f"did not supply them)")
     if f.set_aside:
-        why = ", ".join(f"{count} {reason}" for reason, count in ctx.record.readings_set_aside())
+        reasons = ctx.record.readings_set_aside()
+        why = reasons[0][0] if len(reasons) == 1 else ", ".join(f"{count} {reason}" for reason, count in reasons)
         lines.append(f"- Set aside: {_plural(f.set_aside, 'reading')} ({why})")
     return "\n".join(lines)
 
