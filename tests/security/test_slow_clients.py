@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,10 @@ class Drip:
         for _ in range(count):
             if self._stop.wait(every):
                 return
+            # An answer that has arrived is read before the next byte: writing to a connection the server has
+            # closed may reset it and discard the answer still unread.
+            if select.select([self.sock], [], [], 0)[0]:
+                break
             try:
                 self.sock.sendall(b"x")
             except OSError:
