@@ -28,7 +28,7 @@ CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 NRS, STEPS, SESSION = "72514-3", "41950-7", "55411-3"
-TYPES = ("Patient", "Condition", "Goal", "ServiceRequest", "Observation")
+TYPES = ("Patient", "Condition", "Goal", "ServiceRequest", "CarePlan", "Observation")
 BLOCK = 250  # patients whose Observations are shuffled together before writing
 
 
@@ -330,6 +330,9 @@ class Writer:
     def close(self) -> None:
         for handle in self.handles.values():
             handle.close()
+        for kind in TYPES:  # a type the panel has none of is an empty file: read, and empty
+            if kind not in self.handles:
+                self._open(kind).close()
 
 
 def write_export(out: Path, n: int, seed: int = 7, now: datetime | None = None, days: int = 90,

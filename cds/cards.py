@@ -325,7 +325,9 @@ def _dose_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> 
         values["current_order"] = current.reference
     codes = ctx.knowledge.codes
     resource = _service_request(ctx, codes.coding(codes.orderables["exercise-therapy"]), rid,
-                                render(spec.instruction, values), rec.dose, current.reference if current else None)
+                                render(spec.instruction, values), rec.dose,
+                                current.reference if current and current.reference.startswith("ServiceRequest/")
+                                else None)
     return [Suggestion(label=render(spec.label, values), uuid=sid, isRecommended=True,
                        actions=[Action(type="create", description=render(spec.description, values),
                                        resource=resource)])]

@@ -43,7 +43,7 @@ class Patient:
         self.pid = pid
         self.rng = random.Random(seed)
         self.keys: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-            "conditions", "pain", "activity", "vitals", "weight", "step-goals", "exercise-orders")}
+            "conditions", "pain", "activity", "vitals", "weight", "step-goals", "exercise-orders", "careplans")}
         self.count = 0
         self.patient = {"resourceType": "Patient", "id": pid, "active": True,
                         "name": [{"family": "Example", "given": [pid.split("-")[0].capitalize()]}],

@@ -62,6 +62,8 @@ class Features:
     unread: list[str] = field(default_factory=list)  # resource types whose prefetch could not be obtained
     set_aside: int = 0  # readings the data hygiene set aside
     untimed_last7: int = 0  # sessions of the last 7 days recorded without a duration
+    dose_unread: bool = False  # the current order has no dose that can be read
+    minute_goal: float | None = None  # weekly minutes of an active minute Goal
 
     def review_days(self, params: Params) -> int:
         """Days until a held dose may change: the rest of its time on the dose or of its step-back hold, else a
@@ -80,6 +82,9 @@ class Features:
             "boom_bust": self.boom_bust, "inactive": self.inactive, "pain_known": self.pain_delta is not None,
             "peg_unconfirmed": self.peg_unconfirmed, "low_adherence_weeks": self.low_adherence_weeks,
             "boom_above_plan": self.boom_above_plan, "goals_unread": "Goal" in self.unread,
+            "dose_unread": self.dose_unread,
+            "minute_goal_met": bool(self.minute_goal and self.weekly_minutes is not None
+                                    and self.weekly_minutes >= self.minute_goal),
             "set_aside": self.set_aside > 0,
         }
         optional = {"days_since_activity": self.days_since_activity, "days_since_pain": self.days_since_pain,
@@ -129,6 +134,8 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread),
                  set_aside=sum(count for _, count in record.readings_set_aside()))
     f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]
+    f.dose_unread = order is not None and order.dose is None
+    f.minute_goal = record.minute_goal.weekly_minutes if record.minute_goal is not None else None
     days = daily_activity(record, measure)
     today = now.date()
     _baseline(f, record, days, params)

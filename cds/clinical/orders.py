@@ -31,6 +31,7 @@ class OrderReview:
     def fact(self, has_activity_data: bool, features: Features | None = None) -> dict[str, Any]:
         fact: dict[str, Any] = {"t": "order", "ref": self.order.reference, "has_activity_data": has_activity_data,
                                 "flare": bool(features and features.flare),
+                                "dose_unread": self.proposed is None,
                                 "at_or_above_plan": bool(self.proposed and self.planned_weekly
                                                          and self.proposed.weekly >= self.planned_weekly)}
         if self.proposed is not None:

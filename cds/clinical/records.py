@@ -21,8 +21,9 @@ INCOMPLETE_PANEL = "incomplete panel"
 LONGER_THAN_A_DAY = "period longer than a day"
 NOT_ACTIVE = "not active"
 REFUTED = "refuted"
+DEVICE_NOT_WORN = "device worn too little"
 REASONS = (STATUS_NOT_FINAL, DATED_IN_FUTURE, NO_DATE, NO_VALUE, UNIT_NOT_UNDERSTOOD, IMPLAUSIBLE, INCOMPLETE_PANEL,
-           LONGER_THAN_A_DAY, NOT_ACTIVE, REFUTED)
+           LONGER_THAN_A_DAY, NOT_ACTIVE, REFUTED, DEVICE_NOT_WORN)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,22 @@ class StepGoal:
     start: datetime | None = None  # startDate, else statusDate
 
 
+@dataclass(frozen=True)
+class MinuteGoal:
+    """An active Goal whose target is minutes of activity a week (the PA IG's 82290-8 target)."""
+
+    reference: str
+    weekly_minutes: float
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Whether the patient is one the pacing rules are for, and why not when not."""
+
+    eligible: bool
+    reason: str  # e.g. "adult (54 years) with an active chronic-pain condition (Condition/c1)"
+
+
 @dataclass
 class PatientRecord:
     """What the rules need to know of one patient, cleaned."""
@@ -114,6 +131,9 @@ class PatientRecord:
     conditions: list[ConditionRecord] = field(default_factory=list)
     orders: list[OrderRecord] = field(default_factory=list)  # current and past exercise orders
     step_goal: StepGoal | None = None
+    minute_goal: MinuteGoal | None = None
+    birth_date: date | None = None
+    pain_orders: list[str] = field(default_factory=list)  # exercise orders whose reason is chronic pain
     weight_goals: list[str] = field(default_factory=list)  # active weight-management Goals (Goal/id)
     set_aside: list[SetAside] = field(default_factory=list)
 
@@ -148,3 +168,24 @@ class PatientRecord:
 
 def _authored(order: OrderRecord) -> datetime:
     return order.authored or datetime.min.replace(tzinfo=UTC)
+
+
+def _age(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def eligibility(record: PatientRecord, today: date, min_age: float, draft_for_pain: bool = False) -> Eligibility:
+    """The pacing rules are for adults with chronic pain: an age of min_age or more from the birth date, and an
+    active chronic-pain condition or an active exercise prescription (or, at an order hook, a draft) for pain.
+    Without a birth date the patient cannot be taken for an adult."""
+    if record.birth_date is None:
+        return Eligibility(False, "no birth date: the patient cannot be taken for an adult")
+    if _age(record.birth_date, today) < min_age:
+        return Eligibility(False, f"younger than {min_age:g} years")
+    condition = record.chronic_pain_condition
+    if condition is not None:
+        return Eligibility(True, f"adult with an active chronic-pain condition ({condition})")
+    if record.pain_orders or draft_for_pain:
+        return Eligibility(True, "adult with an active exercise prescription for pain")
+    return Eligibility(False, "no active chronic-pain condition and no exercise prescription for pain")
+

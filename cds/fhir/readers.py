@@ -8,13 +8,15 @@ dated after `now`) is reported in `PatientRecord.set_aside` with its reason, nev
 
 from __future__ import annotations
 
+import functools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cds.clinical.records import (
     CURRENT_ORDER,
     DATED_IN_FUTURE,
+    DEVICE_NOT_WORN,
     IMPLAUSIBLE,
     INCOMPLETE_PANEL,
     LONGER_THAN_A_DAY,
@@ -28,6 +30,7 @@ from cds.clinical.records import (
     BloodPressure,
     ConditionRecord,
     Dose,
+    MinuteGoal,
     OrderRecord,
     PatientRecord,
     Reading,
@@ -51,6 +54,11 @@ SCORE_UNITS = {"{score}", "1", "{#}", "{Score}", "score", ""}
 WEEKLY_MINUTES = {"min/wk": 1.0, "min/(7.d)": 1.0, "min/week": 1.0}
 KILOGRAMS = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237}
 PER_WEEK = {"wk": 1.0, "d": 7.0, "mo": 12 / 52.1775, "a": 1 / 52.1775}
+DAYS_A_WEEK = {"d/wk", "/wk", "{days}/wk", "d/(7.d)", "{#}/wk", "1/wk", "{times}/wk"}
+MINUTES_A_DAY = {"min/d": 1.0, "min": 1.0, "h/d": 60.0, "min/(24.h)": 1.0}
+PERCENT = {"%"}
+# CarePlan activity statuses of a plan still being followed.
+ACTIVITY_CURRENT = {"not-started", "scheduled", "in-progress", "on-hold"}
 
 
 # ---------------------------------------------------------------- small readers
@@ -83,14 +91,35 @@ def codes_of(concept: Any, system: str | tuple[str, ...] | None = None) -> list[
             and (systems is None or c.get("system") in systems)]
 
 
+def _whole_day(period: dict[str, Any], start: datetime, end: datetime) -> bool:
+    """A period that is one calendar day: 23 to 25 hours, or the same date written without a time."""
+    dates = [period.get("start"), period.get("end")]
+    if all(isinstance(d, str) and len(d) == 10 for d in dates):
+        return dates[0] == dates[1]
+    return SHORTEST_DAY <= end - start <= LONGEST_DAY
+
+
 def _effective(resource: dict[str, Any]) -> datetime | None:
+    """The reading's moment: its dateTime; for a period, its end, except that a one-day period (a day's total)
+    belongs to the day it starts."""
     for name in ("effectiveDateTime", "effectiveInstant"):
         if name in resource:
             return parse_time(resource[name])
     period = resource.get("effectivePeriod")
     if isinstance(period, dict):
-        return parse_time(period.get("end")) or parse_time(period.get("start"))
+        start, end = parse_time(period.get("start")), parse_time(period.get("end"))
+        if start is not None and end is not None and _whole_day(period, start, end):
+            return start
+        return end or start
     return None
+
+
+def _reference_id(reference: Any) -> str | None:
+    """The id a reference points to: 'Observation/x', an absolute URL ending so, or 'urn:uuid:x'."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None
+    text = reference["reference"].removeprefix("urn:uuid:")
+    return text.rstrip("/").rsplit("/", 1)[-1] or None
 
 
 def _quantity(q: Any) -> tuple[float, str] | None:
@@ -133,10 +162,20 @@ class RecordBuilder:
         self.temperature, self.weight = codes.loinc("body_temperature"), codes.loinc("body_weight")
         # Vital signs whose preliminary readings still count, as unconfirmed (a precaution to recheck).
         self.unconfirmed_codes = self.bp_panel | self.systolic | self.diastolic | self.temperature
+        self.evs_days, self.evs_minutes_a_day = codes.loinc("evs_days_per_week"), codes.loinc("evs_minutes_per_day")
+        self.pa_system = codes.systems.get("pa")
+        self.activity_panel, self.device_wear = set(codes.activity_panel), set(codes.device_wear)
+        self.minute_goal_measures = set(codes.minute_goal_measures)
+        self.dose_patterns = instruction_patterns(tuple(codes.instruction_dose))
+        self._knowledge = knowledge
         self._value_sets = knowledge.value_set_index
-        self._chronic_snomed = set(codes.chronic_pain.get("snomed", []))
-        self._chronic_icd = codes.chronic_pain.get("icd10", [])
+        self._eligibility = codes.eligibility_value_set
         self._exercise = set(codes.exercise_orders)
+        # Activity panels (hasMember): member id -> panel id; panels whose own value was counted; members held.
+        self.panel_of: dict[str, str] = {}
+        self.valued_panels: set[str] = set()
+        self.member_sessions: dict[str, list[Reading]] = {}
+        self.evs_parts: dict[date, dict[str, Reading]] = {}
         self._weight_measures = set(codes.weight_goal_measures)
         self._explains_weight_loss = set(codes.explains_weight_loss)
 
@@ -153,6 +192,10 @@ class RecordBuilder:
             self.order(resource)
         elif kind == "Goal":
             self.goal(resource)
+        elif kind == "CarePlan":
+            self.care_plan(resource)
+        elif kind == "Patient":
+            self.record.birth_date = _birth_date(resource.get("birthDate"))
 
     # ------------------------------------------------------------ Observation
 
@@ -171,8 +214,12 @@ class RecordBuilder:
         if self.now is not None and when > self.now:
             self.skip(source, f"dated {when.isoformat()}, after the moment of evaluation", DATED_IN_FUTURE)
             return
+        if self._worn_too_little(obs, source):
+            return
         b = self.bounds
-        if codes & self.pain_nrs:
+        if obs.get("hasMember") and (codes & self.session or self._is_activity_panel(obs)):
+            self._panel(obs, source, when, codes)
+        elif codes & self.pain_nrs:
             self._score(obs, source, when, self.record.pain)
         elif codes & (self.peg_mean | self.peg_panel):
             self._peg(obs, source, when)
@@ -183,6 +230,8 @@ class RecordBuilder:
         elif codes & self.evs_minutes:
             self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk",
                             (0, b["evs_weekly_max_minutes"]))
+        elif codes & (self.evs_days | self.evs_minutes_a_day):
+            self._evs_part(obs, source, when, "days" if codes & self.evs_days else "minutes")
         elif codes & (self.bp_panel | self.systolic | self.diastolic):
             self._blood_pressure(obs, source, when, codes, confirmed)
         elif codes & self.temperature:
@@ -241,17 +290,95 @@ class RecordBuilder:
             self.skip(source, "steps over a period without a start and a later end", NO_DATE)
         elif end - start > LONGEST_DAY:
             self.skip(source, f"steps over {end - start} are not one day's count", LONGER_THAN_A_DAY)
+        elif _whole_day(period, start, end):  # a day's total, on the day it starts
+            self.step_parts.append(StepPart(start.date(), source_of(obs), start, value, source))
         else:  # shorter than a day: an interval, summed with the source's other intervals of the day it starts
-            interval = (start, end) if end - start < SHORTEST_DAY else None
-            self.step_parts.append(StepPart(start.date(), source_of(obs), end, value, source, interval))
+            self.step_parts.append(StepPart(start.date(), source_of(obs), end, value, source, (start, end)))
 
     def _session(self, obs: dict[str, Any], source: str, when: datetime) -> None:
-        """A session counts even without a duration (an untimed session); a duration must have a known unit."""
+        """A session counts even without a duration (an untimed session); a duration must have a known unit. A
+        member of an activity panel is held until every reading is in: it counts only through its panel."""
+        panel = self.panel_of.get(str(obs.get("id")))
         if _quantity(obs.get("valueQuantity")) is None:
-            self.record.untimed_sessions.append(Reading(when, 0.0, source))
+            if panel is None:
+                self.record.untimed_sessions.append(Reading(when, 0.0, source))
             return
-        self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
+        into = self.record.sessions if panel is None else self.member_sessions.setdefault(panel, [])
+        self._converted(obs, source, when, MINUTES, into, "minutes",
                         (0, self.bounds["session_max_plausible_minutes"]))
+
+    def _is_activity_panel(self, obs: dict[str, Any]) -> bool:
+        return bool(self.pa_system and set(codes_of(obs.get("code"), self.pa_system)) & self.activity_panel)
+
+    def _panel(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str]) -> None:
+        """One activity as a panel with members: the panel's own duration counts, once; without one, its members
+        give one session (see finish_panels)."""
+        if codes & self.session and _quantity(obs.get("valueQuantity")) is not None:
+            self.valued_panels.add(str(obs.get("id")))
+            self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
+                            (0, self.bounds["session_max_plausible_minutes"]))
+
+    def finish_panels(self) -> None:
+        """Each panel without its own duration counts as one session: its longest member. The members of one
+        activity (its duration, its moderate and its vigorous minutes) overlap; the longest never counts a minute
+        twice."""
+        for panel, members in self.member_sessions.items():
+            if panel not in self.valued_panels and members:
+                longest = max(members, key=lambda r: r.value)
+                self.record.sessions.append(Reading(min(r.when for r in members), longest.value,
+                                                    f"Observation/{panel}"))
+
+    def _worn_too_little(self, obs: dict[str, Any], source: str) -> bool:
+        """A reading whose device-wear component is below wear_min_percent is set aside."""
+        if not self.pa_system:
+            return False
+        for component in obs.get("component") or []:
+            if isinstance(component, dict) and set(codes_of(component.get("code"), self.pa_system)) & self.device_wear:
+                quantity = _quantity(component.get("valueQuantity"))
+                if quantity is not None and quantity[1] in PERCENT and quantity[0] < self.bounds["wear_min_percent"]:
+                    self.skip(source, f"device worn {quantity[0]:g} % of the period, below "
+                                      f"{self.bounds['wear_min_percent']:g} %", DEVICE_NOT_WORN)
+                    return True
+        return False
+
+    def _evs_part(self, obs: dict[str, Any], source: str, when: datetime, part: str) -> None:
+        """The Exercise Vital Sign's two questions (days a week, minutes a day), paired by day in finish_evs."""
+        quantity = _quantity(obs.get("valueQuantity"))
+        value = obs.get("valueInteger")
+        if quantity is None and isinstance(value, int) and not isinstance(value, bool):
+            quantity = (float(value), "d/wk" if part == "days" else "min/d")
+        if quantity is None:
+            self.skip(source, "no numeric value", NO_VALUE)
+            return
+        number, unit = quantity
+        factors = {u: 1.0 for u in DAYS_A_WEEK} if part == "days" else MINUTES_A_DAY
+        if unit not in factors:
+            self.skip(source, f"unit {unit!r} not understood for exercise {part} ", UNIT_NOT_UNDERSTOOD)
+            return
+        number *= factors[unit]
+        if not 0 <= number <= (7 if part == "days" else 1440):
+            self.skip(source, f"{number:g} exercise {part} is not plausible", IMPLAUSIBLE)
+            return
+        kept = self.evs_parts.setdefault(when.date(), {}).get(part)
+        if kept is None or when >= kept.when:
+            self.evs_parts[when.date()][part] = Reading(when, number, source)
+
+    def finish_evs(self) -> None:
+        """Days a week x minutes a day, answered the same day, is the weekly Exercise Vital Sign; one without the
+        other is set aside."""
+        for parts in self.evs_parts.values():
+            days, minutes = parts.get("days"), parts.get("minutes")
+            if days is not None and minutes is not None:
+                weekly = days.value * minutes.value
+                if weekly <= self.bounds["evs_weekly_max_minutes"]:
+                    self.record.evs_minutes.append(Reading(max(days.when, minutes.when), weekly, minutes.source))
+                else:
+                    self.skip(minutes.source, f"{weekly:g} min/wk is not plausible", IMPLAUSIBLE)
+            else:
+                only = days or minutes
+                assert only is not None
+                self.skip(only.source, "Exercise Vital Sign without its other question on the same day",
+                          INCOMPLETE_PANEL)
 
     def _converted(self, obs: dict[str, Any], source: str, when: datetime, factors: dict[str, float],
                    into: list[Reading], what: str, bounds: tuple[float, float]) -> None:
@@ -329,11 +456,9 @@ class RecordBuilder:
         snomed = codes_of(resource.get("code"), SNOMED)
         icd = codes_of(resource.get("code"), ICD10)
         value_sets = self._value_sets.lookup(snomed, icd)
-        chronic = bool(set(snomed) & self._chronic_snomed) or any(
-            code == pattern or (pattern.endswith("*") and code.startswith(pattern[:-1]))
-            for code in icd for pattern in self._chronic_icd)
-        if not value_sets and not chronic:
+        if not value_sets:
             return
+        chronic = self._eligibility in value_sets
         recorded = parse_time(resource.get("recordedDate")) or parse_time(resource.get("onsetDateTime"))
         if recorded is None and isinstance(resource.get("onsetPeriod"), dict):
             recorded = parse_time(resource["onsetPeriod"].get("start"))
@@ -348,8 +473,35 @@ class RecordBuilder:
         if status not in CURRENT_ORDER | PAST_ORDER:
             return
         authored = parse_time(resource.get("authoredOn"))
-        self.record.orders.append(OrderRecord(reference, status, authored, order_dose(resource), resource,
-                                              _bounds_start(resource) or authored))
+        self.record.orders.append(OrderRecord(reference, status, authored, order_dose(resource, self.dose_patterns),
+                                              resource, _order_start(resource) or authored))
+        if status in CURRENT_ORDER and self._for_pain(resource.get("reasonCode")):
+            self.record.pain_orders.append(reference)
+
+    def _for_pain(self, concepts: Any) -> bool:
+        return for_pain(concepts, self._knowledge)
+
+    def care_plan(self, resource: dict[str, Any]) -> None:
+        """An active CarePlan's exercise activities, read as exercise orders (a dose from scheduledTiming, else
+        from the description). An activity that refers to a ServiceRequest is read from that order instead."""
+        if resource.get("status") not in ("active", "on-hold"):
+            return
+        period = resource.get("period")
+        period = period if isinstance(period, dict) else {}
+        started = parse_time(period.get("start")) or parse_time(resource.get("created"))
+        for index, activity in enumerate(resource.get("activity") or []):
+            detail = activity.get("detail") if isinstance(activity, dict) else None
+            if not isinstance(detail, dict) or not set(codes_of(detail.get("code"), SNOMED)) & self._exercise:
+                continue
+            if detail.get("status") not in ACTIVITY_CURRENT:
+                continue
+            shaped = {"occurrenceTiming": detail.get("scheduledTiming"),
+                      "patientInstruction": detail.get("description")}
+            reference = f"CarePlan/{resource.get('id', '?')}#activity-{index + 1}"
+            self.record.orders.append(OrderRecord(reference, "active", started,
+                                                  order_dose(shaped, self.dose_patterns), resource, started))
+            if self._for_pain(detail.get("reasonCode")):
+                self.record.pain_orders.append(reference)
 
     def goal(self, resource: dict[str, Any]) -> None:
         if resource.get("lifecycleStatus") != "active":
@@ -360,6 +512,12 @@ class RecordBuilder:
                                              codes_of(resource.get("description"), ICD10))
         if measures & self._weight_measures or set(described) & self._explains_weight_loss:
             self.record.weight_goals.append(f"Goal/{resource.get('id', '?')}")
+        for target in targets:
+            if set(codes_of(target.get("measure"), LOINC)) & self.minute_goal_measures:
+                quantity = _quantity(target.get("detailQuantity"))
+                if quantity is not None and quantity[1] in WEEKLY_MINUTES and quantity[0] > 0:
+                    self.record.minute_goal = MinuteGoal(f"Goal/{resource.get('id', '?')}",
+                                                         quantity[0] * WEEKLY_MINUTES[quantity[1]])
         for target in resource.get("target") or []:
             if isinstance(target, dict) and set(codes_of(target.get("measure"), LOINC)) & self.steps:
                 quantity = _quantity(target.get("detailQuantity"))
@@ -369,19 +527,45 @@ class RecordBuilder:
                     return
 
 
-def _bounds_start(resource: dict[str, Any]) -> datetime | None:
+def for_pain(concepts: Any, knowledge: Knowledge) -> bool:
+    """A list of reason CodeableConcepts with one in the eligibility value set (chronic pain)."""
+    wanted = knowledge.codes.eligibility_value_set
+    for concept in concepts if isinstance(concepts, list) else []:
+        if wanted in knowledge.value_set_index.lookup(codes_of(concept, SNOMED), codes_of(concept, ICD10)):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=8)
+def instruction_patterns(patterns: tuple[str, ...]) -> list[re.Pattern[str]]:
+    """The instruction_dose patterns of codes.yaml, compiled once."""
+    return [re.compile(p, re.IGNORECASE) for p in patterns]
+
+
+def _birth_date(value: Any) -> date | None:
+    """Patient.birthDate (a year, a year-month or a date) as a date; a partial date takes its first day."""
+    parsed = parse_time(value)
+    return parsed.date() if parsed is not None else None
+
+
+def _order_start(resource: dict[str, Any]) -> datetime | None:
+    """When the dose started: occurrenceTiming.repeat.boundsPeriod.start, else occurrencePeriod.start."""
     timing = resource.get("occurrenceTiming")
     repeat = timing.get("repeat") if isinstance(timing, dict) else None
     bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
-    return parse_time(bounds.get("start")) if isinstance(bounds, dict) else None
+    if isinstance(bounds, dict) and parse_time(bounds.get("start")) is not None:
+        return parse_time(bounds.get("start"))
+    period = resource.get("occurrencePeriod")
+    return parse_time(period.get("start")) if isinstance(period, dict) else None
 
 
-def order_dose(resource: dict[str, Any]) -> Dose | None:
-    """Minutes per session x sessions per week from occurrenceTiming.repeat, or None when it has no dose."""
+def order_dose(resource: dict[str, Any], patterns: list[re.Pattern[str]] | None = None) -> Dose | None:
+    """Minutes per session x sessions per week from occurrenceTiming.repeat, else from the patientInstruction
+    by the instruction_dose patterns of codes.yaml; None when neither gives a dose."""
     timing = resource.get("occurrenceTiming")
     repeat = timing.get("repeat") if isinstance(timing, dict) else None
-    if not isinstance(repeat, dict):
-        return None
+    if not isinstance(repeat, dict) or "duration" not in repeat:
+        return _instruction_dose(resource.get("patientInstruction"), patterns or [])
     frequency, period = repeat.get("frequency", 1), repeat.get("period", 1)
     unit, duration = repeat.get("periodUnit"), repeat.get("duration")
     duration_unit = repeat.get("durationUnit", "min")
@@ -396,14 +580,41 @@ def order_dose(resource: dict[str, Any]) -> Dose | None:
     return Dose(minutes, per_week)
 
 
+def _instruction_dose(text: Any, patterns: list[re.Pattern[str]]) -> Dose | None:
+    if not isinstance(text, str):
+        return None
+    for pattern in patterns:
+        match = pattern.search(text[:2000])
+        if match:
+            minutes, per_week = int(match.group("minutes")), int(match.group("per_week"))
+            if minutes >= 1 and 1 <= per_week <= 14:
+                return Dose(minutes, per_week)
+    return None
+
+
+def _panels(resources: list[Any]) -> dict[str, str]:
+    """Member id -> panel id, for every Observation that lists members (hasMember)."""
+    members: dict[str, str] = {}
+    for resource in resources:
+        if isinstance(resource, dict) and resource.get("resourceType") == "Observation" and resource.get("hasMember"):
+            for member in resource["hasMember"] if isinstance(resource["hasMember"], list) else []:
+                ident = _reference_id(member)
+                if ident is not None:
+                    members.setdefault(ident, str(resource.get("id")))
+    return members
+
+
 def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Knowledge,
                  now: datetime | None = None) -> PatientRecord:
     """The patient's record from FHIR resources, with the code lists and plausibility bounds of the knowledge;
     given `now`, an Observation dated after it is set aside."""
     builder = RecordBuilder(patient_id, knowledge, now)
+    builder.panel_of = _panels(resources)
     for resource in resources:
         if isinstance(resource, dict):
             builder.add(resource)
+    builder.finish_panels()
+    builder.finish_evs()
     record = builder.record
     record.steps, implausible_days = day_totals(builder.step_parts, knowledge.values["steps_day_max"])
     record.set_aside.extend(implausible_days)

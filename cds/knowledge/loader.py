@@ -51,7 +51,7 @@ SCENARIO_FILE = "scenarios.yaml"
 EXAMPLES_DIR = "examples"
 VALUE_SETS_DIR = "value-sets"
 PATIENT_PLAN_FILE = "patient-plan.yaml"  # the patient's take-home plan texts (cds/charts/plan.py), not rules
-CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed):([a-z0-9_,]+)\}(?!\})")
+CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}(?!\})")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -247,6 +247,9 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
         if value_set.note_after is not None and value_set.note_after not in parameters:
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_after {value_set.note_after!r} is not a "
                                                                   f"parameter of {PARAMETERS_FILE}")
+    if value_sets and code_lists.eligibility_value_set not in value_sets:
+        problems.add(CODES_FILE, f"eligibility_value_set {code_lists.eligibility_value_set!r} is not a value set of "
+                                 f"{VALUE_SETS_DIR}/")
     codes = {d.name for d in folders}
     for value_set in value_sets.values():
         for code in sorted(set(value_set.note_not_with) - codes):

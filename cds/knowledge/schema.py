@@ -115,6 +115,13 @@ def _check_pattern(value: str) -> str:
     return value
 
 
+def _check_dose_pattern(value: str) -> str:
+    groups = set(re.compile(_check_pattern(value)).groupindex)
+    if groups != {"minutes", "per_week"}:
+        raise ValueError("a dose pattern names exactly the groups (?P<minutes>...) and (?P<per_week>...)")
+    return value
+
+
 def template_texts(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
@@ -278,12 +285,16 @@ class CodeLists(Strict):
 
     systems: dict[Name, Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]]
     observations: dict[Name, list[Text]]
-    chronic_pain: dict[Literal["snomed", "icd10"], list[Text]]
+    eligibility_value_set: Id
+    activity_panel: list[Text] = Field(default_factory=list)
+    device_wear: list[Text] = Field(default_factory=list)
+    minute_goal_measures: list[Text] = Field(default_factory=list)
     exercise_orders: list[Text] = Field(min_length=1)
     explains_weight_loss: list[Id] = Field(default_factory=list)
     weight_goal_measures: list[Text] = Field(default_factory=list)
     orderables: dict[Id, Coded]
     step_goal_target: Coded
+    instruction_dose: list[Annotated[str, AfterValidator(_check_dose_pattern)]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _complete(self) -> CodeLists:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-TYPES = ("Patient", "Observation", "Condition", "ServiceRequest", "Goal")
+TYPES = ("Patient", "Observation", "Condition", "ServiceRequest", "Goal", "CarePlan")
 SUFFIXES = (".ndjson", ".ndjson.gz")
 BLOCK_BYTES = 32 * 1024 * 1024
 GZIP_RATIO = 8  # what a gzip file of NDJSON is expected to hold, for sizing the shuffle's output

@@ -12,12 +12,12 @@ from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend
-from cds.clinical.records import OrderRecord, PatientRecord
+from cds.clinical.records import Eligibility, OrderRecord, PatientRecord, eligibility
 from cds.engine import Evaluation, RuleEngine
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FhirClient
-from cds.fhir.readers import SNOMED, build_record, codes_of, order_dose, parse_time
+from cds.fhir.readers import SNOMED, build_record, codes_of, for_pain, instruction_patterns, order_dose, parse_time
 from cds.fhir.resolver import PrefetchData, draft_order_problems, resolve
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
 from cds.hooks.validation import validate
@@ -33,6 +33,7 @@ class Outcome:
     features: Features
     record: PatientRecord
     facts: list[dict[str, Any]] = field(default_factory=list)
+    eligibility: Eligibility = Eligibility(True, "")
 
 
 def _drafts(context: PatientViewContext, exercise_codes: set[str]) -> dict[str, dict[str, Any]]:
@@ -135,14 +136,20 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     features = compute(record, now, params, unread)
     facts: list[dict[str, Any]] = []
     drafts = drafts or {}
+    who = eligibility(record, now.date(), params["adult_min_age"],
+                      any(for_pain(d.get("reasonCode"), knowledge) for d in drafts.values()))
+    if not who.eligible:  # not a patient the pacing rules are for: no cards (the audit says why)
+        nothing = Evaluation(service_id, now, knowledge.version, (), ())
+        return Outcome(CdsResponse(cards=[]), nothing, features, record, facts, who)
     reviews: dict[str, OrderReview] = {}
     if hook == "patient-view":
         facts.append(features.patient_fact())
     else:
         activity = has_activity_data(record, now, params)
+        patterns = instruction_patterns(tuple(knowledge.codes.instruction_dose))
         for reference, resource in drafts.items():
-            draft = OrderRecord(reference, "draft", parse_time(resource.get("authoredOn")), order_dose(resource),
-                                resource)
+            draft = OrderRecord(reference, "draft", parse_time(resource.get("authoredOn")),
+                                order_dose(resource, patterns), resource)
             reviews[reference] = review(draft, features, params)
             facts.append(reviews[reference].fact(activity, features))
     vitals = vitals_fact(record, now, params, frozenset(knowledge.codes.explains_weight_loss))
@@ -164,4 +171,4 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         stages["features"] = features_done - started
         stages["rules"] = rules_done - features_done
         stages["cards"] = time.perf_counter() - rules_done
-    return Outcome(response, evaluation, features, record, facts)
+    return Outcome(response, evaluation, features, record, facts, who)

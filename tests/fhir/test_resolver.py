@@ -59,7 +59,8 @@ def test_absent_keys_are_fetched_with_the_bearer_token(fhir_server: FhirServer, 
     pid = new_patient(fhir_server, steps=12, pain=8)
     result = run(pid, client, server=fhir_server.base_url)
     assert {k: v for k, v in result.sources.items() if k != "step-goals"} == {
-        k: "fhirServer" for k in ("patient", "conditions", "pain", "activity", "vitals", "weight", "exercise-orders")}
+        k: "fhirServer" for k in ("patient", "conditions", "pain", "activity", "vitals", "weight", "exercise-orders",
+                                  "careplans")}
     assert result.entries("patient")[0]["id"] == pid
     assert len(result.entries("activity")) == 12
     assert len(result.entries("pain")) == 8
@@ -130,7 +131,7 @@ def test_missing_keys_without_fhir_server_are_412_listing_missing_and_present(cl
         run(pid, client, prefetch=prefetch)
     assert raised.value.status == 412
     assert "conditions, weight" in raised.value.message
-    assert "prefetch keys present: activity, exercise-orders, pain, patient, step-goals, vitals" in \
+    assert "prefetch keys present: activity, careplans, exercise-orders, pain, patient, step-goals, vitals" in \
         raised.value.message
 
 

@@ -171,5 +171,16 @@ def test_a_value_set_note_kept_off_an_unknown_code_is_refused(rules_copy: Path) 
 
 
 def test_usage_must_name_every_resource_type_the_service_reads(rules_copy: Path) -> None:
-    edit(rules_copy / "services.yaml", "ServiceRequest and Goal.", "ServiceRequest.")
+    edit(rules_copy / "services.yaml", "CarePlan and Goal.", "CarePlan.")
     assert any("usage does not name the resource types ['Goal']" in p for p in problems(rules_copy))
+
+
+def test_the_eligibility_value_set_must_be_a_value_set(rules_copy: Path) -> None:
+    edit(rules_copy / "codes.yaml", "eligibility_value_set: chronic-pain", "eligibility_value_set: chronic-pains")
+    assert any("eligibility_value_set 'chronic-pains' is not a value set" in p for p in problems(rules_copy))
+
+
+def test_a_dose_pattern_must_name_minutes_and_sessions(rules_copy: Path) -> None:
+    edit(rules_copy / "codes.yaml", "(?P<per_week>\\d{1,2})\\s*(?:x|times?|sessions?|days?)\\s*(?:a|per|each|/)\\s*(?:wk|week)\\b'",
+         "(?P<weekly>\\d{1,2})\\s*(?:x|times?|sessions?|days?)\\s*(?:a|per|each|/)\\s*(?:wk|week)\\b'")
+    assert any("(?P<minutes>...) and (?P<per_week>...)" in p for p in problems(rules_copy))

@@ -96,6 +96,7 @@ def full_prefetch(pid: str) -> dict[str, Any]:
         "weight": searchset([]),
         "exercise-orders": searchset([exercise_order(pid, f"{pid}-sr1")]),
         "step-goals": searchset([]),
+        "careplans": searchset([]),
     }
 
 
