@@ -147,8 +147,13 @@ def _activity_line(ctx: CardContext) -> str | None:
     f = ctx.features
     week = _week_words(f.now.date())
     if f.measure == "minutes":
-        plan = (f"Plan {f.plan.words()} ({f.plan.weekly} min; {_plan_words(ctx)})" if f.has_prescription and f.plan
-                else "No plan")
+        current = ctx.record.current_order
+        if f.dose_unread and current is not None:
+            plan = f"Plan {current.reference.split('#')[0]}: no dose that can be read"
+        elif f.has_prescription and f.plan:
+            plan = f"Plan {f.plan.words()} ({f.plan.weekly} min; {_plan_words(ctx)})"
+        else:
+            plan = "No plan"
         if f.weekly_minutes is None and not f.untimed_last7:
             return f"- {plan}; nothing recorded {week}" if f.has_prescription else None
         if f.untimed_last7:

@@ -146,7 +146,9 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     _pain(f, record, now, params)
     f.pattern_measure, pattern = pattern_days(record, measure, today, params)  # type: ignore[assignment]
     _patterns(f, record, pattern, today, params)
-    active_days = set(days) | {s.when.date() for s in record.untimed_sessions}
+    # An Exercise Vital Sign above zero reports recent activity: the day it was answered is not a silent day.
+    active_days = (set(days) | {s.when.date() for s in record.untimed_sessions}
+                   | {r.when.date() for r in record.evs_minutes if r.value > 0})
     last_day = max((d for d in active_days if d <= today), default=None)
     f.days_since_activity = (today - last_day).days if last_day else None
     pain_times = [r.when for r in record.pain + record.peg if r.when <= now]
