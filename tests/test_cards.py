@@ -154,8 +154,12 @@ def test_order_dose_jump_updates_the_draft_in_its_entirety(engine: RuleEngine, k
     updated = action["resource"]
     assert updated["id"] == draft["id"] and updated["status"] == "draft"
     assert updated["occurrenceTiming"]["repeat"]["duration"] == paced.minutes
+    # Every element of the draft is kept; it gains only what pa-servicerequest requires and it lacked.
     assert {k: v for k, v in updated.items() if k not in ("occurrenceTiming", "patientInstruction")} == \
-        {k: v for k, v in draft.items() if k not in ("occurrenceTiming", "patientInstruction")}
+        {k: v for k, v in draft.items() if k not in ("occurrenceTiming", "patientInstruction")} | {
+            "category": [{"coding": [{"system": "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes",
+                                      "code": "PhysicalActivity", "display": "Physical Activity"}]}],
+            "requester": {"reference": "PractitionerRole/pcp-1"}}
     assert "- Proposed: 90 min/week; tolerated or planned: 60 min/week (+50%)" in card["detail"]
 
 

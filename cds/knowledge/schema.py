@@ -39,7 +39,7 @@ class Parameter(Strict):
     description: Text
     source: Text
     derived: bool
-    used_by: list[Literal["rules", "features", "dose", "records"]] = Field(min_length=1)
+    used_by: list[Literal["rules", "features", "dose", "records", "cards"]] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _in_range(self) -> Parameter:
@@ -295,13 +295,16 @@ class CodeLists(Strict):
     orderables: dict[Id, Coded]
     step_goal_target: Coded
     instruction_dose: list[Annotated[str, AfterValidator(_check_dose_pattern)]] = Field(default_factory=list)
+    pa_category: Coded  # the category of every drafted ServiceRequest and Goal (Physical Activity IG)
+    draft_reason: Coded  # a drafted ServiceRequest's reasonCode when it has nothing to refer to
 
     @model_validator(mode="after")
     def _complete(self) -> CodeLists:
         missing = [name for name in OBSERVATION_LISTS if not self.observations.get(name)]
         if missing:
             raise ValueError(f"observations lacks the code lists {', '.join(missing)}")
-        unknown = {c.system for c in [*self.orderables.values(), self.step_goal_target]} - set(self.systems)
+        drafted = [*self.orderables.values(), self.step_goal_target, self.pa_category, self.draft_reason]
+        unknown = {c.system for c in drafted} - set(self.systems)
         if unknown:
             raise ValueError(f"systems {sorted(unknown)} are not in systems")
         return self

@@ -109,7 +109,8 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
     unread = tuple(dict.fromkeys(t.resource_type for t in service.templates
                                  if data.sources.get(t.key, "").startswith("unobtainable")))
     outcome = evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
-                               resources, now, drafts, stages, f"{base_url}/rules" if base_url else None, unread)
+                               resources, now, drafts, stages, f"{base_url}/rules" if base_url else None, unread,
+                               user_id=context.userId)
     return Answer(service, request, context, data, outcome)
 
 
@@ -126,7 +127,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
                      resources: list[dict[str, Any]], now: datetime,
                      drafts: dict[str, dict[str, Any]] | None = None,
                      stages: dict[str, float] | None = None, rules_url: str | None = None,
-                     unread: tuple[str, ...] = ()) -> Outcome:
+                     unread: tuple[str, ...] = (), *, user_id: str | None = None) -> Outcome:
     """One patient's FHIR resources -> records -> features -> facts -> rules -> cards: the clinical core that the
     hook services and the panel worklist share."""
     started = time.perf_counter()
@@ -165,7 +166,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         knowledge=knowledge, features=features, record=record, params=params,
         recommendation=recommend(dose_finding.code, knowledge.rule(dose_finding.rule_id).rule.conclude.dose,
                                  features, params) if dose_finding else None,
-        reviews=reviews, drafts=drafts, facts=facts, rules_url=rules_url)
+        reviews=reviews, drafts=drafts, facts=facts, rules_url=rules_url, user_id=user_id)
     response = CdsResponse(cards=build_cards(evaluation, ctx))
     if stages is not None:
         stages["features"] = features_done - started
