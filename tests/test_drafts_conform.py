@@ -112,7 +112,10 @@ def test_goals_are_due_goal_due_days_after_the_evaluation(drafts: list[Drafted],
 def test_without_a_chronic_pain_condition_a_request_gives_the_coded_reason(engine: RuleEngine,
                                                                            knowledge: Knowledge) -> None:
     def drop_conditions(body: dict[str, Any]) -> None:
+        """No Condition at all: the patient is eligible by the exercise order's coded reason (low back pain)."""
         body["prefetch"]["conditions"]["entry"] = []
+        for entry in body["prefetch"]["exercise-orders"]["entry"]:
+            entry["resource"]["reasonCode"] = [{"coding": [{"system": "http://snomed.info/sct", "code": "279039007"}]}]
 
     cards = run_example("data-gap", engine, drop_conditions).response.to_json()["cards"]
     [assessment] = [d for d in drafted(cards, "data-gap") if d.resource["resourceType"] == "ServiceRequest"]
