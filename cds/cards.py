@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds.clinical.features import Features
+from cds.clinical.features import Features, day_words
 from cds.clinical.orders import OrderReview
 from cds.clinical.recommend import Recommendation, current_words
 from cds.clinical.records import Dose, PatientRecord
@@ -114,10 +114,6 @@ def done_words(f: Features) -> str:
     return f"{f.mean_daily_steps:,.0f} steps/day" if f.mean_daily_steps is not None else "the current activity"
 
 
-def _date_words(moment: date) -> str:
-    return f"{moment.day} {moment:%b}"
-
-
 def _days_ago(days: int) -> str:
     return "today" if days == 0 else "yesterday" if days == 1 else f"{days} days ago"
 
@@ -129,11 +125,11 @@ def _plural(count: int, word: str) -> str:
 def _week_words(today: date) -> str:
     first = today - timedelta(days=6)
     return (f"{first.day}-{today.day} {today:%b}" if first.month == today.month
-            else f"{_date_words(first)} - {_date_words(today)}")
+            else f"{day_words(first)} - {day_words(today)}")
 
 
 def _since(start: datetime | None) -> str:
-    return f" since {_date_words(start)}" if start is not None else ""
+    return f" since {day_words(start)}" if start is not None else ""
 
 
 def _plan_words(ctx: CardContext) -> str:
@@ -462,7 +458,7 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, Any]:
         "reason": reason_text(findings, ctx),
         "data": "\n".join([ctx.data, *note_lines(ctx, findings[0].code)]).strip("\n"),
         "red_flags": red_flag_lines(findings, ctx),
-        "review_date": _date_words(f.now + timedelta(days=f.review_days(ctx.params))),
+        "review_date": day_words(f.now + timedelta(days=f.review_days(ctx.params))),
         "done": done_words(f),
     })
     values.update({name: by_hook.get(ctx.hook, "") for name, by_hook in compiled.words.items()})

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cds.charts.series import first_proposed
 from cds.engine import Knowledge
 from cds.hooks.models import Card, CdsResponse
 from tests.conftest import ROOT, LiveService
@@ -22,17 +23,8 @@ NOW = "2026-11-20T09:00:00Z"
 
 
 def dose_of(cards: list[dict[str, Any]]) -> str | None:
-    """The dose proposed by the first suggestion that carries one (a ServiceRequest timing or a Goal target)."""
-    for card in cards:
-        for suggestion in card.get("suggestions", []):
-            for action in suggestion.get("actions", []):
-                resource = action.get("resource", {})
-                repeat = resource.get("occurrenceTiming", {}).get("repeat")
-                if repeat:
-                    return f"{repeat['duration']} min x {repeat['frequency']}/week"
-                if resource.get("resourceType") == "Goal":
-                    return f"{resource['target'][0]['detailQuantity']['value']:,} steps/day"
-    return None
+    """The dose proposed by the first card that carries one (a ServiceRequest timing or a Goal target)."""
+    return first_proposed(Card.model_validate(card) for card in cards)
 
 
 def in_process(name: str, engine: Any) -> dict[str, Any]:

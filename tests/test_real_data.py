@@ -6,24 +6,23 @@ is answered three ways and must give its expected answer in each: in process by 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from cds.charts.series import first_proposed
 from cds.engine import Knowledge, RuleEngine
 from cds.fhir.client import FhirClient
 from cds.hooks.models import Card
 from cds.services import services_of
 from cds.services.pipeline import answer
 from tests.conftest import ROOT, LiveService
-from tests.support.examples import BASE_URL
+from tests.support.examples import BASE_URL, Example
 from tests.support.fhir_server import TOKEN, FhirServer
 from tests.support.processes import free_port
 
@@ -32,23 +31,13 @@ NOW = "2026-11-20T09:00:00Z"
 
 
 @dataclass(frozen=True)
-class Case:
+class Case(Example):
     """tests/real_data/<source>/<case>/: request.json (a patient-view call with every prefetch key) and
     expected.json (codes of the cards in order, optional dose, words the cards must and must not say)."""
-
-    folder: Path
 
     @property
     def name(self) -> str:
         return f"{self.folder.parent.name}/{self.folder.name}"
-
-    @property
-    def request(self) -> dict[str, Any]:
-        return json.loads((self.folder / "request.json").read_text())
-
-    @property
-    def expected(self) -> dict[str, Any]:
-        return json.loads((self.folder / "expected.json").read_text())
 
     def resources(self) -> list[dict[str, Any]]:
         """Every resource the request's prefetch holds, as a FHIR server would store them."""
@@ -80,14 +69,8 @@ CASES = [Case(p.parent) for p in sorted(SUITE.rglob("request.json"))]
 
 
 def dose_of(cards: list[dict[str, Any]]) -> str | None:
-    """The weekly dose of the first suggested exercise order, as 'N min x F/week'."""
-    for card in cards:
-        for suggestion in card.get("suggestions", []):
-            for action in suggestion.get("actions", []):
-                repeat = action.get("resource", {}).get("occurrenceTiming", {}).get("repeat")
-                if repeat:
-                    return f"{repeat['duration']} min x {repeat['frequency']}/week"
-    return None
+    """The dose proposed by the first card that carries one (a ServiceRequest timing or a Goal target)."""
+    return first_proposed(Card.model_validate(card) for card in cards)
 
 
 def check(case: Case, response: dict[str, Any], how: str) -> None:

@@ -5,7 +5,7 @@ checked again when a chart is read (cds/charts/model.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -101,6 +101,20 @@ def proposed_dose(card: Card) -> dict[str, float] | None:
                     if isinstance(value, int | float):
                         return {"quota": value}
     return None
+
+
+def dose_text(dose: Mapping[str, float] | None) -> str | None:
+    """A proposed dose in the card's words: "22 min x 3/week" or "6,600 steps/day"."""
+    if dose is None:
+        return None
+    if "quota" in dose:
+        return f"{round(dose['quota']):,} steps/day"
+    return f"{dose['minutes']:g} min x {dose['per_week']:g}/week"
+
+
+def first_proposed(cards: Iterable[Card]) -> str | None:
+    """The dose the first card that proposes one proposes, in words."""
+    return next((dose_text(d) for d in map(proposed_dose, cards) if d is not None), None)
 
 
 def has_data(series: Mapping[str, Any]) -> bool:

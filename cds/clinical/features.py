@@ -250,7 +250,8 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
     if untimed and f.measure == "minutes" and f.plan is not None:
         # Durations missing: adherence is sessions done / sessions planned (the card says so).
         f.adherence = f.sessions_last7 / f.plan.per_week
-        f.weekly_minutes = f.weekly_minutes or None
+        if not f.weekly_minutes:  # no timed minutes this week: the weekly minutes are unknown, not zero
+            f.weekly_minutes = None
     elif f.measure == "minutes" and f.plan is not None and f.weekly_minutes is not None:
         f.adherence = f.weekly_minutes / f.plan.weekly
     elif f.measure == "steps" and f.quota and f.mean_daily_steps is not None:
@@ -361,7 +362,8 @@ def _count(value: float) -> str:
     return f"{value:g}"
 
 
-def _day(moment: datetime) -> str:
+def day_words(moment: date) -> str:
+    """A day as cards and facts write it: "27 Nov"."""
     return f"{moment.day} {moment:%b}"
 
 
@@ -380,7 +382,7 @@ def vitals_fact(record: PatientRecord, now: datetime, params: Params,
             if latest.diastolic is not None:
                 fact["diastolic" + suffix] = latest.diastolic
             if confirmed:
-                fact["bp_when"] = _day(latest.when)
+                fact["bp_when"] = day_words(latest.when)
     fever_start = now - params["fever_window_days"] * DAY
     for temperatures, name in ((record.temperature, "temperature_max"),
                                (record.temperature_unconfirmed, "temperature_max_unconfirmed")):
@@ -409,6 +411,6 @@ def condition_facts(record: PatientRecord, now: datetime) -> list[dict[str, Any]
                                     "source": condition.reference}
             if condition.recorded is not None:
                 fact["days_since_recorded"] = max(0, (now - condition.recorded).days)
-                fact["recorded"] = _day(condition.recorded)
+                fact["recorded"] = day_words(condition.recorded)
             facts.append(fact)
     return facts

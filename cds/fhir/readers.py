@@ -50,11 +50,12 @@ EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 
 MINUTES = {"min": 1.0, "h": 60.0, "s": 1 / 60, "hour": 60.0, "minute": 1.0, "minutes": 1.0}
 STEP_UNITS = {"/d", "{steps}", "{steps}/d", "1/d", "{step}", "steps", "steps/day", "{count}/d"}
+STEP_FACTORS = dict.fromkeys(STEP_UNITS, 1.0)
 SCORE_UNITS = {"{score}", "1", "{#}", "{Score}", "score", ""}
 WEEKLY_MINUTES = {"min/wk": 1.0, "min/(7.d)": 1.0, "min/week": 1.0}
 KILOGRAMS = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237}
 PER_WEEK = {"wk": 1.0, "d": 7.0, "mo": 12 / 52.1775, "a": 1 / 52.1775}
-DAYS_A_WEEK = {"d/wk", "/wk", "{days}/wk", "d/(7.d)", "{#}/wk", "1/wk", "{times}/wk"}
+DAYS_A_WEEK = dict.fromkeys(("d/wk", "/wk", "{days}/wk", "d/(7.d)", "{#}/wk", "1/wk", "{times}/wk"), 1.0)
 MINUTES_A_DAY = {"min/d": 1.0, "min": 1.0, "h/d": 60.0, "min/(24.h)": 1.0}
 PERCENT = {"%"}
 # CarePlan activity statuses of a plan still being followed.
@@ -270,16 +271,8 @@ class RecordBuilder:
 
     def _steps(self, obs: dict[str, Any], source: str, when: datetime) -> None:
         """A daily total or an interval's count, kept until every reading is in (cds/fhir/steps.py sums them)."""
-        quantity = _quantity(obs.get("valueQuantity"))
-        if quantity is None:
-            self.skip(source, "steps without a numeric value", NO_VALUE)
-            return
-        value, unit = quantity
-        if unit not in STEP_UNITS:
-            self.skip(source, f"unit {unit!r} not understood for steps", UNIT_NOT_UNDERSTOOD)
-            return
-        if value < 0:
-            self.skip(source, f"{value:g} steps: a count is never below zero", IMPLAUSIBLE)
+        value = self._value(_quantity(obs.get("valueQuantity")), source, STEP_FACTORS, "steps", (0, float("inf")))
+        if value is None:
             return
         period = obs.get("effectivePeriod")
         if not isinstance(period, dict):  # a moment: the day's total so far
@@ -347,17 +340,9 @@ class RecordBuilder:
         value = obs.get("valueInteger")
         if quantity is None and isinstance(value, int) and not isinstance(value, bool):
             quantity = (float(value), "d/wk" if part == "days" else "min/d")
-        if quantity is None:
-            self.skip(source, "no numeric value", NO_VALUE)
-            return
-        number, unit = quantity
-        factors = {u: 1.0 for u in DAYS_A_WEEK} if part == "days" else MINUTES_A_DAY
-        if unit not in factors:
-            self.skip(source, f"unit {unit!r} not understood for exercise {part} ", UNIT_NOT_UNDERSTOOD)
-            return
-        number *= factors[unit]
-        if not 0 <= number <= (7 if part == "days" else 1440):
-            self.skip(source, f"{number:g} exercise {part} is not plausible", IMPLAUSIBLE)
+        factors, bounds = (DAYS_A_WEEK, (0, 7)) if part == "days" else (MINUTES_A_DAY, (0, 1440))
+        number = self._value(quantity, source, factors, f"exercise {part}", bounds)
+        if number is None:
             return
         kept = self.evs_parts.setdefault(when.date(), {}).get(part)
         if kept is None or when >= kept.when:
@@ -380,21 +365,28 @@ class RecordBuilder:
                 self.skip(only.source, "Exercise Vital Sign without its other question on the same day",
                           INCOMPLETE_PANEL)
 
-    def _converted(self, obs: dict[str, Any], source: str, when: datetime, factors: dict[str, float],
-                   into: list[Reading], what: str, bounds: tuple[float, float]) -> None:
-        quantity = _quantity(obs.get("valueQuantity"))
+    def _value(self, quantity: tuple[float, str] | None, source: str, factors: dict[str, float], what: str,
+               bounds: tuple[float, float]) -> float | None:
+        """A quantity in one of these units, converted and within bounds; else None, the reading set aside with
+        its reason (no value, unit not understood, implausible)."""
         if quantity is None:
-            self.skip(source, "no numeric value", NO_VALUE)
-            return
+            self.skip(source, f"{what} without a numeric value", NO_VALUE)
+            return None
         value, unit = quantity
         if unit not in factors:
             self.skip(source, f"unit {unit!r} not understood for {what}", UNIT_NOT_UNDERSTOOD)
-            return
+            return None
         converted = value * factors[unit]
         if not bounds[0] <= converted <= bounds[1]:
             self.skip(source, f"{converted:g} {what} is not plausible", IMPLAUSIBLE)
-            return
-        into.append(Reading(when, converted, source))
+            return None
+        return converted
+
+    def _converted(self, obs: dict[str, Any], source: str, when: datetime, factors: dict[str, float],
+                   into: list[Reading], what: str, bounds: tuple[float, float]) -> None:
+        converted = self._value(_quantity(obs.get("valueQuantity")), source, factors, what, bounds)
+        if converted is not None:
+            into.append(Reading(when, converted, source))
 
     def _temperature(self, obs: dict[str, Any], source: str, when: datetime, confirmed: bool) -> None:
         quantity = _quantity(obs.get("valueQuantity"))

@@ -251,6 +251,10 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
         problems.add(CODES_FILE, f"eligibility_value_set {code_lists.eligibility_value_set!r} is not a value set of "
                                  f"{VALUE_SETS_DIR}/")
     codes = {d.name for d in folders}
+    for code in info.needs_action:
+        if code not in codes:
+            problems.add(RULESET_FILE, f"needs_action {code!r} is not a recommendation code (a folder of "
+                                       f"{rules_dir.name}/)")
     for value_set in value_sets.values():
         for code in sorted(set(value_set.note_not_with) - codes):
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_not_with {code!r} is not a recommendation "

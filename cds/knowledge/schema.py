@@ -265,6 +265,8 @@ class RuleSetInfo(Strict):
     override_reasons: list[OverrideReasonEntry] = Field(min_length=1)
     # Phrases no card or patient text may hold (unsafe advice).
     forbidden_words: list[Annotated[str, AfterValidator(_check_pattern)]] = Field(default_factory=list)
+    # The worklist's "needs action first" codes, most urgent first.
+    needs_action: list[Id] = Field(default_factory=list)
     # {activity} in card text: the activity that carries the dose, by measure.
     activity_words: dict[Literal["minutes", "steps"], Text]
 

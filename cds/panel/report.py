@@ -14,14 +14,13 @@ import pandas as pd
 from cds.panel.rows import COLUMNS
 from cds.panel.source import Problem
 
-# Who needs a clinician first, most urgent first: the codes that mean "act", not "carry on".
-ACTION = ("red-flag", "step-back", "re-baseline", "data-gap")
 PROBLEMS_SHOWN = 10
 
 
-def action_rank(row: dict[str, Any]) -> int | None:
+def action_rank(row: dict[str, Any], needs_action: list[str]) -> int | None:
+    """How urgently the row needs a clinician: the place of its first code in the rule set's needs_action."""
     codes = row["recommendations"].split()
-    return next((i for i, code in enumerate(ACTION) if code in codes), None)
+    return next((i for i, code in enumerate(needs_action) if code in codes), None)
 
 
 def recommendation_counts(rows: list[dict[str, Any]]) -> Counter[str]:
@@ -97,8 +96,11 @@ def page(rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, An
         f"<tr><td>{_codes_html(code)}</td><td class=n>{n}</td>"
         f'<td><span class="bar" style="width:{max(2, round(240 * n / top))}px"></span></td></tr>'
         for code, n in counts.most_common())
-    action = sorted((r for r in rows if action_rank(r) is not None), key=lambda r: (action_rank(r), r["patient"]))
-    rest = [r for r in rows if action_rank(r) is None]
+    order = meta["needs_action"]
+    ranked = {r["patient"]: action_rank(r, order) for r in rows}
+    action = sorted((r for r in rows if ranked[r["patient"]] is not None),
+                    key=lambda r: (ranked[r["patient"]], r["patient"]))
+    rest = [r for r in rows if ranked[r["patient"]] is None]
     kinds = Counter(p.kind for p in problems)
     problem_rows = "".join(f"<tr><td>{html.escape(p.kind)}</td><td>{html.escape(p.file)}:{p.line}</td>"
                            f"<td>{html.escape(p.message)}</td></tr>" for p in problems[:200])
@@ -117,8 +119,8 @@ def page(rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, An
         f"generated {html.escape(meta['generated'])}</p>"
         + (f"<ul class=meta>{notes}</ul>" if notes else "")
         + f"<h2>Recommendations</h2><table><tr><th>code</th><th>patients</th><th></th></tr>{count_rows}</table>"
-        + f"<h2>Needs action first ({len(action)})</h2><p class=meta>Red flag, then step-back, re-baseline, "
-          "data gap.</p>" + _table(action)
+        + f"<h2>Needs action first ({len(action)})</h2><p class=meta>"
+        + html.escape(", then ".join(code.replace("-", " ") for code in order)) + ".</p>" + _table(action)
         + f"<h2>Everyone else ({len(rest)})</h2>" + _table(rest)
         + problem_part + "</body></html>\n")
 
@@ -136,7 +138,8 @@ def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], m
     for code, n in recommendation_counts(rows).most_common():
         table.add_row(code, str(n))
     table.add_section()
-    table.add_row("needs action first", str(sum(1 for r in rows if action_rank(r) is not None)))
+    table.add_row("needs action first",
+                  str(sum(1 for r in rows if action_rank(r, meta["needs_action"]) is not None)))
     table.add_row("problems in the export", str(len(problems)))
     console.print(table)
     for note in meta.get("notes", []):

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from cds.charts.series import first_proposed
 from cds.engine import RuleEngine
 from cds.panel.source import Problem
 from cds.services.pipeline import Outcome, evaluate_patient
@@ -16,20 +17,6 @@ from cds.services.pipeline import Outcome, evaluate_patient
 SERVICE, HOOK = "pacing-review", "patient-view"
 COLUMNS = ("patient", "recommendations", "dose_now", "dose_proposed", "adherence", "pain_delta", "flare_weeks",
            "last_data_day", "red_flags", "measure", "rule_set_version")
-
-
-def _proposed(outcome: Outcome) -> str | None:
-    """The dose of the first card suggestion that carries one: a ServiceRequest's timing or a Goal's target."""
-    for card in outcome.response.cards:
-        for suggestion in card.suggestions or []:
-            for action in suggestion.actions or []:
-                resource = action.resource or {}
-                repeat = (resource.get("occurrenceTiming") or {}).get("repeat")
-                if repeat:
-                    return f"{repeat['duration']} min x {repeat['frequency']}/week"
-                if resource.get("resourceType") == "Goal":
-                    return f"{round(resource['target'][0]['detailQuantity']['value']):,} steps/day"
-    return None
 
 
 def row_of(patient_id: str, outcome: Outcome) -> dict[str, Any]:
@@ -50,7 +37,7 @@ def row_of(patient_id: str, outcome: Outcome) -> dict[str, Any]:
         "patient": f"Patient/{patient_id}",
         "recommendations": " ".join(c.source.topic.code for c in outcome.response.cards if c.source.topic),
         "dose_now": dose_now,
-        "dose_proposed": _proposed(outcome),
+        "dose_proposed": first_proposed(outcome.response.cards),
         "adherence": round(f.adherence, 3) if f.adherence is not None else None,
         "pain_delta": round(f.pain_delta, 2) if f.pain_delta is not None else None,
         "flare_weeks": f.flare_weeks,

@@ -184,3 +184,8 @@ def test_a_dose_pattern_must_name_minutes_and_sessions(rules_copy: Path) -> None
     edit(rules_copy / "codes.yaml", "(?P<per_week>\\d{1,2})\\s*(?:x|times?|sessions?|days?)\\s*(?:a|per|each|/)\\s*(?:wk|week)\\b'",
          "(?P<weekly>\\d{1,2})\\s*(?:x|times?|sessions?|days?)\\s*(?:a|per|each|/)\\s*(?:wk|week)\\b'")
     assert any("(?P<minutes>...) and (?P<per_week>...)" in p for p in problems(rules_copy))
+
+
+def test_needs_action_names_recommendation_codes(rules_copy: Path) -> None:
+    edit(rules_copy / "ruleset.yaml", "needs_action: [red-flag,", "needs_action: [red-flags,")
+    assert any("needs_action 'red-flags' is not a recommendation code" in p for p in problems(rules_copy))

@@ -8,6 +8,8 @@ import re
 import pytest
 
 from bench.screenshot import chromium, dump_dom
+from cds.engine import load_knowledge
+from tests.conftest import ROOT
 from tests.panel.conftest import Run
 
 
@@ -27,7 +29,8 @@ def test_the_page_shows_counts_and_who_needs_action_first(cluster_run: Run) -> N
     assert action is not None
     patients = re.findall(r"<td>Patient/([^<]+)</td>", dom)
     assert len(patients) == len(set(patients)) == int(action[1]) + int(action[3])
-    order = ("red-flag", "step-back", "re-baseline", "data-gap")
+    order = tuple(load_knowledge(ROOT / "rules").info.needs_action)
+    assert {"red-flag", "data-quality", "data-gap"} <= set(order)
     ranks = [min(order.index(c) for c in re.findall(r'class="code ([a-z-]+)"', cell) if c in order)
              for cell in re.findall(r"<tr><td>Patient/[^<]+</td><td>(.*?)</td>", action[2])]
     assert ranks and ranks == sorted(ranks), "red flags first, then step-back, re-baseline, data gap"
