@@ -293,3 +293,18 @@ def test_production_requires_an_https_fhir_server(tmp_path: Any) -> None:
         assert post(app.test_client(), body).status_code == 200
     finally:
         app.extensions["pacing_cds"].close()
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda prefetch: prefetch["patient"].update(birthDate="2015-03-01"), "younger than 18 years"),
+    (lambda prefetch: prefetch["conditions"].update(entry=[]), "no active chronic-pain condition"),
+])
+def test_a_patient_the_rules_are_not_for_gets_no_cards_and_the_audit_says_why(
+        app: Flask, client: FlaskClient, change: Any, why: str) -> None:
+    prefetch = data.full_prefetch("p-not-for")
+    change(prefetch)
+    body = data.patient_view("p-not-for", prefetch)
+    response = post(client, body)
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+    [event] = [e for e in audit(app) if e["hook_instance"] == body["hookInstance"]]
+    assert event["status"] == 200 and why in (event["message"] or "")
