@@ -30,7 +30,7 @@ def live_store(service: LiveService) -> Store:
 
 
 def declared_services() -> list[dict[str, Any]]:
-    """rules/services.yaml as discovery must list it: each {loinc:...}/{snomed:...} written out from codes.yaml."""
+    """rules/services.yaml as discovery must list it: each {loinc:...}/{snomed:...}/{pa:...} written out from codes.yaml."""
     rules = ROOT / "rules"
     spec, codes = (yaml.safe_load((rules / name).read_text()) for name in ("services.yaml", "codes.yaml"))
 
@@ -39,7 +39,7 @@ def declared_services() -> list[dict[str, Any]]:
         lists = [codes["observations"][n] if system == "loinc" else codes[n] for n in match.group(2).split(",")]
         return ",".join(f"{codes['systems'][system]}|{code}" for listed in lists for code in listed)
 
-    prefetch = {key: re.sub(r"(?<!\{)\{(loinc|snomed):([a-z0-9_,]+)\}", expand, query)
+    prefetch = {key: re.sub(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}", expand, query)
                 for key, query in spec["prefetch"].items()}
     return [{**{k: entry[k] for k in ("hook", "title", "description", "id")}, "prefetch": prefetch,
              "usageRequirements": spec["usage"]} for entry in spec["services"]]
