@@ -89,7 +89,7 @@ def test_byte_ranges_of_a_plain_file_keep_their_line_numbers(tmp_path: Path) -> 
                 problems.append(json.loads(resource))
     assert sorted(seen) == [(n + 1, t) for n, t in enumerate(text) if n != 57]
     assert [(p["line"], p["kind"]) for p in problems] == [(58, "malformed")]
-    assert export.missing_types == ["Patient", "Condition", "ServiceRequest", "Goal"]
+    assert export.missing_types == ["Patient", "Condition", "ServiceRequest", "Goal", "CarePlan"]
 
 
 def test_an_unreadable_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
