@@ -371,8 +371,9 @@ class Store:
                     expires: datetime) -> None:
         if not charts:
             return
-        conn.execute(CHART_INSERT, [{"token": token, "created_at": now, "expires_at": expires,
-                                            "series": series} for token, series in charts])
+        rows = [{"token": token, "created_at": now, "expires_at": expires, "series": series}
+                for token, series in charts]
+        conn.execute(CHART_INSERT, rows[0] if len(rows) == 1 else rows)  # one row: a plain execute, not executemany
         if time.monotonic() - self._purged > PURGE_EVERY_S:  # expired charts go, at most once a minute
             self._purged = time.monotonic()
             conn.execute(delete(ChartRecord).where(ChartRecord.expires_at < now))
