@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -107,8 +106,4 @@ def create_app(settings: Settings | None = None) -> Flask:
                                   authenticator.fhir_server_lists() if authenticator else {}),
     )
     api.register(app, settings)
-    # Everything built so far (modules, models, the compiled rules) lives as long as the process: out of the
-    # collector's sight, the collections that the calls' own garbage sets off have far less to walk.
-    gc.collect()
-    gc.freeze()
     return app
