@@ -8,8 +8,8 @@ once, then evaluated three ways, each in a fresh process so that peak RSS is its
   the same function the Dask tasks call (cds.panel.rows.evaluate_group); the baseline;
 - dask 1 / dask 2: `pacing-cds worklist`'s job on a LocalCluster of 1 or 2 single-threaded worker processes.
 Both clocks include building the rule engine (the loop once; each Dask worker once, in parallel) and stop when
-every row is back. Targets: 2 workers >= 1.6x the loop; Dask's overhead at 1 worker <= 25 %; peak RSS per worker from 5,000 to
-20,000 patients < 1.2x.
+every row is back. Targets: 2 workers >= 1.6x the loop; Dask's overhead at 1 worker <= 25 %; peak RSS per worker
+from 5,000 to 20,000 patients < 1.2x.
 """
 
 from __future__ import annotations
