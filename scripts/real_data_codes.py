@@ -4,7 +4,7 @@
     PYTHONPATH=<another checkout> .venv/bin/python scripts/real_data_codes.py <another checkout>/rules
 
 Run against another checkout's code and rules (PYTHONPATH first on the path), it shows what that version answers to
-the same cases: the "before" of a change.
+the same cases: what a change altered.
 """
 
 from __future__ import annotations
