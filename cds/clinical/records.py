@@ -110,7 +110,7 @@ class Eligibility:
     """Whether the patient is one the pacing rules are for, and why not when not."""
 
     eligible: bool
-    reason: str  # e.g. "adult (54 years) with an active chronic-pain condition (Condition/c1)"
+    reason: str  # e.g. "adult with an active chronic-pain condition (Condition/c1)", "younger than 18 years"
 
 
 @dataclass

@@ -467,11 +467,8 @@ class RecordBuilder:
         authored = parse_time(resource.get("authoredOn"))
         self.record.orders.append(OrderRecord(reference, status, authored, order_dose(resource, self.dose_patterns),
                                               resource, _order_start(resource) or authored))
-        if status in CURRENT_ORDER and self._for_pain(resource.get("reasonCode")):
+        if status in CURRENT_ORDER and for_pain(resource.get("reasonCode"), self._knowledge):
             self.record.pain_orders.append(reference)
-
-    def _for_pain(self, concepts: Any) -> bool:
-        return for_pain(concepts, self._knowledge)
 
     def care_plan(self, resource: dict[str, Any]) -> None:
         """An active CarePlan's exercise activities, read as exercise orders (a dose from scheduledTiming, else
@@ -492,7 +489,7 @@ class RecordBuilder:
             reference = f"CarePlan/{resource.get('id', '?')}#activity-{index + 1}"
             self.record.orders.append(OrderRecord(reference, "active", started,
                                                   order_dose(shaped, self.dose_patterns), resource, started))
-            if self._for_pain(detail.get("reasonCode")):
+            if for_pain(detail.get("reasonCode"), self._knowledge):
                 self.record.pain_orders.append(reference)
 
     def goal(self, resource: dict[str, Any]) -> None:
@@ -510,8 +507,8 @@ class RecordBuilder:
                 if quantity is not None and quantity[1] in WEEKLY_MINUTES and quantity[0] > 0:
                     self.record.minute_goal = MinuteGoal(f"Goal/{resource.get('id', '?')}",
                                                          quantity[0] * WEEKLY_MINUTES[quantity[1]])
-        for target in resource.get("target") or []:
-            if isinstance(target, dict) and set(codes_of(target.get("measure"), LOINC)) & self.steps:
+        for target in targets:
+            if set(codes_of(target.get("measure"), LOINC)) & self.steps:
                 quantity = _quantity(target.get("detailQuantity"))
                 if quantity is not None and quantity[1] in STEP_UNITS and quantity[0] > 0:
                     start = parse_time(resource.get("startDate")) or parse_time(resource.get("statusDate"))
@@ -545,8 +542,9 @@ def _order_start(resource: dict[str, Any]) -> datetime | None:
     timing = resource.get("occurrenceTiming")
     repeat = timing.get("repeat") if isinstance(timing, dict) else None
     bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
-    if isinstance(bounds, dict) and parse_time(bounds.get("start")) is not None:
-        return parse_time(bounds.get("start"))
+    started = parse_time(bounds.get("start")) if isinstance(bounds, dict) else None
+    if started is not None:
+        return started
     period = resource.get("occurrencePeriod")
     return parse_time(period.get("start")) if isinstance(period, dict) else None
 

@@ -164,28 +164,17 @@ def test_a_value_set_note_must_name_a_parameter(rules_copy: Path) -> None:
     assert any("value-sets/malignancy.yaml" in p and "note_after 'months'" in p for p in problems(rules_copy))
 
 
-def test_a_value_set_note_kept_off_an_unknown_code_is_refused(rules_copy: Path) -> None:
-    edit(rules_copy / "value-sets/pregnancy.yaml", "note_not_with: [red-flag, precaution]",
-         "note_not_with: [red-flag, precautions]")
-    assert any("note_not_with 'precautions' is not a recommendation code" in p for p in problems(rules_copy))
-
-
-def test_usage_must_name_every_resource_type_the_service_reads(rules_copy: Path) -> None:
-    edit(rules_copy / "services.yaml", "CarePlan and Goal.", "CarePlan.")
-    assert any("usage does not name the resource types ['Goal']" in p for p in problems(rules_copy))
-
-
-def test_the_eligibility_value_set_must_be_a_value_set(rules_copy: Path) -> None:
-    edit(rules_copy / "codes.yaml", "eligibility_value_set: chronic-pain", "eligibility_value_set: chronic-pains")
-    assert any("eligibility_value_set 'chronic-pains' is not a value set" in p for p in problems(rules_copy))
-
-
-def test_a_dose_pattern_must_name_minutes_and_sessions(rules_copy: Path) -> None:
-    edit(rules_copy / "codes.yaml", "(?P<per_week>\\d{1,2})\\s*(?:x|times?|sessions?|days?)\\s*(?:a|per|each|/)\\s*(?:wk|week)\\b'",
-         "(?P<weekly>\\d{1,2})\\s*(?:x|times?|sessions?|days?)\\s*(?:a|per|each|/)\\s*(?:wk|week)\\b'")
-    assert any("(?P<minutes>...) and (?P<per_week>...)" in p for p in problems(rules_copy))
-
-
-def test_needs_action_names_recommendation_codes(rules_copy: Path) -> None:
-    edit(rules_copy / "ruleset.yaml", "needs_action: [red-flag,", "needs_action: [red-flags,")
-    assert any("needs_action 'red-flags' is not a recommendation code" in p for p in problems(rules_copy))
+@pytest.mark.parametrize(("file", "old", "new", "problem"), [
+    ("value-sets/pregnancy.yaml", "note_not_with: [red-flag, precaution]", "note_not_with: [red-flag, precautions]",
+     "note_not_with 'precautions' is not a recommendation code"),
+    ("services.yaml", "CarePlan and Goal.", "CarePlan.", "usage does not name the resource types ['Goal']"),
+    ("codes.yaml", "eligibility_value_set: chronic-pain", "eligibility_value_set: chronic-pains",
+     "eligibility_value_set 'chronic-pains' is not a value set"),
+    ("codes.yaml", "(?P<per_week>", "(?P<weekly>", "(?P<minutes>...) and (?P<per_week>...)"),
+    ("ruleset.yaml", "needs_action: [red-flag,", "needs_action: [red-flags,",
+     "needs_action 'red-flags' is not a recommendation code"),
+], ids=["note-not-with", "usage", "eligibility", "dose-pattern", "needs-action"])
+def test_a_name_that_points_nowhere_is_refused(rules_copy: Path, file: str, old: str, new: str,
+                                               problem: str) -> None:
+    edit(rules_copy / file, old, new)
+    assert any(problem in p for p in problems(rules_copy))
