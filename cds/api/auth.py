@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList, NotAllowed, parse_target
+from cds.knowledge.loader import read_yaml
 
 log = logging.getLogger("cds.auth")
 
@@ -98,7 +99,7 @@ class IssuersFile(BaseModel):
 
 def load_issuers(path: Path) -> list[IssuerConfig]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
         return IssuersFile.model_validate(raw).issuers
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot be read ({exc})") from exc

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from cds.charts.model import Dose
+from cds.knowledge.loader import read_yaml
 
 PLAN_FILE = "patient-plan.yaml"
 Sentence = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
@@ -69,7 +70,7 @@ def load_plan_text(rules_dir: Path, codes: set[str]) -> PlanText:
     """Read and check patient-plan.yaml: its shape, its placeholders, and a text for every code in `codes`."""
     path = rules_dir / PLAN_FILE
     try:
-        plan = PlanText.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        plan = PlanText.model_validate(read_yaml(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError) as exc:
         raise PlanTextError(f"{path.name}: {exc}") from exc
     except ValidationError as exc:

@@ -73,24 +73,30 @@ def worker_engine(digest: str) -> RuleEngine:
 
 def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime,
                    unread: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data."""
+    """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data.
+
+    The lines are grouped in a dict over plain lists, as the one-process loop does: a pandas groupby builds a
+    sub-frame per patient, which cost about 15 % of the evaluation itself."""
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for patient, file, line, text in zip(frame["patient"].tolist(), frame["file"].tolist(),
+                                         frame["line"].tolist(), frame["resource"].tolist()):
+        groups.setdefault(patient, []).append((file, line, text))
     out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
-    for patient, group in frame.groupby("patient", sort=False):
+    for patient, items in groups.items():
         if patient == PROBLEM_KEY:
-            for text in group["resource"]:
+            for _, _, text in items:
                 out["kind"].append("problem")
                 out["patient"].append("")
                 out["data"].append(text)
             continue
-        items = zip(group["file"], group["line"].astype(int), group["resource"])
-        row, problems = evaluate_group(engine, str(patient), items, now, unread)
+        row, problems = evaluate_group(engine, patient, items, now, unread)
         if row is not None:
             out["kind"].append("row")
-            out["patient"].append(str(patient))
+            out["patient"].append(patient)
             out["data"].append(orjson.dumps(row).decode())
         for problem in problems:
             out["kind"].append("problem")
-            out["patient"].append(str(patient))
+            out["patient"].append(patient)
             out["data"].append(orjson.dumps(problem.as_dict()).decode())
     return out
 
