@@ -39,9 +39,11 @@ def run_loop(export_dir: Path) -> dict[str, Any]:
     from cds.engine import RuleEngine, load_knowledge
     from cds.panel.rows import evaluate_group
     from cds.panel.source import PROBLEM_KEY, discover, read_part
+    from cds.panel.workers import settle_heap
 
     started = time.perf_counter()  # the rule engine's build counts, as it does on each Dask worker
     engine = RuleEngine(load_knowledge(ROOT / "rules"))
+    settle_heap()  # as each Dask worker does once its engine is built
     groups: dict[str, list[tuple[str, int, str]]] = {}
     for part in discover(export_dir).parts:
         columns = read_part(part)
