@@ -70,6 +70,9 @@ def unfulfilled(resource: dict[str, Any]) -> bool:
     return False
 
 
+PATIENT_ID = re.compile(FHIR_ID)
+
+
 def patient_in_reference(reference: str, fhir_base: str | None, full_urls: dict[str, str]) -> str | None:
     """The Patient id a reference resolves to: `Patient/id`, versioned, absolute on the request's fhirServer, or
     a `urn:uuid` naming a Patient in the same Bundle. None for anything else (other types, other servers)."""
@@ -83,13 +86,30 @@ def patient_in_reference(reference: str, fhir_base: str | None, full_urls: dict[
     parts = reference.split("/")
     if len(parts) == 4 and parts[2] == "_history" and parts[3]:
         parts = parts[:2]
-    if len(parts) != 2 or parts[0] != "Patient" or not re.fullmatch(FHIR_ID, parts[1]):
+    if len(parts) != 2 or parts[0] != "Patient" or not PATIENT_ID.fullmatch(parts[1]):
         return None
     return parts[1]
 
 
-def subject_problem(resource: dict[str, Any], patient_id: str, fhir_base: str | None,
-                    full_urls: dict[str, str]) -> str | None:
+class References:
+    """The Patient ids that the references of one Bundle's entries resolve to (patient_in_reference), each distinct
+    reference resolved once; the Bundle's Patients are looked up by fullUrl only when a urn reference needs them."""
+
+    def __init__(self, entries: list[Any], fhir_base: str | None) -> None:
+        self.entries, self.fhir_base = entries, fhir_base
+        self.full_urls: dict[str, str] | None = None
+        self.resolved: dict[str, str | None] = {}
+
+    def patient(self, reference: str) -> str | None:
+        if reference in self.resolved:
+            return self.resolved[reference]
+        if self.full_urls is None and reference.startswith(("urn:uuid:", "urn:oid:")):
+            self.full_urls = _patient_full_urls(self.entries)
+        patient = self.resolved[reference] = patient_in_reference(reference, self.fhir_base, self.full_urls or {})
+        return patient
+
+
+def subject_problem(resource: dict[str, Any], patient_id: str, references: References) -> str | None:
     """Why a resource is not the context patient's own (no subject, unresolvable, another patient), or None."""
     for name in ("subject", "patient"):
         value = resource.get(name)
@@ -98,7 +118,7 @@ def subject_problem(resource: dict[str, Any], patient_id: str, fhir_base: str | 
         reference = value.get("reference") if isinstance(value, dict) else None
         if not isinstance(reference, str):
             return f"has a {name} without a literal Patient reference"
-        resolved = patient_in_reference(reference, fhir_base, full_urls)
+        resolved = references.patient(reference)
         if resolved is None:
             return f"has a {name} that is not a reference to context.patientId"
         if resolved != patient_id:
@@ -126,13 +146,13 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
             return f"is a {resource.get('resourceType')}, expected a {expected}"
         if expected == "Patient":
             return None if resource.get("id") == patient_id else "is a different Patient than context.patientId"
-        return subject_problem(resource, patient_id, fhir_base, {})
+        return subject_problem(resource, patient_id, References([], fhir_base))
     if resource.get("resourceType") != "Bundle":
         return f"is a {resource.get('resourceType')}, expected a Bundle of {expected}"
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
         return "has an entry that is not a list"
-    full_urls = _patient_full_urls(entries)
+    references = References(entries, fhir_base)
     for index, entry in enumerate(entries):
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(inner, dict):
@@ -142,7 +162,7 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
             continue
         if kind != expected:
             return f"entry[{index}] is a {kind}, expected {expected}"
-        problem = subject_problem(inner, patient_id, fhir_base, full_urls)
+        problem = subject_problem(inner, patient_id, references)
         if problem is not None:
             return f"entry[{index}] {problem}"
     return None
@@ -150,13 +170,14 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
 
 def draft_order_problems(entries: list[dict[str, Any]], patient_id: str, fhir_base: str | None) -> list[str]:
     """Draft orders of an order hook that are not for the context patient, as `entry[i] why`."""
-    full_urls = _patient_full_urls([{"fullUrl": e.get("fullUrl"), "resource": e.get("resource")} for e in entries])
+    references = References([{"fullUrl": e.get("fullUrl"), "resource": e.get("resource")} for e in entries],
+                            fhir_base)
     problems = []
     for index, entry in enumerate(entries):
         resource = entry.get("resource") or {}
         if resource.get("resourceType") == "Patient":
             continue
-        problem = subject_problem(resource, patient_id, fhir_base, full_urls)
+        problem = subject_problem(resource, patient_id, references)
         if problem is not None:
             problems.append(f"entry[{index}] {problem}")
     return problems
