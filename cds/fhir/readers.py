@@ -324,14 +324,16 @@ class RecordBuilder:
     def _session(self, obs: dict[str, Any], source: str, when: datetime) -> None:
         """A session counts even without a duration (an untimed session); a duration must have a known unit. A
         member of an activity panel is held until every reading is in: it counts only through its panel."""
-        panel = self.panel_of.get(str(obs.get("id")))
-        if _quantity(obs.get("valueQuantity")) is None:
+        panel = self.panel_of.get(str(obs.get("id"))) if self.panel_of else None
+        quantity = _quantity(obs.get("valueQuantity"))
+        if quantity is None:
             if panel is None:
                 self.record.untimed_sessions.append(Reading(when, 0.0, source))
             return
         into = self.record.sessions if panel is None else self.member_sessions.setdefault(panel, [])
-        self._converted(obs, source, when, MINUTES, into, "minutes",
-                        (0, self.bounds["session_max_plausible_minutes"]))
+        minutes = self._value(quantity, source, MINUTES, "minutes", (0, self.bounds["session_max_plausible_minutes"]))
+        if minutes is not None:
+            into.append(Reading(when, minutes, source))
 
     def _is_activity_panel(self, obs: dict[str, Any]) -> bool:
         return bool(self.pa_system and set(codes_of(obs.get("code"), self.pa_system)) & self.activity_panel)
@@ -633,9 +635,13 @@ def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Kn
     given `now`, an Observation dated after it is set aside."""
     builder = RecordBuilder(patient_id, knowledge, now)
     builder.panel_of = _panels(resources)
+    observation = builder.observation
     for resource in resources:
         if isinstance(resource, dict):
-            builder.add(resource)
+            if resource.get("resourceType") == "Observation":  # the many: read without the dispatch of add()
+                observation(resource)
+            else:
+                builder.add(resource)
     builder.finish_panels()
     builder.finish_evs()
     record = builder.record
