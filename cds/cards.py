@@ -20,6 +20,7 @@ from cds.clinical.orders import OrderReview
 from cds.clinical.recommend import Recommendation, current_words
 from cds.clinical.records import Dose, PatientRecord
 from cds.engine import Evaluation, Fired, Knowledge
+from cds.fhir import drafts
 from cds.hooks.models import Action, Card, Coding, OverrideReasonCoding, Source, Suggestion
 from cds.knowledge.conditions import matches
 from cds.knowledge.schema import Suggestion as SuggestionSpec
@@ -303,7 +304,7 @@ def _service_request(ctx: CardContext, code: dict[str, str], rid: str, instructi
         resource["priority"] = priority
     if replaces:
         resource["replaces"] = [{"reference": replaces}]
-    return ServiceRequest.model_validate(resource).model_dump(mode="json", exclude_none=True)
+    return drafts.service_request(resource)
 
 
 def _conformed_draft(ctx: CardContext, draft: dict[str, Any]) -> dict[str, Any]:

@@ -118,7 +118,8 @@ def pattern_days(record: PatientRecord, measure: str, today: date, params: Param
     """The daily activity the patterns read: daily steps when present on enough days of the pattern window,
     whatever carries the dose; else the measure of the dose."""
     window = int(params["pattern_window_days"])
-    step_days = sum(1 for d in record.steps if today - timedelta(days=window - 1) <= d <= today)
+    first_day = today - timedelta(days=window - 1)
+    step_days = sum(1 for d in record.steps if first_day <= d <= today)
     if step_days >= params["pattern_steps_min_days"]:
         return "steps", daily_activity(record, "steps")
     return measure, daily_activity(record, measure)
@@ -241,7 +242,8 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
     else:
         evs = _between(record.evs_minutes, f.now - history * DAY, f.now)
         f.weekly_minutes = max(evs, key=lambda r: r.when).value if evs else None
-    step_days = [r.value for d, r in record.steps.items() if today - timedelta(days=week - 1) <= d <= today]
+    week_start, history_start = today - timedelta(days=week - 1), today - timedelta(days=history - 1)
+    step_days = [r.value for d, r in record.steps.items() if week_start <= d <= today]
     f.step_days_last7 = len(step_days)
     f.mean_daily_steps = statistics.fmean(step_days) if step_days else None
     untimed = _between(record.untimed_sessions, f.now - week * DAY, f.now)
@@ -256,8 +258,8 @@ def _activity(f: Features, record: PatientRecord, days: dict[date, float], today
         f.adherence = f.weekly_minutes / f.plan.weekly
     elif f.measure == "steps" and f.quota and f.mean_daily_steps is not None:
         f.adherence = f.mean_daily_steps / f.quota
-    acute = [v for d, v in days.items() if today - timedelta(days=week - 1) <= d <= today]
-    chronic = [v for d, v in days.items() if today - timedelta(days=history - 1) <= d <= today]
+    acute = [v for d, v in days.items() if week_start <= d <= today]
+    chronic = [v for d, v in days.items() if history_start <= d <= today]
     first = min(days, default=None)
     if first is not None and (today - first).days >= params["acwr_min_history_days"] - 1 and chronic:
         # Only above a minimum chronic volume: a ratio of small numbers swings on a single walk.
@@ -313,9 +315,10 @@ def _pain(f: Features, record: PatientRecord, now: datetime, params: Params) -> 
 
 def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today: date, params: Params) -> None:
     history, window = int(params["history_days"]), int(params["pattern_window_days"])
-    month = {d: v for d, v in days.items() if today - timedelta(days=history - 1) <= d <= today}
+    history_start, window_start = today - timedelta(days=history - 1), today - timedelta(days=window - 1)
+    month = {d: v for d, v in days.items() if history_start <= d <= today}
     median = statistics.median(month.values()) if len(month) >= params["median_min_days"] else None
-    fortnight = sorted((d, v) for d, v in month.items() if d >= today - timedelta(days=window - 1))
+    fortnight = sorted((d, v) for d, v in month.items() if d >= window_start)
     if median and len(fortnight) >= params["pattern_min_days"]:
         values = [v for _, v in fortnight]
         mean = statistics.fmean(values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -58,6 +59,10 @@ PER_WEEK = {"wk": 1.0, "d": 7.0, "mo": 12 / 52.1775, "a": 1 / 52.1775}
 DAYS_A_WEEK = dict.fromkeys(("d/wk", "/wk", "{days}/wk", "d/(7.d)", "{#}/wk", "1/wk", "{times}/wk"), 1.0)
 MINUTES_A_DAY = {"min/d": 1.0, "min": 1.0, "h/d": 60.0, "min/(24.h)": 1.0}
 PERCENT = {"%"}
+ANY_COUNT = (0.0, float("inf"))
+# What an Observation is read as, by its LOINC code; one with codes of several kinds is read as the first of them.
+OBSERVATION_KINDS = ("pain", "peg", "steps", "session", "evs weekly minutes", "evs days", "evs minutes a day",
+                     "blood pressure", "temperature", "weight")
 # CarePlan activity statuses of a plan still being followed.
 ACTIVITY_CURRENT = {"not-started", "scheduled", "in-progress", "on-hold"}
 
@@ -90,6 +95,18 @@ def codes_of(concept: Any, system: str | tuple[str, ...] | None = None) -> list[
     systems = (system,) if isinstance(system, str) else system
     return [c["code"] for c in concept.get("coding") or [] if isinstance(c, dict) and isinstance(c.get("code"), str)
             and (systems is None or c.get("system") in systems)]
+
+
+def loinc_codes(concept: Any) -> set[str]:
+    """The LOINC codes of a CodeableConcept: codes_of(concept, LOINC) as a set."""
+    codes: set[str] = set()
+    if isinstance(concept, dict):
+        for c in concept.get("coding") or []:
+            if isinstance(c, dict) and c.get("system") == LOINC:
+                code = c.get("code")
+                if isinstance(code, str):
+                    codes.add(code)
+    return codes
 
 
 def _whole_day(period: dict[str, Any], start: datetime, end: datetime) -> bool:
@@ -129,7 +146,9 @@ def _quantity(q: Any) -> tuple[float, str] | None:
     value = q.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    unit = q.get("code") if isinstance(q.get("code"), str) else q.get("unit")
+    unit = q.get("code")
+    if not isinstance(unit, str):
+        unit = q.get("unit")
     return float(value), unit if isinstance(unit, str) else ""
 
 
@@ -179,6 +198,13 @@ class RecordBuilder:
         self.evs_parts: dict[date, dict[str, Reading]] = {}
         self._weight_measures = set(codes.weight_goal_measures)
         self._explains_weight_loss = set(codes.explains_weight_loss)
+        # LOINC code -> the rank in OBSERVATION_KINDS of what an Observation of it is (the first kind listing it).
+        self.rank_of: dict[str, int] = {}
+        for rank, listed in enumerate((self.pain_nrs, self.peg_mean | self.peg_panel, self.steps | self.steps_period,
+                                       self.session, self.evs_minutes, self.evs_days, self.evs_minutes_a_day,
+                                       self.bp_panel | self.systolic | self.diastolic, self.temperature, self.weight)):
+            for code in listed:
+                self.rank_of.setdefault(code, rank)
 
     def skip(self, source: str, why: str, reason: str) -> None:
         self.record.set_aside.append(SetAside(source, why, reason))
@@ -202,11 +228,11 @@ class RecordBuilder:
 
     def observation(self, obs: dict[str, Any]) -> None:
         source = f"Observation/{obs.get('id', '?')}"
-        codes = frozenset(codes_of(obs.get("code"), LOINC))
-        confirmed = obs.get("status") in COUNTING_STATUSES
-        unconfirmed_vital = obs.get("status") == "preliminary" and bool(codes & self.unconfirmed_codes)
-        if not confirmed and not unconfirmed_vital:
-            self.skip(source, f"status {obs.get('status')!r} does not count", STATUS_NOT_FINAL)
+        codes = loinc_codes(obs.get("code"))
+        status = obs.get("status")
+        confirmed = status in COUNTING_STATUSES
+        if not confirmed and not (status == "preliminary" and not codes.isdisjoint(self.unconfirmed_codes)):
+            self.skip(source, f"status {status!r} does not count", STATUS_NOT_FINAL)
             return
         when = _effective(obs)
         if when is None:
@@ -215,29 +241,36 @@ class RecordBuilder:
         if self.now is not None and when > self.now:
             self.skip(source, f"dated {when.isoformat()}, after the moment of evaluation", DATED_IN_FUTURE)
             return
-        if self._worn_too_little(obs, source):
+        if obs.get("component") and self._worn_too_little(obs, source):
             return
-        b = self.bounds
-        if obs.get("hasMember") and (codes & self.session or self._is_activity_panel(obs)):
+        if obs.get("hasMember") and (not codes.isdisjoint(self.session) or self._is_activity_panel(obs)):
             self._panel(obs, source, when, codes)
-        elif codes & self.pain_nrs:
+            return
+        ranks = [self.rank_of[code] for code in codes if code in self.rank_of]
+        if not ranks:
+            return
+        kind = OBSERVATION_KINDS[min(ranks)]
+        b = self.bounds
+        if kind == "pain":
             self._score(obs, source, when, self.record.pain)
-        elif codes & (self.peg_mean | self.peg_panel):
+        elif kind == "peg":
             self._peg(obs, source, when)
-        elif codes & (self.steps | self.steps_period):
+        elif kind == "steps":
             self._steps(obs, source, when)
-        elif codes & self.session:
+        elif kind == "session":
             self._session(obs, source, when)
-        elif codes & self.evs_minutes:
+        elif kind == "evs weekly minutes":
             self._converted(obs, source, when, WEEKLY_MINUTES, self.record.evs_minutes, "min/wk",
                             (0, b["evs_weekly_max_minutes"]))
-        elif codes & (self.evs_days | self.evs_minutes_a_day):
-            self._evs_part(obs, source, when, "days" if codes & self.evs_days else "minutes")
-        elif codes & (self.bp_panel | self.systolic | self.diastolic):
+        elif kind == "evs days":
+            self._evs_part(obs, source, when, "days")
+        elif kind == "evs minutes a day":
+            self._evs_part(obs, source, when, "minutes")
+        elif kind == "blood pressure":
             self._blood_pressure(obs, source, when, codes, confirmed)
-        elif codes & self.temperature:
+        elif kind == "temperature":
             self._temperature(obs, source, when, confirmed)
-        elif codes & self.weight:
+        elif kind == "weight":
             self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg",
                             (b["weight_min_kg"], b["weight_max_kg"]))
 
@@ -271,7 +304,7 @@ class RecordBuilder:
 
     def _steps(self, obs: dict[str, Any], source: str, when: datetime) -> None:
         """A daily total or an interval's count, kept until every reading is in (cds/fhir/steps.py sums them)."""
-        value = self._value(_quantity(obs.get("valueQuantity")), source, STEP_FACTORS, "steps", (0, float("inf")))
+        value = self._value(_quantity(obs.get("valueQuantity")), source, STEP_FACTORS, "steps", ANY_COUNT)
         if value is None:
             return
         period = obs.get("effectivePeriod")
@@ -291,19 +324,21 @@ class RecordBuilder:
     def _session(self, obs: dict[str, Any], source: str, when: datetime) -> None:
         """A session counts even without a duration (an untimed session); a duration must have a known unit. A
         member of an activity panel is held until every reading is in: it counts only through its panel."""
-        panel = self.panel_of.get(str(obs.get("id")))
-        if _quantity(obs.get("valueQuantity")) is None:
+        panel = self.panel_of.get(str(obs.get("id"))) if self.panel_of else None
+        quantity = _quantity(obs.get("valueQuantity"))
+        if quantity is None:
             if panel is None:
                 self.record.untimed_sessions.append(Reading(when, 0.0, source))
             return
         into = self.record.sessions if panel is None else self.member_sessions.setdefault(panel, [])
-        self._converted(obs, source, when, MINUTES, into, "minutes",
-                        (0, self.bounds["session_max_plausible_minutes"]))
+        minutes = self._value(quantity, source, MINUTES, "minutes", (0, self.bounds["session_max_plausible_minutes"]))
+        if minutes is not None:
+            into.append(Reading(when, minutes, source))
 
     def _is_activity_panel(self, obs: dict[str, Any]) -> bool:
         return bool(self.pa_system and set(codes_of(obs.get("code"), self.pa_system)) & self.activity_panel)
 
-    def _panel(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str]) -> None:
+    def _panel(self, obs: dict[str, Any], source: str, when: datetime, codes: AbstractSet[str]) -> None:
         """One activity as a panel with members: the panel's own duration counts, once; without one, its members
         give one session (see finish_panels)."""
         if codes & self.session and _quantity(obs.get("valueQuantity")) is not None:
@@ -407,11 +442,11 @@ class RecordBuilder:
         else:
             self.skip(source, f"temperature {celsius:.1f} Cel is not plausible", IMPLAUSIBLE)
 
-    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: frozenset[str],
+    def _blood_pressure(self, obs: dict[str, Any], source: str, when: datetime, codes: AbstractSet[str],
                         confirmed: bool) -> None:
         values: dict[str, float] = {}
-        parts = [(frozenset(codes_of(c.get("code"), LOINC)), c.get("valueQuantity"))
-                 for c in obs.get("component") or [] if isinstance(c, dict)]
+        parts: list[tuple[AbstractSet[str], Any]] = [(loinc_codes(c.get("code")), c.get("valueQuantity"))
+                                                     for c in obs.get("component") or [] if isinstance(c, dict)]
         if codes & (self.systolic | self.diastolic):
             parts.append((codes, obs.get("valueQuantity")))
         for part_codes, q in parts:
@@ -600,9 +635,13 @@ def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Kn
     given `now`, an Observation dated after it is set aside."""
     builder = RecordBuilder(patient_id, knowledge, now)
     builder.panel_of = _panels(resources)
+    observation = builder.observation
     for resource in resources:
         if isinstance(resource, dict):
-            builder.add(resource)
+            if resource.get("resourceType") == "Observation":  # the many: read without the dispatch of add()
+                observation(resource)
+            else:
+                builder.add(resource)
     builder.finish_panels()
     builder.finish_evs()
     record = builder.record

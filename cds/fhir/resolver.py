@@ -27,6 +27,9 @@ class PrefetchData:
     resources: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    # Key -> (its Bundle, the Bundle's entries as read while checking it), so that entries() need not read it again.
+    read: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=dict, repr=False,
+                                                                          compare=False)
 
     def entries(self, key: str) -> list[dict[str, Any]]:
         """The resources of a search key (OperationOutcome entries left out), or the one resource of a read."""
@@ -35,6 +38,9 @@ class PrefetchData:
             return []
         if resource.get("resourceType") != "Bundle":
             return [resource]
+        read = self.read.get(key)
+        if read is not None and read[0] is resource:
+            return list(read[1])
         return [e["resource"] for e in resource.get("entry") or []
                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)
                 and e["resource"].get("resourceType") != "OperationOutcome"]
@@ -70,6 +76,9 @@ def unfulfilled(resource: dict[str, Any]) -> bool:
     return False
 
 
+PATIENT_ID = re.compile(FHIR_ID)
+
+
 def patient_in_reference(reference: str, fhir_base: str | None, full_urls: dict[str, str]) -> str | None:
     """The Patient id a reference resolves to: `Patient/id`, versioned, absolute on the request's fhirServer, or
     a `urn:uuid` naming a Patient in the same Bundle. None for anything else (other types, other servers)."""
@@ -83,13 +92,30 @@ def patient_in_reference(reference: str, fhir_base: str | None, full_urls: dict[
     parts = reference.split("/")
     if len(parts) == 4 and parts[2] == "_history" and parts[3]:
         parts = parts[:2]
-    if len(parts) != 2 or parts[0] != "Patient" or not re.fullmatch(FHIR_ID, parts[1]):
+    if len(parts) != 2 or parts[0] != "Patient" or not PATIENT_ID.fullmatch(parts[1]):
         return None
     return parts[1]
 
 
-def subject_problem(resource: dict[str, Any], patient_id: str, fhir_base: str | None,
-                    full_urls: dict[str, str]) -> str | None:
+class References:
+    """The Patient ids that the references of one Bundle's entries resolve to (patient_in_reference), each distinct
+    reference resolved once; the Bundle's Patients are looked up by fullUrl only when a urn reference needs them."""
+
+    def __init__(self, entries: list[Any], fhir_base: str | None) -> None:
+        self.entries, self.fhir_base = entries, fhir_base
+        self.full_urls: dict[str, str] | None = None
+        self.resolved: dict[str, str | None] = {}
+
+    def patient(self, reference: str) -> str | None:
+        if reference in self.resolved:
+            return self.resolved[reference]
+        if self.full_urls is None and reference.startswith(("urn:uuid:", "urn:oid:")):
+            self.full_urls = _patient_full_urls(self.entries)
+        patient = self.resolved[reference] = patient_in_reference(reference, self.fhir_base, self.full_urls or {})
+        return patient
+
+
+def subject_problem(resource: dict[str, Any], patient_id: str, references: References) -> str | None:
     """Why a resource is not the context patient's own (no subject, unresolvable, another patient), or None."""
     for name in ("subject", "patient"):
         value = resource.get(name)
@@ -98,7 +124,7 @@ def subject_problem(resource: dict[str, Any], patient_id: str, fhir_base: str | 
         reference = value.get("reference") if isinstance(value, dict) else None
         if not isinstance(reference, str):
             return f"has a {name} without a literal Patient reference"
-        resolved = patient_in_reference(reference, fhir_base, full_urls)
+        resolved = references.patient(reference)
         if resolved is None:
             return f"has a {name} that is not a reference to context.patientId"
         if resolved != patient_id:
@@ -126,13 +152,13 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
             return f"is a {resource.get('resourceType')}, expected a {expected}"
         if expected == "Patient":
             return None if resource.get("id") == patient_id else "is a different Patient than context.patientId"
-        return subject_problem(resource, patient_id, fhir_base, {})
+        return subject_problem(resource, patient_id, References([], fhir_base))
     if resource.get("resourceType") != "Bundle":
         return f"is a {resource.get('resourceType')}, expected a Bundle of {expected}"
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
         return "has an entry that is not a list"
-    full_urls = _patient_full_urls(entries)
+    references = References(entries, fhir_base)
     for index, entry in enumerate(entries):
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(inner, dict):
@@ -142,21 +168,59 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
             continue
         if kind != expected:
             return f"entry[{index}] is a {kind}, expected {expected}"
-        problem = subject_problem(inner, patient_id, fhir_base, full_urls)
+        problem = subject_problem(inner, patient_id, references)
         if problem is not None:
             return f"entry[{index}] {problem}"
     return None
 
 
+def examine(template: PrefetchTemplate, resource: dict[str, Any], patient_id: str,
+            fhir_base: str | None = None) -> tuple[bool, str | None, list[dict[str, Any]] | None]:
+    """unfulfilled(resource), and when not, shape_problem(...); a search Bundle is read once for both, and its
+    entries (OperationOutcomes left out) come with the answer when it has no problem."""
+    entries = resource.get("entry", []) if resource.get("resourceType") == "Bundle" else None
+    if not template.is_search or not isinstance(entries, list):
+        if unfulfilled(resource):
+            return True, None, None
+        return False, shape_problem(template, resource, patient_id, fhir_base), None
+    expected = template.resource_type
+    references = References(entries, fhir_base)
+    problem: str | None = None
+    read: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries):
+        inner = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(inner, dict):
+            problem = problem or f"entry[{index}] has no resource"
+            continue
+        kind = inner.get("resourceType")
+        if kind == "OperationOutcome":
+            if _blocking_outcome(inner):
+                return True, None, None
+            continue
+        if problem is not None:  # still looking for an OperationOutcome, which would come first
+            continue
+        read.append(inner)
+        if kind == "Patient" and inner.get("id") == patient_id:
+            continue
+        if kind != expected:
+            problem = f"entry[{index}] is a {kind}, expected {expected}"
+            continue
+        subject = subject_problem(inner, patient_id, references)
+        if subject is not None:
+            problem = f"entry[{index}] {subject}"
+    return False, problem, read if problem is None else None
+
+
 def draft_order_problems(entries: list[dict[str, Any]], patient_id: str, fhir_base: str | None) -> list[str]:
     """Draft orders of an order hook that are not for the context patient, as `entry[i] why`."""
-    full_urls = _patient_full_urls([{"fullUrl": e.get("fullUrl"), "resource": e.get("resource")} for e in entries])
+    references = References([{"fullUrl": e.get("fullUrl"), "resource": e.get("resource")} for e in entries],
+                            fhir_base)
     problems = []
     for index, entry in enumerate(entries):
         resource = entry.get("resource") or {}
         if resource.get("resourceType") == "Patient":
             continue
-        problem = subject_problem(resource, patient_id, fhir_base, full_urls)
+        problem = subject_problem(resource, patient_id, references)
         if problem is not None:
             problems.append(f"entry[{index}] {problem}")
     return problems
@@ -196,17 +260,19 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             invalid.append(f"prefetch.{key} must be a FHIR resource or null")
             continue
-        if unfulfilled(value):
+        blocked, problem, entries = examine(template, value, patient_id, request.fhirServer)
+        if blocked:
             to_fetch[key] = (_url(template, request), None)
             data.notes.setdefault(key, []).append("prefetch held an OperationOutcome")
             continue
-        problem = shape_problem(template, value, patient_id, request.fhirServer)
         if problem:
             invalid.append(f"prefetch.{key} {problem}")
             continue
         data.resources[key], data.sources[key] = value, "prefetch"
-        if template.is_search and next_link(value) is not None:
+        if template.is_search and next_link(value) is not None:  # its next pages are added to it in place
             to_fetch[key] = (next_link(value) or "", value)
+        elif entries is not None:
+            data.read[key] = (value, entries)
     if invalid:
         raise CdsError(400, "; ".join(invalid), expression=[f"prefetch.{t.key}" for t in templates
                                                             if any(f"prefetch.{t.key} " in m for m in invalid)])

@@ -11,9 +11,8 @@ watch count the same walk) count once: the largest plausible source total.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cds.clinical.records import IMPLAUSIBLE, Reading, SetAside
 
@@ -22,8 +21,7 @@ UNKNOWN_SOURCE = "unknown"
 SHORTEST_DAY, LONGEST_DAY = timedelta(hours=23), timedelta(hours=25)
 
 
-@dataclass(frozen=True)
-class StepPart:
+class StepPart(NamedTuple):
     """One steps Observation as read: a daily total (no interval) or the count of an interval."""
 
     day: date
@@ -50,6 +48,8 @@ def source_of(obs: dict[str, Any]) -> str:
 
 def _source_total(parts: list[StepPart]) -> Reading:
     """One source's day: its intervals summed, or its latest daily total, whichever is larger."""
+    if len(parts) == 1 and parts[0].interval is None:  # the usual day: one daily total
+        return Reading(parts[0].when, parts[0].value, parts[0].reference)
     intervals: dict[tuple[datetime, datetime], StepPart] = {}
     for part in parts:
         if part.interval is not None:
@@ -71,18 +71,23 @@ def day_totals(parts: list[StepPart], day_max: float) -> tuple[dict[date, Readin
     """One Reading a day (the largest plausible source total), and the source-days set aside as implausible."""
     grouped: dict[date, dict[str, list[StepPart]]] = {}
     for part in parts:
-        grouped.setdefault(part.day, {}).setdefault(part.source, []).append(part)
+        by_source = grouped.get(part.day)
+        if by_source is None:
+            grouped[part.day] = {part.source: [part]}
+        else:
+            by_source.setdefault(part.source, []).append(part)
     days: dict[date, Reading] = {}
     set_aside = []
     for day in sorted(grouped):
         plausible = []
-        for source in sorted(grouped[day]):
-            total = _source_total(grouped[day][source])
+        by_source = grouped[day]
+        for source in sorted(by_source) if len(by_source) > 1 else by_source:
+            total = _source_total(by_source[source])
             if 0 <= total.value <= day_max:
                 plausible.append(total)
             else:
                 set_aside.append(SetAside(total.source, f"{total.value:,.0f} steps on {day} from {source} is "
                                           f"not plausible (a day counts at most {day_max:,.0f})", IMPLAUSIBLE))
         if plausible:
-            days[day] = max(plausible, key=lambda r: r.value)
+            days[day] = plausible[0] if len(plausible) == 1 else max(plausible, key=lambda r: r.value)
     return days, set_aside

@@ -246,3 +246,21 @@ def test_prefetch_that_cannot_answer_its_template_is_400(client: FhirClient, key
     assert raised.value.status == 400
     assert message in raised.value.message
     assert raised.value.expression == [f"prefetch.{key}"]
+
+
+def test_entries_read_while_checking_are_those_of_the_bundle_as_it_is(client: FhirClient) -> None:
+    pid = "pf-read-once"
+    prefetch = data.full_prefetch(pid)
+    scores = len(prefetch["pain"]["entry"])
+    prefetch["pain"]["entry"].append({"resource": {"resourceType": "OperationOutcome",
+                                                   "issue": [{"severity": "information"}]}})
+    result = run(pid, client, prefetch=prefetch, server=closed_port_url())
+    assert {"pain", "activity"} <= set(result.read)
+    recomputed = PrefetchData(result.resources, result.sources, result.notes)
+    for key in result.resources:
+        assert result.entries(key) == recomputed.entries(key), key
+    assert [r["resourceType"] for r in result.entries("pain")] == ["Observation"] * scores
+    result.entries("pain").clear()  # a caller's list is its own
+    assert len(result.entries("pain")) == scores
+    result.resources["pain"] = {"resourceType": "Bundle", "entry": []}  # replaced (as by fetched pages)
+    assert result.entries("pain") == []
