@@ -13,6 +13,7 @@ Prints the tables and the targets with what was measured.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import os
 import platform
@@ -58,6 +59,8 @@ def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
     service = services_of(engine.knowledge)["pacing-review"]
     fhir = FhirClient(3.0, 10)
     now = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
+    gc.collect()
+    gc.freeze()  # as each gunicorn worker of `pacing-cds serve` does once the application is built
     names = ("parse", "features", "rules", "cards")
     rows = []
     for name, raw in bodies.items():

@@ -6,7 +6,7 @@ call, for a result that is known in advance: the same elements, in the order of 
 authoredOn written as pydantic writes a date-time, and every other value unchanged. `service_request` lays a draft
 out so when each of its values has a form that passes fhir.resources unchanged (a code without stray whitespace, an
 id of the id pattern, text of allowed characters, a positive count); a draft with any other element or value goes
-through fhir.resources as before. tests/test_drafts.py holds the two ways to the same bytes.
+through fhir.resources as before. tests/fhir/test_drafts.py holds the two ways to the same bytes.
 """
 
 from __future__ import annotations
