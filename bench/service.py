@@ -13,6 +13,7 @@ Prints the tables and the targets with what was measured.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import http.client
 import os
@@ -86,6 +87,12 @@ def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- 2. over HTTP
 
 
+def _die_with_parent() -> None:
+    """In the server's process: its own process group, and SIGTERM when the benchmark ends, however it ends."""
+    os.setpgrp()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class Server:
     def __init__(self, kind: str, workdir: Path) -> None:
         self.port = free_port()
@@ -101,7 +108,7 @@ class Server:
                     "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", "bench.floor:app"]
         self.log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 60
         while True:
             try:
