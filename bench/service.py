@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/service.py                       # the full run (about 15 minutes on 2 cores)
     .venv/bin/python bench/service.py --quick               # a smaller run (fewer requests), same tables
+    .venv/bin/python bench/service.py --models 2x1,2x2,2x4  # only the 90-day load, by gunicorn model
 
 1. In-process time per stage (parse, features, rules, cards) for requests of 1 week, 90 days, 1 year, 3 years.
 2. End to end against gunicorn (2 workers, 4 threads each) on 127.0.0.1 at concurrency 1, 4 and 16: p50, p95,
@@ -94,14 +95,15 @@ def _die_with_parent() -> None:
 
 
 class Server:
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, workers: int = 2, threads: int = 4) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
-        env.update({"PACING_CDS_PORT": str(self.port), "PACING_CDS_WORKERS": "2", "PACING_CDS_THREADS": "4",
+        env.update({"PACING_CDS_PORT": str(self.port), "PACING_CDS_WORKERS": str(workers),
+                    "PACING_CDS_THREADS": str(threads),
                     "PACING_CDS_NOW": NOW, "PACING_CDS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
                     "PACING_CDS_DATABASE_URL": f"sqlite:///{workdir / f'{kind}.db'}"})
         binary = Path(sys.executable).parent
-        if kind == "service":
+        if kind.startswith("service"):
             args = [str(binary / "pacing-cds"), "serve"]
         else:
             args = [str(binary / "gunicorn"), "-k", "gthread", "-w", "2", "--threads", "4", "--no-control-socket",
@@ -199,12 +201,35 @@ def memory(server: Server, body: bytes, total: int, checkpoints: int = 5) -> lis
 # ---------------------------------------------------------------- report
 
 
+def models(specs: str, body: bytes, requests_per_level: dict[int, int]) -> None:
+    """The service under each workers x threads model (e.g. "2x1,2x4"), 90-day requests at concurrency 1, 4, 16."""
+    workdir = Path(tempfile.mkdtemp(prefix="pacing-cds-bench-"))
+    print("90-day patient-view over HTTP by gunicorn model, asyncio front (latency in ms)\n")
+    print("| workers x threads | concurrency | p50 | p95 | p99 | req/s | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for spec in specs.split(","):
+        workers, threads = (int(n) for n in spec.lower().split("x"))
+        server = Server(f"service-{workers}x{threads}", workdir, workers, threads)
+        try:
+            for c, count in requests_per_level.items():
+                r = load(server.port, body, c, count)
+                print(f"| {workers} x {threads} | {c} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | "
+                      f"{r['rps']:.0f} | {r['errors']:.0f} |", flush=True)
+        finally:
+            server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke run of the same tables")
+    parser.add_argument("--models", metavar="WxT,...",
+                        help="only compare gunicorn models, e.g. 1x1,2x1,2x2,2x4 (workers x threads)")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
     requests_per_level = {1: int(500 * scale) or 20, 4: int(2000 * scale) or 40, 16: int(4000 * scale) or 80}
+    if args.models:
+        models(args.models, orjson.dumps(patient_view(SIZES["90 days"])), requests_per_level)
+        return 0
     memory_requests = int(100_000 * scale)
     bodies = {name: orjson.dumps(patient_view(days)) for name, days in SIZES.items()}
 

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         "none in production; * is refused in production)"
     )
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (pacing-cds serve)")
-    threads: int = Field(4, ge=1, le=64, description="threads per worker that run the application")
+    threads: int = Field(2, ge=1, le=64, description="threads per worker that run the application")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging level")
     log_format: Literal["text", "json"] = Field(
         "text", description="text (one readable line per event) or json (one JSON object per line, for collectors)"
