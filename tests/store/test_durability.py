@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 
 from cds.store.database import Base, Store
 from tests.conftest import LiveService
+from tests.support import data
 from tests.support.backing import PostgresServer
 
 CLIENTS, POSTS = 8, 500
@@ -156,3 +157,47 @@ def test_kill_9_in_the_middle_loses_nothing_acknowledged(live_service: Callable[
     assert lost == []
     with httpx.Client(timeout=10) as http:
         assert http.get(f"{service.url}/healthz").json() == {"status": "ok"}
+
+
+def test_kill_9_in_the_middle_keeps_the_audit_record_of_every_answered_call(
+        live_service: Callable[..., LiveService], database_url: str) -> None:
+    """The audit record is committed before the answer leaves (WAL, synchronous NORMAL on SQLite): a call the EHR
+    got an answer to has its record, even when the whole service is killed mid-load."""
+    service = live_service(database_url=database_url, workers="2", threads="2")
+    url = f"{service.url}/cds-services/pacing-review"
+    stop = threading.Event()
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        with httpx.Client(timeout=30.0) as http:
+            for n in range(1000):
+                if stop.is_set():
+                    return
+                body = data.patient_view(f"audit-{index}-{n}", data.full_prefetch(f"audit-{index}-{n}"))
+                try:
+                    response = http.post(url, json=body)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 200 and "cards" in response.json():
+                    with lock:
+                        answered.append(body["hookInstance"])
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in clients:
+        thread.start()
+    waited = time.monotonic() + 120
+    while len(answered) <= 40 and time.monotonic() < waited and any(t.is_alive() for t in clients):
+        time.sleep(0.05)
+    service.stop(signal.SIGKILL)  # master and workers, mid-load
+    stop.set()
+    for thread in clients:
+        thread.join()
+    assert len(answered) > 40, "the load was under way when the server died"
+    store = Store(database_url)
+    try:
+        recorded = {row["hook_instance"] for row in store.audit_events()}
+    finally:
+        store.close()
+    missing = [hook_instance for hook_instance in answered if hook_instance not in recorded]
+    assert missing == [], f"{len(missing)} answered calls without an audit record"
