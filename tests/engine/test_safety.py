@@ -54,8 +54,10 @@ def test_under_gunicorn_workers_and_threads(tmp_path: Path, knowledge: Knowledge
                            env=env, cwd=ROOT, log_path=tmp_path / "gunicorn.log")
     try:
         server.wait_ready(f"http://127.0.0.1:{port}/healthz")
+        # A new connection per call: 16 kept-alive connections could all be accepted by the first worker to boot,
+        # and the test would then prove nothing about several workers.
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0,
-                          limits=httpx.Limits(max_connections=16)) as client:
+                          limits=httpx.Limits(max_connections=16, max_keepalive_connections=0)) as client:
 
             def call(i: int) -> dict[str, Any]:
                 service, facts = cases[i]
