@@ -146,6 +146,12 @@ def _patient_full_urls(entries: list[Any]) -> dict[str, str]:
 def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_id: str,
                   fhir_base: str | None = None) -> str | None:
     """Why this resource cannot be the answer to this template (wrong type, another patient), or None."""
+    return examine(template, resource, patient_id, fhir_base, blocking=False)[1]
+
+
+def _outer_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_id: str,
+                   fhir_base: str | None) -> str | None:
+    """shape_problem for what is not a search Bundle with a list of entries: a read, or the wrong outer shape."""
     expected = template.resource_type
     if not template.is_search:
         if resource.get("resourceType") != expected:
@@ -155,34 +161,19 @@ def shape_problem(template: PrefetchTemplate, resource: dict[str, Any], patient_
         return subject_problem(resource, patient_id, References([], fhir_base))
     if resource.get("resourceType") != "Bundle":
         return f"is a {resource.get('resourceType')}, expected a Bundle of {expected}"
-    entries = resource.get("entry", [])
-    if not isinstance(entries, list):
-        return "has an entry that is not a list"
-    references = References(entries, fhir_base)
-    for index, entry in enumerate(entries):
-        inner = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(inner, dict):
-            return f"entry[{index}] has no resource"
-        kind = inner.get("resourceType")
-        if kind == "OperationOutcome" or (kind == "Patient" and inner.get("id") == patient_id):
-            continue
-        if kind != expected:
-            return f"entry[{index}] is a {kind}, expected {expected}"
-        problem = subject_problem(inner, patient_id, references)
-        if problem is not None:
-            return f"entry[{index}] {problem}"
-    return None
+    return "has an entry that is not a list"
 
 
 def examine(template: PrefetchTemplate, resource: dict[str, Any], patient_id: str,
-            fhir_base: str | None = None) -> tuple[bool, str | None, list[dict[str, Any]] | None]:
+            fhir_base: str | None = None,
+            blocking: bool = True) -> tuple[bool, str | None, list[dict[str, Any]] | None]:
     """unfulfilled(resource), and when not, shape_problem(...); a search Bundle is read once for both, and its
     entries (OperationOutcomes left out) come with the answer when it has no problem."""
     entries = resource.get("entry", []) if resource.get("resourceType") == "Bundle" else None
     if not template.is_search or not isinstance(entries, list):
-        if unfulfilled(resource):
+        if blocking and unfulfilled(resource):
             return True, None, None
-        return False, shape_problem(template, resource, patient_id, fhir_base), None
+        return False, _outer_problem(template, resource, patient_id, fhir_base), None
     expected = template.resource_type
     references = References(entries, fhir_base)
     problem: str | None = None
@@ -194,7 +185,7 @@ def examine(template: PrefetchTemplate, resource: dict[str, Any], patient_id: st
             continue
         kind = inner.get("resourceType")
         if kind == "OperationOutcome":
-            if _blocking_outcome(inner):
+            if blocking and _blocking_outcome(inner):
                 return True, None, None
             continue
         if problem is not None:  # still looking for an OperationOutcome, which would come first
@@ -322,10 +313,11 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         if isinstance(result, FetchFailure):
             failed[key] = str(result)
             continue
-        if unfulfilled(result.resource):
+        blocked, problem, _ = examine(by_key[key], result.resource, patient_id, request.fhirServer)
+        if blocked:
             failed[key] = "FHIR server answered with an OperationOutcome"
             continue
-        if shape_problem(by_key[key], result.resource, patient_id, request.fhirServer):
+        if problem:
             # The remote body's details stay out of the message: it could describe any host's answer.
             failed[key] = f"the FHIR server's answer is not a usable {by_key[key].resource_type} answer"
             continue

@@ -5,6 +5,7 @@ Each run is a separate process, so that a crash of the engine's C core fails the
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -12,8 +13,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from cds.engine import Knowledge, RuleEngine
 from tests.support.processes import ServerProcess, free_port
@@ -54,17 +53,23 @@ def test_under_gunicorn_workers_and_threads(tmp_path: Path, knowledge: Knowledge
                            env=env, cwd=ROOT, log_path=tmp_path / "gunicorn.log")
     try:
         server.wait_ready(f"http://127.0.0.1:{port}/healthz")
-        # A new connection per call: 16 kept-alive connections could all be accepted by the first worker to boot,
-        # and the test would then prove nothing about several workers.
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0,
-                          limits=httpx.Limits(max_connections=16, max_keepalive_connections=0)) as client:
+        # A new connection per call, each its own: 16 kept-alive connections could all be accepted by the first
+        # worker to boot, and a client pool shared by 16 threads without keep-alive races on closing sockets.
+        body_of = [json.dumps({"service": s, "facts": f}).encode() for s, f in cases]
 
-            def call(i: int) -> dict[str, Any]:
-                service, facts = cases[i]
-                return client.post("/_stress/evaluate", json={"service": service, "facts": facts}).json()
+        def call(i: int) -> dict[str, Any]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30.0)
+            try:
+                connection.request("POST", "/_stress/evaluate", body=body_of[i],
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                assert response.status == 200, response.status
+                return json.loads(response.read())
+            finally:
+                connection.close()
 
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                answers = list(pool.map(call, range(len(cases))))
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(call, range(len(cases))))
         assert server.proc.poll() is None, "gunicorn died"
     finally:
         server.stop()
