@@ -3,18 +3,27 @@
 gunicorn's asyncio worker (worker class `asgi`) parses requests on its event loop, so a client sending its
 headers a byte at a time holds a coroutine, not a thread. This layer then collects the body, bounded by
 MAX_BODY_BYTES (413) and CLIENT_TIMEOUT_S for the whole request (408), and only then hands the complete request
-to the Flask application in a thread of a2wsgi's pool. A slow client can no longer occupy the threads that
-answer everyone else.
+to the Flask application in a thread of its pool. A slow client can no longer occupy the threads that answer
+everyone else.
+
+The hand-over is one hop each way: the thread receives the whole request as a WSGI environ and gives back the
+whole answer (status, headers, body); the event loop then sends it. The service's answers are small JSON
+documents and pages, so nothing is streamed. Against a bridge that hops to the event loop for every read of
+the body and every part of the answer (as a2wsgi does), a 90-day call at concurrency 1 takes about 0.5 ms
+less at p50 (11.7 against 12.2 ms, two runs of 1,000 calls each way).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import io
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from a2wsgi import WSGIMiddleware
 
 from cds.api.error_handler import operation_outcome
 from cds.errors import CdsError
@@ -23,6 +32,9 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+log = logging.getLogger("cds")
 
 
 class BodyTooLarge(Exception):
@@ -33,14 +45,17 @@ class BufferedWsgi:
     """ASGI application around a WSGI one: the request is complete before the WSGI application sees it."""
 
     def __init__(self, wsgi_app: Any, threads: int, max_body_bytes: int, client_timeout_s: float) -> None:
-        self.inner: Any = WSGIMiddleware(wsgi_app, workers=threads)
+        self.wsgi_app = wsgi_app
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")
         self.max_body_bytes = max_body_bytes
         self.client_timeout_s = client_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.inner(scope, receive, send)  # lifespan (and websocket, refused by a2wsgi)
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
             return
+        if scope["type"] != "http":
+            raise RuntimeError(f"{scope['type']} connections are not served")
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
             await _refuse(send, CdsError(413, f"request body is larger than the limit of {self.max_body_bytes} "
@@ -57,16 +72,36 @@ class BufferedWsgi:
             return
         if body is None:
             return  # the client went away
-        delivered = False
+        environ = wsgi_environ(scope, body)
+        status, headers, content = await asyncio.get_running_loop().run_in_executor(self.pool, self._answer, environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+    def _answer(self, environ: dict[str, Any]) -> Answer:
+        """In a pool thread: the WSGI application's whole answer."""
+        started: list[Any] = []
 
-        await self.inner(scope, replay, send)
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return _no_write
+
+        try:
+            result: Iterable[bytes] = self.wsgi_app(environ, start_response)
+            try:
+                content = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception as exc:  # the application handles its errors; this is the last guard, without the data
+            log.error("request %s %s failed in the application: %s", environ["REQUEST_METHOD"],
+                      environ["PATH_INFO"][:200], type(exc).__name__)
+            error = orjson.dumps(operation_outcome(CdsError(500, "internal error")))
+            return 500, [(b"content-type", b"application/json"), (b"content-length", str(len(error)).encode())], error
+        status, headers = started
+        return int(status[:3]), [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers], content
 
     async def _body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -82,6 +117,56 @@ class BufferedWsgi:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _no_write(data: bytes) -> None:
+    raise NotImplementedError("the write() callable of WSGI is not supported: return the body")
+
+
+def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """The PEP 3333 environ of a complete ASGI HTTP request (its text in the "bytes as latin-1" form)."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client")
+    root = scope.get("root_path", "")
+    path = scope["path"]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root.encode().decode("latin1"),
+        "PATH_INFO": path.removeprefix(root).encode().decode("latin1") if root else path.encode().decode("latin1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin1"),
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1] if server[1] is not None else 80),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    if client:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin1").upper().replace("-", "_"), raw_value.decode("latin1")
+        if name in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body has been read whole and de-chunked: its length is set below
+        key = name if name == "CONTENT_TYPE" else f"HTTP_{name}"
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    if body or scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        environ["CONTENT_LENGTH"] = str(len(body))
+    return environ
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop on the event loop: the application is built before the worker serves."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def _content_length(scope: Scope) -> int | None:
