@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 CURRENT_ORDER = {"active", "on-hold"}
 PAST_ORDER = {"completed", "revoked"}
@@ -26,8 +26,10 @@ REASONS = (STATUS_NOT_FINAL, DATED_IN_FUTURE, NO_DATE, NO_VALUE, UNIT_NOT_UNDERS
            LONGER_THAN_A_DAY, NOT_ACTIVE, REFUTED, DEVICE_NOT_WORN)
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
+    """One reading as used: its moment, its value in the unit the rules use, and where it came from. A named
+    tuple: a 90-day chart has hundreds, and a frozen dataclass took five times as long to create."""
+
     when: datetime
     value: float
     source: str  # Type/id, for the card's data lines

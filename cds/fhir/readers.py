@@ -234,7 +234,8 @@ class RecordBuilder:
         if not confirmed and not (status == "preliminary" and not codes.isdisjoint(self.unconfirmed_codes)):
             self.skip(source, f"status {status!r} does not count", STATUS_NOT_FINAL)
             return
-        when = _effective(obs)
+        moment = obs.get("effectiveDateTime")  # the usual case, read without _effective's search
+        when = parse_time(moment) if moment is not None else _effective(obs)
         if when is None:
             self.skip(source, "no effective date", NO_DATE)
             return
