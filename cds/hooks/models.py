@@ -303,7 +303,7 @@ class CdsResponse(WireModel):
     systemActions: list[SystemAction] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
+        body = prune(self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"cards"}))
         body["cards"] = [card.to_json() for card in self.cards]  # always present, empty when no guidance
         return body
 

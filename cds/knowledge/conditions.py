@@ -3,7 +3,6 @@ parameters written in; and the same patterns matched in Python (a rule's reasons
 
 from __future__ import annotations
 
-import copy
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,7 +145,7 @@ def resolve_fact(fact: dict[str, Any], parameters: dict[str, Parameter], facts: 
                  problems: Problems | None = None, where: str = "fact") -> dict[str, Any]:
     """Check a fact against the vocabulary; `{param: name, add: x}` values become the parameter's value + x."""
     problems = problems if problems is not None else Problems()
-    out = copy.deepcopy(fact)
+    out = dict(fact)  # only top-level values are replaced
     fact_type = fact.get(TYPE_FIELD)
     if fact_type not in facts:
         problems.add(where, f"t must be one of {sorted(facts)}")

@@ -222,6 +222,7 @@ class Store:
         return (postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table))
 
     _insert = insert_statement
+    _issue_insert: Any = None
 
     def purge(self, before: datetime) -> dict[str, int]:
         """Delete feedback, audit events and issued cards older than `before`; how many rows of each."""
@@ -354,7 +355,10 @@ class Store:
                  "issued_at": now} for uuid, topic in cards if uuid]
         if not rows:
             return
-        statement = self._insert(IssuedCard.__table__).on_conflict_do_nothing(index_elements=["card_uuid"])
+        statement = self._issue_insert
+        if statement is None:  # built once: SQLAlchemy keys its compiled cache on the statement's structure
+            statement = self._issue_insert = self._insert(IssuedCard.__table__).on_conflict_do_nothing(
+                index_elements=["card_uuid"])
         if conn is not None:
             conn.execute(statement, rows)
             return
