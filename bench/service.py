@@ -15,8 +15,6 @@ Prints the tables and the targets with what was measured.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import http.client
 import os
 import platform
@@ -38,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.requests import NOW, SIZES, observations, patient_view  # noqa: E402
+from tests.support.processes import die_with_parent  # noqa: E402
 
 PATH = "/cds-services/pacing-review"
 
@@ -55,6 +54,7 @@ def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
     """Median seconds per stage of the one call path (cds.services.pipeline.answer), parse included."""
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.client import FhirClient
+    from cds.heap import settle_heap
     from cds.services import services_of
     from cds.services.pipeline import answer
 
@@ -62,8 +62,7 @@ def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
     service = services_of(engine.knowledge)["pacing-review"]
     fhir = FhirClient(3.0, 10)
     now = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
-    gc.collect()
-    gc.freeze()  # as each gunicorn worker of `pacing-cds serve` does once the application is built
+    settle_heap()  # as each gunicorn worker of `pacing-cds serve` does once the application is built
     names = ("parse", "features", "rules", "cards")
     rows = []
     for name, raw in bodies.items():
@@ -89,12 +88,6 @@ def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- 2. over HTTP
 
 
-def _die_with_parent() -> None:
-    """In the server's process: its own process group, and SIGTERM when the benchmark ends, however it ends."""
-    os.setpgrp()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 class Server:
     def __init__(self, kind: str, workdir: Path, workers: int = 2, threads: int | None = None) -> None:
         """The service as `pacing-cds serve` runs it (its default threads per worker unless `threads`), or the
@@ -115,7 +108,7 @@ class Server:
                     "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", "bench.floor:app"]
         self.log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -37,9 +37,9 @@ def peak_rss_mb() -> float:
 def run_loop(export_dir: Path) -> dict[str, Any]:
     """The baseline: read, group in memory, evaluate; no Dask."""
     from cds.engine import RuleEngine, load_knowledge
+    from cds.heap import settle_heap
     from cds.panel.rows import evaluate_group
     from cds.panel.source import PROBLEM_KEY, discover, read_part
-    from cds.panel.workers import settle_heap
 
     started = time.perf_counter()  # the rule engine's build counts, as it does on each Dask worker
     engine = RuleEngine(load_knowledge(ROOT / "rules"))

@@ -7,7 +7,6 @@ whose workers do not share the client's disk evaluates with exactly the client's
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ import pandas as pd
 from distributed import WorkerPlugin
 
 from cds.engine import RuleEngine, load_knowledge
+from cds.heap import settle_heap
 from cds.panel.rows import evaluate_group
 from cds.panel.source import PROBLEM_KEY
 
@@ -64,13 +64,6 @@ class RulesPlugin(WorkerPlugin):
         if self.digest not in _ENGINES:
             _ENGINES[self.digest] = engine_from_bundle(self.bundle)
             settle_heap()
-
-
-def settle_heap() -> None:
-    """Move what lives as long as the process (the worker, the engine) out of the collector's sight, so that full
-    collections walk only what evaluations allocate, as `pacing-cds serve` does in each of its workers."""
-    gc.collect()
-    gc.freeze()
 
 
 def worker_engine(digest: str) -> RuleEngine:

@@ -21,7 +21,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child: SIGTERM when the test process ends, however it ends; own process group."""
     os.setpgrp()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -36,7 +36,7 @@ class ServerProcess:
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
             self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         except OSError:
             self._log.close()
             raise
