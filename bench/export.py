@@ -140,10 +140,12 @@ class Synthetic:
                                             "duration": minutes, "durationUnit": "min"}},
             "patientInstruction": f"Walk {minutes} minutes, {per_week} times a week."})
 
-    def step_goal(self, steps: int) -> None:
+    def step_goal(self, steps: int, days_ago: int) -> None:
+        """An active daily-steps Goal, started `days_ago`: its start is the time on the dose."""
         self.resources.append({
             "resourceType": "Goal", "id": f"{self.pid}-goal", "lifecycleStatus": "active",
             "description": {"text": f"{steps} steps a day"}, "subject": {"reference": f"Patient/{self.pid}"},
+            "startDate": self.day(days_ago),
             "target": [{"measure": {"coding": [{"system": LOINC, "code": STEPS}]},
                         "detailQuantity": {"value": steps, "unit": "steps/day", "system": UCUM, "code": "/d"}}]})
 
@@ -214,7 +216,7 @@ def start_steps(p: Synthetic) -> None:
 
 
 def progress_steps(p: Synthetic) -> None:
-    p.step_goal(5000)
+    p.step_goal(5000, p.rng.randint(40, 60))
     p.steps(range(0, p.days), lambda d: 5600 + p.rng.randint(-300, 300))
     p.pain(range(0, p.days), 4, 5)
 
@@ -234,15 +236,18 @@ def red_flag_blood_pressure(p: Synthetic) -> None:
 
 def red_flag_condition(p: Synthetic) -> None:
     on_plan(p, 20, 3)
-    code, display = p.rng.choice((("363346000", "Malignant neoplastic disease"), ("417746004", "Traumatic injury"),
-                                  ("386661006", "Fever")))
+    code, display = p.rng.choice((("363346000", "Malignant neoplastic disease"),
+                                  ("314667001", "Burst fracture of vertebra"),
+                                  ("203159006", "Acute osteomyelitis of lumbar spine"),
+                                  ("192970008", "Cauda equina syndrome")))
     p.condition("red-flag", code, display, days_ago=p.rng.randint(1, 10))
 
 
 def refuted_red_flag(p: Synthetic) -> None:
     on_plan(p, 20, 3)
-    p.condition("fracture", "417746004", "Traumatic injury", days_ago=10, verification="refuted")
-    p.condition("old-fever", "386661006", "Fever", days_ago=80, clinical="resolved")
+    p.condition("fracture", "314667001", "Burst fracture of vertebra", days_ago=10, verification="refuted")
+    p.condition("old-infection", "203159006", "Acute osteomyelitis of lumbar spine", days_ago=80,
+                clinical="resolved")
 
 
 def pounds_and_fahrenheit(p: Synthetic) -> None:
@@ -261,7 +266,7 @@ def peg_only(p: Synthetic) -> None:
 
 
 def boom_bust(p: Synthetic) -> None:
-    p.step_goal(6000)
+    p.step_goal(6000, p.rng.randint(40, 60))
     p.steps(range(14, p.days), lambda d: 6000 + p.rng.randint(-300, 300))
     p.steps(range(0, 14), lambda d: (11500 if d % 3 == 2 else 2200 if d % 3 == 1 else 5800)
             + p.rng.randint(-200, 200))
@@ -269,7 +274,7 @@ def boom_bust(p: Synthetic) -> None:
 
 
 def inactivity(p: Synthetic) -> None:
-    p.step_goal(3000)
+    p.step_goal(3000, p.rng.randint(40, 60))
     p.steps(range(0, p.days), lambda d: 3200 + p.rng.randint(-150, 150))
     p.pain(range(0, p.days), 5, 6)
 

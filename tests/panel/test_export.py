@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from bench.export import ARCHETYPES, patient, write_export
+from cds.engine import RuleEngine
+from cds.panel.rows import evaluate_group
 from tests.panel.conftest import NOW_AT
 
 
@@ -40,3 +42,31 @@ def test_patients_vary_in_archetype_noise_missing_days_and_devices() -> None:
     sizes = [len(resources) for _, resources in people]
     assert min(sizes) < 50 < 200 < max(sizes)
     assert json.dumps(people[0][1])  # plain JSON, as NDJSON needs
+
+
+def recommendations(engine: RuleEngine, name: str, count: int = 600) -> list[list[str]]:
+    """The worklist's codes, dose code first, for the generated patients of one archetype among `count`."""
+    out = []
+    for index in range(count):
+        archetype, resources = patient(index, 9, NOW_AT, 90)
+        if archetype == name:
+            pid = resources[0]["id"]
+            row, _ = evaluate_group(engine, pid, [("x.ndjson", i, json.dumps(r)) for i, r in enumerate(resources)],
+                                    NOW_AT)
+            assert row is not None
+            out.append(row["recommendations"].split())
+    return out
+
+
+def test_the_red_flag_archetype_always_gets_a_red_flag_and_the_refuted_one_never(engine: RuleEngine) -> None:
+    """The generator's red flags are coded as the rules define them (specific codes, recorded recently); a
+    refuted one and a resolved one are not red flags."""
+    flagged, refuted = recommendations(engine, "red-flag-condition"), recommendations(engine, "refuted-red-flag")
+    assert flagged and all(codes[0] == "red-flag" for codes in flagged), flagged
+    assert refuted and not any("red-flag" in codes for codes in refuted), refuted
+
+
+def test_the_steps_archetype_has_time_on_its_goal_and_mostly_progresses(engine: RuleEngine) -> None:
+    """A step Goal with a start date gives time on the dose; without one, every such patient would hold."""
+    steps = recommendations(engine, "progress-steps")
+    assert steps and sum(codes[0] == "progress" for codes in steps) > len(steps) / 2, steps
