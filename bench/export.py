@@ -274,9 +274,12 @@ def boom_bust(p: Synthetic) -> None:
 
 
 def inactivity(p: Synthetic) -> None:
-    p.step_goal(3000, p.rng.randint(40, 60))
-    p.steps(range(0, p.days), lambda d: 3200 + p.rng.randint(-150, 150))
+    """Sessions as planned, and barely moving otherwise: fewer than 5,000 steps a day (a patient at a step
+    quota of their own is not called inactive)."""
+    p.order("order", 20, 3, p.rng.randint(40, 60))
+    p.sessions(range(0, p.days), lambda d: 20)
     p.pain(range(0, p.days), 5, 6)
+    p.background_steps(range(0, p.days), p.rng.randint(25, 40) * 100)
 
 
 # name, weight in the panel, builder

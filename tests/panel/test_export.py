@@ -70,3 +70,10 @@ def test_the_steps_archetype_has_time_on_its_goal_and_mostly_progresses(engine: 
     """A step Goal with a start date gives time on the dose; without one, every such patient would hold."""
     steps = recommendations(engine, "progress-steps")
     assert steps and sum(codes[0] == "progress" for codes in steps) > len(steps) / 2, steps
+
+
+def test_the_inactivity_archetype_is_mostly_called_inactive(engine: RuleEngine) -> None:
+    """Not all: with the generator's missing days, a patient may have fewer than the 5 days of steps in the last
+    week that inactivity is judged on."""
+    inactive = recommendations(engine, "inactivity")
+    assert inactive and sum("inactivity" in codes for codes in inactive) > len(inactive) / 2, inactive
