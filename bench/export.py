@@ -174,7 +174,7 @@ def progress_add_session(p: Synthetic) -> None:
 
 
 def goal_met(p: Synthetic) -> None:
-    on_plan(p, 30, 5, weekdays=(0, 1, 2, 4, 5))
+    on_plan(p, 40, 5, weekdays=(0, 1, 2, 4, 5))  # 200 min a week: still 150 or more with a day missing
 
 
 def hold_low_adherence(p: Synthetic) -> None:
