@@ -95,13 +95,15 @@ class BufferedWsgi:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            if not started:
+                raise RuntimeError("the application answered without starting a response")
+            status, headers = started
+            return int(status[:3]), [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers], content
         except Exception as exc:  # the application handles its errors; this is the last guard, without the data
             log.error("request %s %s failed in the application: %s", environ["REQUEST_METHOD"],
                       environ["PATH_INFO"][:200], type(exc).__name__)
             error = orjson.dumps(operation_outcome(CdsError(500, "internal error")))
             return 500, [(b"content-type", b"application/json"), (b"content-length", str(len(error)).encode())], error
-        status, headers = started
-        return int(status[:3]), [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers], content
 
     async def _body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import httpx
 import orjson
+import pytest
 
-from cds.serving import wsgi_environ
+from cds.serving import BufferedWsgi, wsgi_environ
 from tests.conftest import LiveService
 from tests.support import data
 
@@ -69,3 +70,22 @@ def test_a_served_head_and_a_query_string_reach_the_application(live_service: St
     head = http.head(f"{service.url}/cds-services")
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) == len(got.content)
+
+
+def test_an_application_that_fails_outside_flask_gets_a_500_outcome_and_no_data_in_the_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The last guard of the hand-over (Flask answers its own errors; this fault cannot be produced through it)."""
+
+    def raises(environ: dict[str, object], start_response: object) -> list[bytes]:
+        raise ValueError("Patient/secret-id had 7 sessions")
+
+    def never_starts(environ: dict[str, object], start_response: object) -> list[bytes]:
+        return [b"{}"]
+
+    for app in (raises, never_starts):
+        front = BufferedWsgi(app, 1, 1000, 5.0)
+        status, headers, content = front._answer(wsgi_environ(scope(), b"{}"))
+        assert status == 500 and (b"content-type", b"application/json") in headers
+        assert orjson.loads(content)["resourceType"] == "OperationOutcome"
+        front.pool.shutdown()
+    assert "secret-id" not in caplog.text and "failed in the application: ValueError" in caplog.text
