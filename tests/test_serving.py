@@ -63,8 +63,11 @@ def test_a_served_call_sent_in_chunks_is_answered_whole(live_service: Start) -> 
     assert cards and all(card["source"]["label"] for card in cards)
 
 
-def test_a_served_head_and_a_query_string_reach_the_application(live_service: Start, http: httpx.Client) -> None:
+def test_a_served_head_a_query_string_and_a_non_ascii_path_reach_the_application(live_service: Start,
+                                                                                  http: httpx.Client) -> None:
     service = live_service()
+    missing = http.post(f"{service.url}/cds-services/%C3%A9t%C3%A9", json={})
+    assert missing.status_code == 404 and "'été'" in missing.json()["issue"][0]["details"]["text"], missing.text
     got = http.get(f"{service.url}/cds-services", params={"x": "é & ü"})
     assert got.status_code == 200 and got.json()["services"]
     head = http.head(f"{service.url}/cds-services")

@@ -28,7 +28,8 @@ REASONS = (STATUS_NOT_FINAL, DATED_IN_FUTURE, NO_DATE, NO_VALUE, UNIT_NOT_UNDERS
 
 class Reading(NamedTuple):
     """One reading as used: its moment, its value in the unit the rules use, and where it came from. A named
-    tuple: a 90-day chart has hundreds, and a frozen dataclass took five times as long to create."""
+    tuple: a 90-day chart has hundreds, and a frozen dataclass took twice as long to create (1.44 against
+    0.76 us)."""
 
     when: datetime
     value: float

@@ -73,9 +73,9 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object to send: no null, no empty string, list or object."""
-        return prune(self.model_dump(mode="json", by_alias=True, exclude_none=True))
+    def to_json(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        """The JSON object to send, without the fields in `exclude`: no null, no empty string, list or object."""
+        return prune(self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude))
 
 
 # ---------------------------------------------------------------- shared data types
@@ -302,8 +302,8 @@ class CdsResponse(WireModel):
     cards: list[Card] = Field(default_factory=list)
     systemActions: list[SystemAction] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        body = prune(self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"cards"}))
+    def to_json(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        body = super().to_json({"cards"} | (exclude or set()))
         body["cards"] = [card.to_json() for card in self.cards]  # always present, empty when no guidance
         return body
 

@@ -182,6 +182,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._dialect = parsed.get_backend_name()
         self._purged = float("-inf")
+        # Built once: SQLAlchemy keys its cache of compiled statements on the statement's structure.
+        self._issue_insert = self._insert(IssuedCard.__table__).on_conflict_do_nothing(index_elements=["card_uuid"])
 
     def create_schema(self) -> None:
         """Bring the schema to the newest migration; safe when several processes start at once."""
@@ -222,7 +224,6 @@ class Store:
         return (postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table))
 
     _insert = insert_statement
-    _issue_insert: Any = None
 
     def purge(self, before: datetime) -> dict[str, int]:
         """Delete feedback, audit events and issued cards older than `before`; how many rows of each."""
@@ -356,9 +357,6 @@ class Store:
         if not rows:
             return
         statement = self._issue_insert
-        if statement is None:  # built once: SQLAlchemy keys its compiled cache on the statement's structure
-            statement = self._issue_insert = self._insert(IssuedCard.__table__).on_conflict_do_nothing(
-                index_elements=["card_uuid"])
         if conn is not None:
             conn.execute(statement, rows)
             return
