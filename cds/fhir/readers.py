@@ -63,6 +63,8 @@ ANY_COUNT = (0.0, float("inf"))
 # What an Observation is read as, by its LOINC code; one with codes of several kinds is read as the first of them.
 OBSERVATION_KINDS = ("pain", "peg", "steps", "session", "evs weekly minutes", "evs days", "evs minutes a day",
                      "blood pressure", "temperature", "weight")
+_LEAN_SCORE, _LEAN_STEPS, _LEAN_SESSION = range(3)
+LEAN_KINDS = {"pain": _LEAN_SCORE, "steps": _LEAN_STEPS, "session": _LEAN_SESSION}
 # CarePlan activity statuses of a plan still being followed.
 ACTIVITY_CURRENT = {"not-started", "scheduled", "in-progress", "on-hold"}
 
@@ -205,6 +207,10 @@ class RecordBuilder:
                                        self.bp_panel | self.systolic | self.diastolic, self.temperature, self.weight)):
             for code in listed:
                 self.rank_of.setdefault(code, rank)
+        # The usual Observations, read by _lean: a LOINC code of a score, a day's steps or a session -> kind.
+        self.lean_kind = {code: LEAN_KINDS[OBSERVATION_KINDS[rank]] for code, rank in self.rank_of.items()
+                          if OBSERVATION_KINDS[rank] in LEAN_KINDS}
+        self.session_bounds = (0, self.bounds["session_max_plausible_minutes"])
 
     def skip(self, source: str, why: str, reason: str) -> None:
         self.record.set_aside.append(SetAside(source, why, reason))
@@ -227,6 +233,8 @@ class RecordBuilder:
     # ------------------------------------------------------------ Observation
 
     def observation(self, obs: dict[str, Any]) -> None:
+        if "component" not in obs and "hasMember" not in obs and self._lean(obs):
+            return
         source = f"Observation/{obs.get('id', '?')}"
         codes = loinc_codes(obs.get("code"))
         status = obs.get("status")
@@ -274,6 +282,65 @@ class RecordBuilder:
         elif kind == "weight":
             self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg",
                             (b["weight_min_kg"], b["weight_max_kg"]))
+
+    def _lean(self, obs: dict[str, Any]) -> bool:
+        """The usual Observation in one pass: final, one LOINC coding of a pain score, a day's steps or a session,
+        an effectiveDateTime not after now, and a valueQuantity in a known unit within bounds. Anything else (a
+        reading to set aside, a period, a panel member) returns False having changed nothing, and is read by the
+        general path, which gives the same reading for what this accepts."""
+        if obs.get("status") not in COUNTING_STATUSES:
+            return False
+        code = obs.get("code")
+        coding = code.get("coding") if type(code) is dict else None
+        if type(coding) is not list or len(coding) != 1:
+            return False
+        first = coding[0]
+        if type(first) is not dict or first.get("system") != LOINC:
+            return False
+        loinc = first.get("code")
+        kind = self.lean_kind.get(loinc) if type(loinc) is str else None
+        moment = obs.get("effectiveDateTime")
+        quantity = obs.get("valueQuantity")
+        if kind is None or type(moment) is not str or type(quantity) is not dict:
+            return False
+        value = quantity.get("value")
+        if type(value) is not float and type(value) is not int:  # bool is neither
+            return False
+        unit = quantity.get("code")
+        if type(unit) is not str:
+            unit = quantity.get("unit")
+            if type(unit) is not str:
+                unit = ""
+        try:
+            when = datetime.fromisoformat(moment)
+        except ValueError:
+            return False
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if self.now is not None and when > self.now:
+            return False
+        if kind == _LEAN_SCORE:
+            if unit not in SCORE_UNITS or not 0 <= value <= 10:
+                return False
+            self.record.pain.append(Reading(when, float(value), f"Observation/{obs.get('id', '?')}"))
+        elif kind == _LEAN_STEPS:
+            factor = STEP_FACTORS.get(unit)
+            if factor is None or "effectivePeriod" in obs:
+                return False
+            steps = value * factor
+            if not ANY_COUNT[0] <= steps <= ANY_COUNT[1]:
+                return False
+            self.step_parts.append(StepPart(when.date(), source_of(obs), when, steps,
+                                            f"Observation/{obs.get('id', '?')}"))
+        else:
+            factor = MINUTES.get(unit)
+            if factor is None or (self.panel_of and str(obs.get("id")) in self.panel_of):
+                return False
+            minutes = value * factor
+            if not self.session_bounds[0] <= minutes <= self.session_bounds[1]:
+                return False
+            self.record.sessions.append(Reading(when, minutes, f"Observation/{obs.get('id', '?')}"))
+        return True
 
     def _score(self, obs: dict[str, Any], source: str, when: datetime, into: list[Reading]) -> None:
         quantity = _score_value(obs)

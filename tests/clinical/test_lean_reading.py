@@ -1,0 +1,145 @@
+"""The usual Observations (a final pain score, a day's steps, a session) are read by a lean path; everything else by
+the general path. For every chart the project holds, and for each way a usual Observation can differ from the
+usual, the record must be the one the general path alone gives: the same readings, in the same order, and the same
+readings set aside for the same reasons."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds.clinical.records import PatientRecord
+from cds.engine import Knowledge
+from cds.fhir.readers import RecordBuilder, build_record
+from tests.support.data import NOW
+from tests.support.examples import EXAMPLES
+
+ROOT = Path(__file__).resolve().parents[2]
+LOINC = "http://loinc.org"
+
+
+def general_only(monkeypatch: pytest.MonkeyPatch, knowledge: Knowledge, patient_id: str,
+                 resources: list[dict[str, Any]], now: datetime) -> PatientRecord:
+    with monkeypatch.context() as patch:
+        patch.setattr(RecordBuilder, "_lean", lambda self, obs: False)
+        return build_record(patient_id, resources, knowledge, now)
+
+
+def prefetch_resources(request: dict[str, Any]) -> list[dict[str, Any]]:
+    resources = []
+    for value in (request.get("prefetch") or {}).values():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            resources += [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and "resource" in e]
+        elif isinstance(value, dict):
+            resources.append(value)
+    return resources
+
+
+def charts() -> list[tuple[str, dict[str, Any], datetime]]:
+    found = []
+    for example in EXAMPLES:
+        now = datetime.fromisoformat(example.expected["now"].replace("Z", "+00:00"))
+        found.append((f"example {example.name}", example.request, now))
+    for request in sorted((ROOT / "tests" / "real_data").glob("*/*/request.json")):
+        found.append((f"real data {request.parent.name}", json.loads(request.read_text()), NOW))
+    return found
+
+
+CHARTS = charts()
+
+
+@pytest.mark.parametrize(("name", "request_body", "now"), CHARTS, ids=[c[0] for c in CHARTS])
+def test_every_chart_reads_as_the_general_path_reads_it(name: str, request_body: dict[str, Any], now: datetime,
+                                                        knowledge: Knowledge,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    resources = prefetch_resources(request_body)
+    patient_id = request_body["context"]["patientId"]
+    assert build_record(patient_id, resources, knowledge, now) == general_only(
+        monkeypatch, knowledge, patient_id, resources, now)
+
+
+def usual(kind: str) -> dict[str, Any]:
+    code, value, unit = {"pain": ("72514-3", 5, "{score}"), "steps": ("41950-7", 6200, "/d"),
+                         "session": ("55411-3", 25, "min")}[kind]
+    return {"resourceType": "Observation", "id": f"{kind}-1", "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": code}]}, "subject": {"reference": "Patient/p"},
+            "effectiveDateTime": "2026-11-18T08:00:00Z",
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+
+
+def changed(resource: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy with the dotted path set to value (a missing value: deleted)."""
+    copied = copy.deepcopy(resource)
+    *parents, last = path.split(".")
+    node = copied
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return copied
+
+
+DELETE = object()
+CHANGES = [
+    ("status", "preliminary"), ("status", "amended"), ("status", "cancelled"), ("status", DELETE),
+    ("effectiveDateTime", "2026-11-18"), ("effectiveDateTime", "2026-11"), ("effectiveDateTime", "2026"),
+    ("effectiveDateTime", "2026-11-18T08:00:00"), ("effectiveDateTime", "2026-11-18T08:00:00+02:00"),
+    ("effectiveDateTime", "2026-12-01T08:00:00Z"), ("effectiveDateTime", "yesterday"), ("effectiveDateTime", ""),
+    ("effectiveDateTime", 20261118), ("effectiveDateTime", DELETE),
+    ("effectivePeriod", {"start": "2026-11-18T00:00:00Z", "end": "2026-11-18T23:59:59Z"}),
+    ("valueQuantity.value", -1), ("valueQuantity.value", 11), ("valueQuantity.value", 10),
+    ("valueQuantity.value", 0), ("valueQuantity.value", 2.5), ("valueQuantity.value", True),
+    ("valueQuantity.value", "5"), ("valueQuantity.value", 90000), ("valueQuantity.value", DELETE),
+    ("valueQuantity.code", "h"), ("valueQuantity.code", "s"), ("valueQuantity.code", "kg"),
+    ("valueQuantity.code", DELETE), ("valueQuantity.code", 7), ("valueQuantity.unit", DELETE),
+    ("valueQuantity", DELETE), ("valueQuantity", 5), ("valueInteger", 4),
+    ("code.coding.0.system", "http://snomed.info/sct"), ("code.coding.0.code", "8867-4"),
+    ("code.coding.0.code", ["72514-3"]), ("code.coding", []), ("code", "72514-3"),
+    ("code.coding", [{"system": LOINC, "code": "72514-3"}, {"system": LOINC, "code": "41950-7"}]),
+    ("component", [{"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}}]), ("component", []),
+    ("hasMember", [{"reference": "Observation/x"}]), ("id", DELETE), ("id", 7),
+    ("device", {"reference": "Device/watch"}), ("performer", [{"reference": "Patient/p"}]),
+]
+
+
+@pytest.mark.parametrize("kind", ["pain", "steps", "session"])
+@pytest.mark.parametrize(("path", "value"), CHANGES, ids=[f"{p}={'deleted' if v is DELETE else v!r}"
+                                                          for p, v in CHANGES])
+def test_an_unusual_reading_reads_as_the_general_path_reads_it(kind: str, path: str, value: Any,
+                                                               knowledge: Knowledge,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    reading = changed(usual(kind), path, value)
+    for resources in ([reading], [usual(kind), reading, changed(usual(kind), "id", f"{kind}-2")]):
+        assert build_record("p", resources, knowledge, NOW) == general_only(monkeypatch, knowledge, "p", resources,
+                                                                            NOW)
+
+
+def test_a_panel_member_session_is_left_to_its_panel(knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch) -> None:
+    member = usual("session")
+    panel = changed(usual("session"), "id", "panel")
+    panel["hasMember"] = [{"reference": "Observation/session-1"}]
+    del panel["valueQuantity"]
+    resources = [panel, member]
+    record = build_record("p", resources, knowledge, NOW)
+    assert record == general_only(monkeypatch, knowledge, "p", resources, NOW)
+    assert [r.source for r in record.sessions] == ["Observation/panel"]
+
+
+def test_the_usual_readings_take_the_lean_path(knowledge: Knowledge) -> None:
+    """The equivalence above would hold trivially if nothing took the lean path."""
+    builder = RecordBuilder("p", knowledge, NOW)
+    assert all(builder._lean(usual(kind)) for kind in ("pain", "steps", "session"))
+    assert not builder._lean(changed(usual("pain"), "status", "preliminary"))
+    assert [r.value for r in builder.record.pain] == [5.0]
+    assert [r.value for r in builder.record.sessions] == [25.0]
+    assert [p.value for p in builder.step_parts] == [6200.0]
+    assert builder.record.pain[0].when == datetime(2026, 11, 18, 8, tzinfo=UTC)
