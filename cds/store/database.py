@@ -30,11 +30,12 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cds.hooks.models import Feedback
+from cds.store.prepared import Prepared, SqliteCallWriter, sqlite_file
 
 _MIGRATION_LOCK = threading.Lock()
 PURGE_EVERY_S = 60.0
@@ -184,6 +185,7 @@ class Store:
         self._purged = float("-inf")
         # Built once: SQLAlchemy keys its cache of compiled statements on the statement's structure.
         self._issue_insert = self._insert(IssuedCard.__table__).on_conflict_do_nothing(index_elements=["card_uuid"])
+        self._writer = _call_writer(parsed, self.engine.dialect)
 
     def create_schema(self) -> None:
         """Bring the schema to the newest migration; safe when several processes start at once."""
@@ -217,6 +219,8 @@ class Store:
             command.upgrade(config, "head")
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self.engine.dispose()
 
     def insert_statement(self, table: Any) -> Any:
@@ -331,29 +335,41 @@ class Store:
         """Write the call's audit event, the cards it issued and their charts, in one transaction."""
         now = _utcnow()
         duration_ms = (time.perf_counter() - record.started) * 1000.0
-        with self.engine.begin() as conn:
-            conn.execute(AUDIT_INSERT, {
-                "time": now,
-                "hook_instance": record.hook_instance,
-                "service_id": record.service_id,
-                "hook": record.hook,
-                "patient_id": record.patient_id,
-                "user_id": record.user_id,
-                "card_topics": [topic for _, topic in record.cards if topic],
-                "rule_set_version": record.rule_set_version,
-                "duration_ms": round(duration_ms, 3),
-                "status": status,
-                "message": (record.message or "")[:1024] or None,
-                "data_sources": record.data_sources,
-            })
-            self._issue(record.service_id, record.hook_instance or "", record.cards, now, conn)
-            if record.charts_expire is not None:
-                self._add_charts(conn, record.charts, now, record.charts_expire)
+        event = {
+            "time": now,
+            "hook_instance": record.hook_instance,
+            "service_id": record.service_id,
+            "hook": record.hook,
+            "patient_id": record.patient_id,
+            "user_id": record.user_id,
+            "card_topics": [topic for _, topic in record.cards if topic],
+            "rule_set_version": record.rule_set_version,
+            "duration_ms": round(duration_ms, 3),
+            "status": status,
+            "message": (record.message or "")[:1024] or None,
+            "data_sources": record.data_sources,
+        }
+        if self._writer is None:
+            with self.engine.begin() as conn:
+                conn.execute(AUDIT_INSERT, event)
+                self._issue(record.service_id, record.hook_instance or "", record.cards, now, conn)
+                if record.charts_expire is not None:
+                    self._add_charts(conn, record.charts, now, record.charts_expire)
+            return
+        charts = [] if record.charts_expire is None else _chart_rows(record.charts, now, record.charts_expire)
+        self._writer.write(event, _issued_rows(record.service_id, record.hook_instance or "", record.cards, now),
+                           charts, now if charts and self._purge_due() else None)
+
+    def _purge_due(self) -> bool:
+        """Expired charts go at most once a minute."""
+        if time.monotonic() - self._purged > PURGE_EVERY_S:
+            self._purged = time.monotonic()
+            return True
+        return False
 
     def _issue(self, service_id: str, hook_instance: str, cards: list[tuple[str, str | None]],
                now: datetime, conn: Any) -> None:
-        rows = [{"card_uuid": uuid, "service_id": service_id, "topic": topic, "hook_instance": hook_instance,
-                 "issued_at": now} for uuid, topic in cards if uuid]
+        rows = _issued_rows(service_id, hook_instance, cards, now)
         if not rows:
             return
         statement = self._issue_insert
@@ -373,11 +389,9 @@ class Store:
                     expires: datetime) -> None:
         if not charts:
             return
-        rows = [{"token": token, "created_at": now, "expires_at": expires, "series": series}
-                for token, series in charts]
+        rows = _chart_rows(charts, now, expires)
         conn.execute(CHART_INSERT, rows[0] if len(rows) == 1 else rows)  # one row: a plain execute, not executemany
-        if time.monotonic() - self._purged > PURGE_EVERY_S:  # expired charts go, at most once a minute
-            self._purged = time.monotonic()
+        if self._purge_due():
             conn.execute(delete(ChartRecord).where(ChartRecord.expires_at < now))
 
     def chart(self, token: str) -> tuple[dict[str, Any], datetime] | None:
@@ -396,6 +410,35 @@ class Store:
             query = query.where(AuditEvent.hook_instance == hook_instance)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _issued_rows(service_id: str, hook_instance: str, cards: list[tuple[str, str | None]],
+                 now: datetime) -> list[dict[str, Any]]:
+    return [{"card_uuid": uuid, "service_id": service_id, "topic": topic, "hook_instance": hook_instance,
+             "issued_at": now} for uuid, topic in cards if uuid]
+
+
+def _chart_rows(charts: list[tuple[str, dict[str, Any]]], now: datetime, expires: datetime) -> list[dict[str, Any]]:
+    return [{"token": token, "created_at": now, "expires_at": expires, "series": series} for token, series in charts]
+
+
+def _call_writer(url: URL, dialect: Dialect) -> SqliteCallWriter | None:
+    """The prepared inserts of a service call's transaction, on an SQLite file (see cds/store/prepared.py)."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    audit_table = cast(Table, AuditEvent.__table__)
+    chart_table = cast(Table, ChartRecord.__table__)
+    event_columns = [c.name for c in audit_table.columns if c.name != "id"]
+    expires = chart_table.c.expires_at
+    quote = dialect.identifier_preparer.quote
+    return SqliteCallWriter(
+        path, dialect, Prepared(audit_table, event_columns, dialect),
+        Prepared(cast(Table, IssuedCard.__table__), ["card_uuid", "service_id", "topic", "hook_instance", "issued_at"],
+                 dialect, f" ON CONFLICT ({quote('card_uuid')}) DO NOTHING"),
+        Prepared(chart_table, ["token", "created_at", "expires_at", "series"], dialect),
+        f"DELETE FROM {quote(chart_table.name)} WHERE {quote(expires.name)} < ?",
+        expires.type.dialect_impl(dialect).bind_processor(dialect))
 
 
 def _json(value: Any) -> str:

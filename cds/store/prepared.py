@@ -1,0 +1,105 @@
+"""The audit transaction of a service call on an SQLite file, as prepared inserts on sqlite3 directly.
+
+Each call writes an audit event, the cards it issued and their charts in one transaction, before the answer leaves.
+Through SQLAlchemy's execution path (pool checkout, transaction, compiled statement, result) those three rows cost
+about 0.75 ms a call; sqlite3 writes them in under 0.1 ms. The durability is unchanged: the same WAL journal at
+synchronous=NORMAL, so a committed call survives the process being killed.
+
+Values are bound by the columns' own SQLAlchemy bind processors for the same dialect and JSON serializer, so a row
+reads back through SQLAlchemy exactly as if SQLAlchemy had written it. PostgreSQL, and an SQLite URL this module
+does not open the same way (in memory, URI options), keep the SQLAlchemy path.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.exc import OperationalError
+
+BUSY_TIMEOUT_S = 30.0
+
+
+class Prepared:
+    """One INSERT of the named columns of a table, with each column's bind processor."""
+
+    def __init__(self, table: Table, names: Sequence[str], dialect: Dialect, suffix: str = "") -> None:
+        quote = dialect.identifier_preparer.quote
+        self.names = tuple(names)
+        self.sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+                    f"VALUES ({', '.join('?' for _ in names)}){suffix}")
+        self.processors: tuple[Callable[[Any], Any] | None, ...] = tuple(
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+
+    def bind(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(value if process is None or value is None else process(value)
+                     for process, value in zip(self.processors, (row[n] for n in self.names), strict=True))
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file an SQLAlchemy URL names when sqlite3 would open it the same way (pysqlite, a plain path, no query
+    options), else None."""
+    if url.get_backend_name() != "sqlite" or url.get_driver_name() != "pysqlite" or url.query:
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+class SqliteCallWriter:
+    """Writes a call's rows in one IMMEDIATE transaction on a connection of the calling thread's own."""
+
+    def __init__(self, path: str, dialect: Dialect, audit: Prepared, issued: Prepared, chart: Prepared,
+                 purge_sql: str, expiry: Callable[[Any], Any] | None) -> None:
+        self.path, self.dialect = path, dialect
+        self.audit, self.issued, self.chart = audit, issued, chart
+        self.purge_sql, self._expiry = purge_sql, expiry
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")  # in WAL mode, which the schema's connections set on the file
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def write(self, audit: Mapping[str, Any], issued: Iterable[Mapping[str, Any]],
+              charts: Iterable[Mapping[str, Any]], purge_before: datetime | None) -> None:
+        """The call's rows, committed together or not at all. A failure raises SQLAlchemy's OperationalError,
+        whose message is not logged (it can carry values)."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(self.audit.sql, self.audit.bind(audit))
+                conn.executemany(self.issued.sql, [self.issued.bind(row) for row in issued])
+                conn.executemany(self.chart.sql, [self.chart.bind(row) for row in charts])
+                if purge_before is not None:
+                    conn.execute(self.purge_sql, (self._expiry(purge_before) if self._expiry else purge_before,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise OperationalError("audit write", None, exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
