@@ -56,6 +56,11 @@ class CardContext:
         return self.groups.get(first.rule_id + (first.subject or ""), [first])
 
     @cached_property
+    def numbers(self) -> dict[str, Number]:
+        """The parameters as card text writes them: built once per call."""
+        return {name: Number(value) for name, value in self.params.items()}
+
+    @cached_property
     def data(self) -> str:
         """The data lines behind the cards, the same for every card of the call: built once."""
         return data_lines(self)
@@ -252,7 +257,7 @@ def reason_text(findings: list[Fired], ctx: CardContext) -> str:
     for finding in findings:
         compiled = ctx.knowledge.rule(finding.rule_id)
         fact = {k: v for matched in finding.facts.values() for k, v in matched.items()}
-        values = {**{name: Number(value) for name, value in ctx.params.items()}, **fact}
+        values = {**ctx.numbers, **fact}
         texts += [text.format(**values) for when, text in compiled.reasons if matches(when, fact)]
     if texts:
         return " and ".join(dict.fromkeys(texts))
@@ -449,7 +454,7 @@ def build_cards(evaluation: Evaluation, ctx: CardContext) -> list[Card]:
 def _values(findings: list[Fired], ctx: CardContext) -> dict[str, Any]:
     f = ctx.features
     compiled = ctx.knowledge.rule(findings[0].rule_id)
-    values: dict[str, Any] = {name: Number(value) for name, value in ctx.params.items()}
+    values: dict[str, Any] = dict(ctx.numbers)
     rec = ctx.recommendation if ctx.recommendation and ctx.recommendation.code == findings[0].code else None
     values.update({
         "activity": ctx.knowledge.info.activity_words[f.measure],

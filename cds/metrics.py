@@ -134,9 +134,12 @@ def fhir_request(outcome: str, seconds: float) -> None:
 def prefetch_sources(sources: Iterable[str]) -> None:
     """Where each prefetch key's data came from: prefetch, fetched (fhirServer) or null (no data)."""
     m = _get()
+    kinds: dict[str, int] = {}
     for source in sources:
         kind = "fetched" if "fhirServer" in source else "prefetch" if source == "prefetch" else "null"
-        m.prefetch.labels(kind).inc()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    for kind, count in kinds.items():  # one increment per kind: each costs a lock and a write to the shared file
+        m.prefetch.labels(kind).inc(count)
 
 
 def jwt_refused(message: str) -> None:

@@ -77,6 +77,7 @@ def unfulfilled(resource: dict[str, Any]) -> bool:
 
 
 PATIENT_ID = re.compile(FHIR_ID)
+MISSING = object()  # not yet resolved
 
 
 def patient_in_reference(reference: str, fhir_base: str | None, full_urls: dict[str, str]) -> str | None:
@@ -196,9 +197,13 @@ def examine(template: PrefetchTemplate, resource: dict[str, Any], patient_id: st
         if kind != expected:
             problem = f"entry[{index}] is a {kind}, expected {expected}"
             continue
-        subject = subject_problem(inner, patient_id, references)
-        if subject is not None:
-            problem = f"entry[{index}] {subject}"
+        subject = inner.get("subject")  # the usual entry: a subject reference already resolved to the patient
+        reference = subject.get("reference") if type(subject) is dict else None
+        if type(reference) is str and references.resolved.get(reference, MISSING) == patient_id:
+            continue
+        problem = subject_problem(inner, patient_id, references)
+        if problem is not None:
+            problem = f"entry[{index}] {problem}"
     return False, problem, read if problem is None else None
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import yaml
@@ -134,15 +136,23 @@ class Knowledge:
         return tuple(r for r in self.rules if service_id in r.services)
 
     def rule(self, rule_id: str) -> CompiledRule:
-        return next(r for r in self.rules if r.rule.id == rule_id)
+        return self._rules_by_id[rule_id]
+
+    @cached_property
+    def _rules_by_id(self) -> dict[str, CompiledRule]:
+        return {r.rule.id: r for r in self.rules}
 
     @property
     def services(self) -> set[str]:
         return {s for r in self.rules for s in r.services}
 
     @property
-    def values(self) -> dict[str, float | int]:
-        """Every parameter's value by name."""
+    def values(self) -> Mapping[str, float | int]:
+        """Every parameter's value by name, read-only: built once, shared by every call."""
+        return MappingProxyType(self._values)
+
+    @cached_property
+    def _values(self) -> dict[str, float | int]:
         return {name: p.value for name, p in self.parameters.items()}
 
 
