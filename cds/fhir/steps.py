@@ -69,6 +69,12 @@ def _source_total(parts: list[StepPart]) -> Reading:
 
 def day_totals(parts: list[StepPart], day_max: float) -> tuple[dict[date, Reading], list[SetAside]]:
     """One Reading a day (the largest plausible source total), and the source-days set aside as implausible."""
+    if len({part.day for part in parts}) == len(parts) and all(part.interval is None for part in parts):
+        return _one_total_a_day(parts, day_max)
+    return _grouped_totals(parts, day_max)
+
+
+def _grouped_totals(parts: list[StepPart], day_max: float) -> tuple[dict[date, Reading], list[SetAside]]:
     grouped: dict[date, dict[str, list[StepPart]]] = {}
     for part in parts:
         by_source = grouped.get(part.day)
@@ -86,8 +92,24 @@ def day_totals(parts: list[StepPart], day_max: float) -> tuple[dict[date, Readin
             if 0 <= total.value <= day_max:
                 plausible.append(total)
             else:
-                set_aside.append(SetAside(total.source, f"{total.value:,.0f} steps on {day} from {source} is "
-                                          f"not plausible (a day counts at most {day_max:,.0f})", IMPLAUSIBLE))
+                set_aside.append(_implausible(total.source, total.value, day, source, day_max))
         if plausible:
             days[day] = plausible[0] if len(plausible) == 1 else max(plausible, key=lambda r: r.value)
     return days, set_aside
+
+
+def _one_total_a_day(parts: list[StepPart], day_max: float) -> tuple[dict[date, Reading], list[SetAside]]:
+    """day_totals when each day has one daily total (the usual export of a phone or a watch): no grouping."""
+    days: dict[date, Reading] = {}
+    set_aside = []
+    for part in sorted(parts, key=lambda p: p.day):
+        if 0 <= part.value <= day_max:
+            days[part.day] = Reading(part.when, part.value, part.reference)
+        else:
+            set_aside.append(_implausible(part.reference, part.value, part.day, part.source, day_max))
+    return days, set_aside
+
+
+def _implausible(reference: str, value: float, day: date, source: str, day_max: float) -> SetAside:
+    return SetAside(reference, f"{value:,.0f} steps on {day} from {source} is not plausible (a day counts at most "
+                               f"{day_max:,.0f})", IMPLAUSIBLE)

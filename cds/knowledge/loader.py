@@ -133,7 +133,11 @@ class Knowledge:
         return f"{self.info.version}+{self.digest[:8]}"
 
     def rules_for(self, service_id: str) -> tuple[CompiledRule, ...]:
-        return tuple(r for r in self.rules if service_id in r.services)
+        return self._rules_by_service.get(service_id, ())
+
+    @cached_property
+    def _rules_by_service(self) -> dict[str, tuple[CompiledRule, ...]]:
+        return {s: tuple(r for r in self.rules if s in r.services) for s in {s for r in self.rules for s in r.services}}
 
     def rule(self, rule_id: str) -> CompiledRule:
         return self._rules_by_id[rule_id]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ import pytest
 
 from cds.clinical.records import PatientRecord
 from cds.engine import Knowledge
+from cds.fhir import steps
 from cds.fhir.readers import RecordBuilder, build_record
+from cds.fhir.steps import StepPart
 from tests.support.data import NOW
 from tests.support.examples import EXAMPLES
 
@@ -143,3 +145,16 @@ def test_the_usual_readings_take_the_lean_path(knowledge: Knowledge) -> None:
     assert [r.value for r in builder.record.sessions] == [25.0]
     assert [p.value for p in builder.step_parts] == [6200.0]
     assert builder.record.pain[0].when == datetime(2026, 11, 18, 8, tzinfo=UTC)
+
+
+def test_one_total_a_day_sums_as_the_grouping_does() -> None:
+    """Steps with one daily total a day skip the grouping by day and source: same days, same readings, same
+    implausible days set aside, in the same order."""
+    start = date(2026, 10, 1)
+    parts = [StepPart(start + timedelta(days=d), f"Device/{d % 3}", datetime(2026, 10, 1, 20, tzinfo=UTC)
+                      + timedelta(days=d), value, f"Observation/s{d}")
+             for d, value in zip((5, 1, 3, 0, 9, 2), (6200.0, 0.0, 120000.0, 7400.0, -5.0, 50000.0), strict=True)]
+    fast = steps._one_total_a_day(parts, 50000)
+    assert fast == steps._grouped_totals(parts, 50000)
+    assert list(fast[0]) == sorted(fast[0])
+    assert [item.source for item in fast[1]] == ["Observation/s3", "Observation/s9"]
