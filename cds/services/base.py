@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from cds.fhir.templates import PrefetchTemplate
 from cds.hooks.models import HOOK_CONTEXTS, CdsServiceDefinition, PatientViewContext
@@ -31,6 +32,7 @@ class CdsService:
     def context_model(self) -> type[PatientViewContext]:
         return HOOK_CONTEXTS[self.hook]
 
-    @property
+    @cached_property
     def templates(self) -> tuple[PrefetchTemplate, ...]:
+        """The prefetch templates, parsed once per service."""
         return tuple(PrefetchTemplate(k, q) for k, q in (self.definition.prefetch or {}).items())
