@@ -38,7 +38,7 @@ class Prepared:
             table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
 
     def bind(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(value if process is None or value is None else process(value)
+        return tuple(value if process is None else process(value)  # None too: a JSON column stores 'null'
                      for process, value in zip(self.processors, (row[n] for n in self.names), strict=True))
 
 

@@ -4,6 +4,7 @@ test_durability.py, through a live service.)"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ def a_call(n: int, token: str | None = None) -> AuditRecord:
     record = AuditRecord(service_id="pacing-review", hook_instance=f"call-{n}", hook="patient-view",
                          patient_id="p-1", user_id="Practitioner/7", rule_set_version="2.0.0+abc",
                          message="naïve — “quoted” text" if n % 2 else None,
-                         data_sources={"pain": "prefetch", "goals": "unobtainable (optional)"},
+                         data_sources={"pain": "prefetch", "goals": "unobtainable (optional)"} if n % 3 else None,
                          cards=[(f"uuid-{n}-a", "progress"), (f"uuid-{n}-b", None), ("", "data-unavailable")])
     record.charts = [(token or f"token-{n}", {"days": ["2026-11-19", "2026-11-20"], "values": [20, 22.5],
                                              "plan": None})]
@@ -50,16 +51,26 @@ def written(made: Store) -> dict[str, Any]:
     return {"events": events, "cards": cards, "charts": charts}
 
 
+def stored(path: Path) -> list[list[tuple[Any, ...]]]:
+    """Every row as SQLite holds it (the text and its SQL type), but the audit event's id and duration."""
+    with sqlite3.connect(path) as db:
+        return [db.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
+            ("audit_event", "time, hook_instance, service_id, hook, patient_id, user_id, card_topics, "
+                            "rule_set_version, status, message, data_sources, typeof(data_sources)"),
+            ("issued_card", "*"), ("chart", "*"))]
+
+
 def test_a_call_reads_back_as_sqlalchemy_writes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(database, "_utcnow", lambda: NOW)
     fast, slow = store(tmp_path, "fast.db"), store(tmp_path, "slow.db", prepared=False)
     try:
         assert fast._writer is not None  # the comparison would be empty if both took the same path
-        for n in (1, 2):
+        for n in (1, 2, 3):
             fast.audit(a_call(n), 200)
             slow.audit(a_call(n), 200)
         fast_rows, slow_rows = written(fast), written(slow)
         assert fast_rows == slow_rows
+        assert stored(tmp_path / "fast.db") == stored(tmp_path / "slow.db")  # the same text in the file, too
         assert fast_rows["events"][0]["card_topics"] == ["progress", "data-unavailable"]
         assert fast_rows["charts"]["token-1"] == ({"days": ["2026-11-19", "2026-11-20"], "values": [20, 22.5],
                                                     "plan": None}, NOW + timedelta(hours=24))
