@@ -56,9 +56,9 @@ def sqlite_file(url: URL) -> str | None:
 class SqliteCallWriter:
     """Writes a call's rows in one IMMEDIATE transaction on a connection of the calling thread's own."""
 
-    def __init__(self, path: str, dialect: Dialect, audit: Prepared, issued: Prepared, chart: Prepared,
-                 purge_sql: str, expiry: Callable[[Any], Any] | None) -> None:
-        self.path, self.dialect = path, dialect
+    def __init__(self, path: str, audit: Prepared, issued: Prepared, chart: Prepared, purge_sql: str,
+                 expiry: Callable[[Any], Any] | None) -> None:
+        self.path = path
         self.audit, self.issued, self.chart = audit, issued, chart
         self.purge_sql, self._expiry = purge_sql, expiry
         self._local = threading.local()
