@@ -433,7 +433,7 @@ def _call_writer(url: URL, dialect: Dialect) -> SqliteCallWriter | None:
     expires = chart_table.c.expires_at
     quote = dialect.identifier_preparer.quote
     return SqliteCallWriter(
-        path, Prepared(audit_table, event_columns, dialect),
+        path, _sqlite_pragmas, Prepared(audit_table, event_columns, dialect),
         Prepared(cast(Table, IssuedCard.__table__), ["card_uuid", "service_id", "topic", "hook_instance", "issued_at"],
                  dialect, f" ON CONFLICT ({quote('card_uuid')}) DO NOTHING"),
         Prepared(chart_table, ["token", "created_at", "expires_at", "series"], dialect),

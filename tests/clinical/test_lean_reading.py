@@ -5,7 +5,6 @@ readings set aside for the same reasons."""
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from cds.engine import Knowledge
 from cds.fhir import steps
 from cds.fhir.readers import RecordBuilder, build_record
 from cds.fhir.steps import StepPart
-from tests.support.data import NOW
+from tests.support.data import NOW, with_change
 from tests.support.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,60 +73,43 @@ def usual(kind: str) -> dict[str, Any]:
             "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
 
 
-def changed(resource: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """A copy with the dotted path set to value (a missing value: deleted)."""
-    copied = copy.deepcopy(resource)
-    *parents, last = path.split(".")
-    node = copied
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if value is DELETE:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return copied
-
-
-DELETE = object()
 CHANGES = [
-    ("status", "preliminary"), ("status", "amended"), ("status", "cancelled"), ("status", DELETE),
+    ("status", "preliminary"), ("status", "amended"), ("status", "cancelled"), ("status", ...),
     ("effectiveDateTime", "2026-11-18"), ("effectiveDateTime", "2026-11"), ("effectiveDateTime", "2026"),
     ("effectiveDateTime", "2026-11-18T08:00:00"), ("effectiveDateTime", "2026-11-18T08:00:00+02:00"),
     ("effectiveDateTime", "2026-12-01T08:00:00Z"), ("effectiveDateTime", "yesterday"), ("effectiveDateTime", ""),
-    ("effectiveDateTime", 20261118), ("effectiveDateTime", DELETE),
+    ("effectiveDateTime", 20261118), ("effectiveDateTime", ...),
     ("effectivePeriod", {"start": "2026-11-18T00:00:00Z", "end": "2026-11-18T23:59:59Z"}),
     ("valueQuantity.value", -1), ("valueQuantity.value", 11), ("valueQuantity.value", 10),
     ("valueQuantity.value", 0), ("valueQuantity.value", 2.5), ("valueQuantity.value", True),
-    ("valueQuantity.value", "5"), ("valueQuantity.value", 90000), ("valueQuantity.value", DELETE),
+    ("valueQuantity.value", "5"), ("valueQuantity.value", 90000), ("valueQuantity.value", ...),
     ("valueQuantity.code", "h"), ("valueQuantity.code", "s"), ("valueQuantity.code", "kg"),
-    ("valueQuantity.code", DELETE), ("valueQuantity.code", 7), ("valueQuantity.unit", DELETE),
-    ("valueQuantity", DELETE), ("valueQuantity", 5), ("valueInteger", 4),
+    ("valueQuantity.code", ...), ("valueQuantity.code", 7), ("valueQuantity.unit", ...),
+    ("valueQuantity", ...), ("valueQuantity", 5), ("valueInteger", 4),
     ("code.coding.0.system", "http://snomed.info/sct"), ("code.coding.0.code", "8867-4"),
     ("code.coding.0.code", ["72514-3"]), ("code.coding", []), ("code", "72514-3"),
     ("code.coding", [{"system": LOINC, "code": "72514-3"}, {"system": LOINC, "code": "41950-7"}]),
     ("component", [{"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}}]), ("component", []),
-    ("hasMember", [{"reference": "Observation/x"}]), ("id", DELETE), ("id", 7),
+    ("hasMember", [{"reference": "Observation/x"}]), ("id", ...), ("id", 7),
     ("device", {"reference": "Device/watch"}), ("performer", [{"reference": "Patient/p"}]),
 ]
 
 
 @pytest.mark.parametrize("kind", ["pain", "steps", "session"])
-@pytest.mark.parametrize(("path", "value"), CHANGES, ids=[f"{p}={'deleted' if v is DELETE else v!r}"
+@pytest.mark.parametrize(("path", "value"), CHANGES, ids=[f"{p}={'deleted' if v is ... else v!r}"
                                                           for p, v in CHANGES])
 def test_an_unusual_reading_reads_as_the_general_path_reads_it(kind: str, path: str, value: Any,
                                                                knowledge: Knowledge,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    reading = changed(usual(kind), path, value)
-    for resources in ([reading], [usual(kind), reading, changed(usual(kind), "id", f"{kind}-2")]):
+    reading = with_change(usual(kind), path, value)
+    for resources in ([reading], [usual(kind), reading, with_change(usual(kind), "id", f"{kind}-2")]):
         assert build_record("p", resources, knowledge, NOW) == general_only(monkeypatch, knowledge, "p", resources,
                                                                             NOW)
 
 
 def test_a_panel_member_session_is_left_to_its_panel(knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch) -> None:
     member = usual("session")
-    panel = changed(usual("session"), "id", "panel")
+    panel = with_change(usual("session"), "id", "panel")
     panel["hasMember"] = [{"reference": "Observation/session-1"}]
     del panel["valueQuantity"]
     resources = [panel, member]
@@ -140,7 +122,7 @@ def test_the_usual_readings_take_the_lean_path(knowledge: Knowledge) -> None:
     """The equivalence above would hold trivially if nothing took the lean path."""
     builder = RecordBuilder("p", knowledge, NOW)
     assert all(builder._lean(usual(kind)) for kind in ("pain", "steps", "session"))
-    assert not builder._lean(changed(usual("pain"), "status", "preliminary"))
+    assert not builder._lean(with_change(usual("pain"), "status", "preliminary"))
     assert [r.value for r in builder.record.pain] == [5.0]
     assert [r.value for r in builder.record.sessions] == [25.0]
     assert [p.value for p in builder.step_parts] == [6200.0]
