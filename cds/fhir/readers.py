@@ -63,8 +63,10 @@ ANY_COUNT = (0.0, float("inf"))
 # What an Observation is read as, by its LOINC code; one with codes of several kinds is read as the first of them.
 OBSERVATION_KINDS = ("pain", "peg", "steps", "session", "evs weekly minutes", "evs days", "evs minutes a day",
                      "blood pressure", "temperature", "weight")
-_LEAN_SCORE, _LEAN_STEPS, _LEAN_SESSION = range(3)
-LEAN_KINDS = {"pain": _LEAN_SCORE, "steps": _LEAN_STEPS, "session": _LEAN_SESSION}
+_LEAN_SCORE, _LEAN_STEPS, _LEAN_SESSION, _LEAN_PRESSURE, _LEAN_TEMPERATURE, _LEAN_WEIGHT = range(6)
+LEAN_KINDS = {"pain": _LEAN_SCORE, "steps": _LEAN_STEPS, "session": _LEAN_SESSION, "blood pressure": _LEAN_PRESSURE,
+              "temperature": _LEAN_TEMPERATURE, "weight": _LEAN_WEIGHT}
+PRESSURE_UNITS = ("mm[Hg]", "mmHg")
 # CarePlan activity statuses of a plan still being followed.
 ACTIVITY_CURRENT = {"not-started", "scheduled", "in-progress", "on-hold"}
 
@@ -207,10 +209,17 @@ class RecordBuilder:
                                        self.bp_panel | self.systolic | self.diastolic, self.temperature, self.weight)):
             for code in listed:
                 self.rank_of.setdefault(code, rank)
-        # The usual Observations, read by _lean: a LOINC code of a score, a day's steps or a session -> kind.
+        # The usual Observations, read by _lean: a LOINC code of a score, a day's steps, a session, a blood
+        # pressure panel (not a lone systolic or diastolic), a temperature or a weight -> kind.
         self.lean_kind = {code: LEAN_KINDS[OBSERVATION_KINDS[rank]] for code, rank in self.rank_of.items()
-                          if OBSERVATION_KINDS[rank] in LEAN_KINDS}
-        self.session_bounds = (0, self.bounds["session_max_plausible_minutes"])
+                          if OBSERVATION_KINDS[rank] in LEAN_KINDS
+                          and (OBSERVATION_KINDS[rank] != "blood pressure" or code in self.bp_panel)}
+        self.pressure_part = {**dict.fromkeys(self.systolic, 0), **dict.fromkeys(self.diastolic, 1)}
+        b = self.bounds
+        self.session_bounds = (0, b["session_max_plausible_minutes"])
+        self.pressure_bounds = (b["bp_min_mmhg"], b["bp_max_mmhg"])
+        self.temperature_bounds = (b["temperature_min_celsius"], b["temperature_max_celsius"])
+        self.weight_bounds = (b["weight_min_kg"], b["weight_max_kg"])
 
     def skip(self, source: str, why: str, reason: str) -> None:
         self.record.set_aside.append(SetAside(source, why, reason))
@@ -233,7 +242,7 @@ class RecordBuilder:
     # ------------------------------------------------------------ Observation
 
     def observation(self, obs: dict[str, Any]) -> None:
-        if "component" not in obs and "hasMember" not in obs and self._lean(obs):
+        if "hasMember" not in obs and self._lean(obs):
             return
         source = f"Observation/{obs.get('id', '?')}"
         codes = loinc_codes(obs.get("code"))
@@ -284,10 +293,11 @@ class RecordBuilder:
                             (b["weight_min_kg"], b["weight_max_kg"]))
 
     def _lean(self, obs: dict[str, Any]) -> bool:
-        """The usual Observation in one pass: final, one LOINC coding of a pain score, a day's steps or a session,
-        an effectiveDateTime not after now, and a valueQuantity in a known unit within bounds. Anything else (a
-        reading to set aside, a period, a panel member) returns False having changed nothing, and is read by the
-        general path, which gives the same reading for what this accepts."""
+        """The usual Observation in one pass: final, one LOINC coding of a pain score, a day's steps, a session, a
+        temperature or a weight with a valueQuantity in a known unit within bounds, or of a blood pressure panel
+        with exactly a systolic and a diastolic component, each so; an effectiveDateTime not after now. Anything
+        else (a reading to set aside, a period, a panel member) returns False having changed nothing, and is read
+        by the general path, which gives the same reading for what this accepts."""
         if obs.get("status") not in COUNTING_STATUSES:
             return False
         code = obs.get("code")
@@ -300,17 +310,26 @@ class RecordBuilder:
         loinc = first.get("code")
         kind = self.lean_kind.get(loinc) if type(loinc) is str else None
         moment = obs.get("effectiveDateTime")
-        quantity = obs.get("valueQuantity")
-        if kind is None or type(moment) is not str or type(quantity) is not dict:
+        if kind is None or type(moment) is not str:
             return False
-        value = quantity.get("value")
-        if type(value) is not float and type(value) is not int:  # bool is neither
-            return False
-        unit = quantity.get("code")
-        if type(unit) is not str:
-            unit = quantity.get("unit")
-            if type(unit) is not str:
-                unit = ""
+        value, unit, pressure = 0.0, "", None
+        if kind == _LEAN_PRESSURE:
+            pressure = self._lean_pressure(obs.get("component"))
+            if pressure is None:
+                return False
+        else:
+            quantity = obs.get("valueQuantity")
+            if type(quantity) is not dict or "component" in obs:
+                return False
+            number = quantity.get("value")
+            if type(number) is not float and type(number) is not int:  # bool is neither
+                return False
+            value = float(number)
+            named = quantity.get("code")
+            if type(named) is not str:
+                named = quantity.get("unit")
+            if type(named) is str:
+                unit = named
         try:
             when = datetime.fromisoformat(moment)
         except ValueError:
@@ -322,7 +341,7 @@ class RecordBuilder:
         if kind == _LEAN_SCORE:
             if unit not in SCORE_UNITS or not 0 <= value <= 10:
                 return False
-            self.record.pain.append(Reading(when, float(value), f"Observation/{obs.get('id', '?')}"))
+            self.record.pain.append(Reading(when, value, f"Observation/{obs.get('id', '?')}"))
         elif kind == _LEAN_STEPS:
             factor = STEP_FACTORS.get(unit)
             if factor is None or "effectivePeriod" in obs:
@@ -332,7 +351,7 @@ class RecordBuilder:
                 return False
             self.step_parts.append(StepPart(when.date(), source_of(obs), when, steps,
                                             f"Observation/{obs.get('id', '?')}"))
-        else:
+        elif kind == _LEAN_SESSION:
             factor = MINUTES.get(unit)
             if factor is None or (self.panel_of and str(obs.get("id")) in self.panel_of):
                 return False
@@ -340,7 +359,60 @@ class RecordBuilder:
             if not self.session_bounds[0] <= minutes <= self.session_bounds[1]:
                 return False
             self.record.sessions.append(Reading(when, minutes, f"Observation/{obs.get('id', '?')}"))
+        elif pressure is not None:
+            self.record.blood_pressure.append(BloodPressure(when, pressure[0], pressure[1],
+                                                            f"Observation/{obs.get('id', '?')}", True))
+        elif kind == _LEAN_TEMPERATURE:
+            if unit == "Cel":
+                celsius = value
+            elif unit == "[degF]":
+                celsius = (value - 32) * 5 / 9
+            else:
+                return False
+            if not self.temperature_bounds[0] <= celsius <= self.temperature_bounds[1]:
+                return False
+            self.record.temperature.append(Reading(when, round(celsius, 2), f"Observation/{obs.get('id', '?')}"))
+        else:
+            factor = KILOGRAMS.get(unit)
+            if factor is None:
+                return False
+            kilograms = value * factor
+            if not self.weight_bounds[0] <= kilograms <= self.weight_bounds[1]:
+                return False
+            self.record.weight.append(Reading(when, kilograms, f"Observation/{obs.get('id', '?')}"))
         return True
+
+    def _lean_pressure(self, components: Any) -> tuple[float, float] | None:
+        """(systolic, diastolic) of a panel's two components, each with one LOINC coding and a valueQuantity in
+        mm[Hg] within bounds; None for anything else."""
+        if type(components) is not list or len(components) != 2:
+            return None
+        values = [0.0, 0.0]
+        seen = set()
+        for component in components:
+            code = component.get("code") if type(component) is dict else None
+            coding = code.get("coding") if type(code) is dict else None
+            if type(coding) is not list or len(coding) != 1:
+                return None
+            first = coding[0]
+            if type(first) is not dict or first.get("system") != LOINC:
+                return None
+            loinc = first.get("code")
+            part = self.pressure_part.get(loinc) if type(loinc) is str else None
+            quantity = component.get("valueQuantity")
+            if part is None or part in seen or type(quantity) is not dict:
+                return None
+            value = quantity.get("value")
+            if type(value) is not float and type(value) is not int:
+                return None
+            unit = quantity.get("code")
+            if type(unit) is not str:
+                unit = quantity.get("unit")
+            if unit not in PRESSURE_UNITS or not self.pressure_bounds[0] <= value <= self.pressure_bounds[1]:
+                return None
+            seen.add(part)
+            values[part] = float(value)
+        return values[0], values[1]
 
     def _score(self, obs: dict[str, Any], source: str, when: datetime, into: list[Reading]) -> None:
         quantity = _score_value(obs)
@@ -521,7 +593,7 @@ class RecordBuilder:
             quantity = _quantity(q)
             if quantity is None:
                 continue
-            if quantity[1] not in ("mm[Hg]", "mmHg"):
+            if quantity[1] not in PRESSURE_UNITS:
                 self.skip(source, f"unit {quantity[1]!r} not understood for a blood pressure", UNIT_NOT_UNDERSTOOD)
                 continue
             for name, listed in (("systolic", self.systolic), ("diastolic", self.diastolic)):

@@ -1,5 +1,5 @@
-"""The usual Observations (a final pain score, a day's steps, a session) are read by a lean path; everything else by
-the general path. For every chart the project holds, and for each way a usual Observation can differ from the
+"""The usual Observations (a final pain score, a day's steps, a session, a blood pressure panel, a temperature, a
+weight) are read by a lean path; everything else by the general path. For every chart the project holds, and for each way a usual Observation can differ from the
 usual, the record must be the one the general path alone gives: the same readings, in the same order, and the same
 readings set aside for the same reasons."""
 
@@ -22,6 +22,7 @@ from tests.support.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 LOINC = "http://loinc.org"
+PA = "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes"
 
 
 def general_only(monkeypatch: pytest.MonkeyPatch, knowledge: Knowledge, patient_id: str,
@@ -64,13 +65,27 @@ def test_every_chart_reads_as_the_general_path_reads_it(name: str, request_body:
         monkeypatch, knowledge, patient_id, resources, now)
 
 
+def quantity(value: Any, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+
 def usual(kind: str) -> dict[str, Any]:
     code, value, unit = {"pain": ("72514-3", 5, "{score}"), "steps": ("41950-7", 6200, "/d"),
-                         "session": ("55411-3", 25, "min")}[kind]
-    return {"resourceType": "Observation", "id": f"{kind}-1", "status": "final",
-            "code": {"coding": [{"system": LOINC, "code": code}]}, "subject": {"reference": "Patient/p"},
-            "effectiveDateTime": "2026-11-18T08:00:00Z",
-            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+                         "session": ("55411-3", 25, "min"), "temperature": ("8310-5", 36.8, "Cel"),
+                         "weight": ("29463-7", 72.5, "kg"), "pressure": ("85354-9", None, "")}[kind]
+    reading = {"resourceType": "Observation", "id": f"{kind}-1", "status": "final",
+               "code": {"coding": [{"system": LOINC, "code": code}]}, "subject": {"reference": "Patient/p"},
+               "effectiveDateTime": "2026-11-18T08:00:00Z"}
+    if kind == "pressure":
+        reading["component"] = [
+            {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": quantity(128, "mm[Hg]")},
+            {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]}, "valueQuantity": quantity(82, "mm[Hg]")}]
+    else:
+        reading["valueQuantity"] = quantity(value, unit)
+    return reading
+
+
+KINDS = ["pain", "steps", "session", "temperature", "weight", "pressure"]
 
 
 CHANGES = [
@@ -90,14 +105,46 @@ CHANGES = [
     ("code.coding.0.code", ["72514-3"]), ("code.coding", []), ("code", "72514-3"),
     ("code.coding", [{"system": LOINC, "code": "72514-3"}, {"system": LOINC, "code": "41950-7"}]),
     ("component", [{"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}}]), ("component", []),
+    ("component", [{"code": {"coding": [{"system": PA, "code": "DeviceActivePercentage"}]},
+                    "valueQuantity": {"value": 40, "unit": "%", "code": "%"}}]),
     ("hasMember", [{"reference": "Observation/x"}]), ("id", ...), ("id", 7),
     ("device", {"reference": "Device/watch"}), ("performer", [{"reference": "Patient/p"}]),
 ]
 
 
-@pytest.mark.parametrize("kind", ["pain", "steps", "session"])
-@pytest.mark.parametrize(("path", "value"), CHANGES, ids=[f"{p}={'deleted' if v is ... else v!r}"
-                                                          for p, v in CHANGES])
+# Ways a vital sign can differ: units and values of its own kind, and a blood pressure panel's components.
+VITAL_CHANGES = [
+    ("valueQuantity.code", "[degF]"), ("valueQuantity.code", "degF"), ("valueQuantity.code", "[lb_av]"),
+    ("valueQuantity.code", "g"), ("valueQuantity.value", 98.6), ("valueQuantity.value", 45),
+    ("valueQuantity.value", 30), ("valueQuantity.value", 700), ("valueQuantity.value", 72500),
+    ("code.coding.0.code", "8331-1"), ("code.coding.0.code", "8480-6"), ("code.coding.0.code", "55284-4"),
+    ("component.0.valueQuantity.value", 400), ("component.0.valueQuantity.value", 128.5),
+    ("component.0.valueQuantity.value", True), ("component.0.valueQuantity.value", "128"),
+    ("component.0.valueQuantity.code", "kPa"), ("component.0.valueQuantity.code", "mmHg"),
+    ("component.0.valueQuantity.code", ...), ("component.1.valueQuantity.unit", ...),
+    ("component.0.valueQuantity", ...), ("component.0.code.coding.0.code", "8462-4"),
+    ("component.0.code.coding.0.code", "8459-0"), ("component.0.code.coding.0.code", "8867-4"),
+    ("component.0.code.coding.0.system", "http://snomed.info/sct"),
+    ("component.0.code.coding", [{"system": LOINC, "code": "8480-6"}, {"system": LOINC, "code": "8459-0"}]),
+    ("component.1", "82"), ("component.1.code", ...), ("component", "128/82"), ("component", ...),
+    ("valueQuantity", {"value": 128, "code": "mm[Hg]"}),
+]
+
+
+def cases(kinds: list[str], changes: list[tuple[str, Any]]) -> list[Any]:
+    """Each change to each kind of reading that has the changed element's parent (a pain score has no component)."""
+    found = []
+    for path, value in changes:
+        for kind in kinds:
+            try:
+                with_change(usual(kind), path, value)
+            except (KeyError, IndexError, TypeError):
+                continue
+            found.append(pytest.param(kind, path, value, id=f"{kind}-{path}={'deleted' if value is ... else value!r}"))
+    return found
+
+
+@pytest.mark.parametrize(("kind", "path", "value"), cases(KINDS, CHANGES) + cases(KINDS[3:], VITAL_CHANGES))
 def test_an_unusual_reading_reads_as_the_general_path_reads_it(kind: str, path: str, value: Any,
                                                                knowledge: Knowledge,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,11 +168,16 @@ def test_a_panel_member_session_is_left_to_its_panel(knowledge: Knowledge, monke
 def test_the_usual_readings_take_the_lean_path(knowledge: Knowledge) -> None:
     """The equivalence above would hold trivially if nothing took the lean path."""
     builder = RecordBuilder("p", knowledge, NOW)
-    assert all(builder._lean(usual(kind)) for kind in ("pain", "steps", "session"))
+    assert all(builder._lean(usual(kind)) for kind in KINDS)
     assert not builder._lean(with_change(usual("pain"), "status", "preliminary"))
+    assert not builder._lean(with_change(usual("pressure"), "status", "preliminary"))
+    assert builder._lean(with_change(usual("temperature"), "valueQuantity", quantity(98.6, "[degF]")))
     assert [r.value for r in builder.record.pain] == [5.0]
     assert [r.value for r in builder.record.sessions] == [25.0]
     assert [p.value for p in builder.step_parts] == [6200.0]
+    assert [r.value for r in builder.record.temperature] == [36.8, 37.0]
+    assert [r.value for r in builder.record.weight] == [72.5]
+    assert [(r.systolic, r.diastolic, r.confirmed) for r in builder.record.blood_pressure] == [(128.0, 82.0, True)]
     assert builder.record.pain[0].when == datetime(2026, 11, 18, 8, tzinfo=UTC)
 
 
