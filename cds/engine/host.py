@@ -133,8 +133,7 @@ class RuleEngine:
         if problems:
             raise EngineError("facts do not fit rules/facts.yaml: " + "; ".join(problems))
         fired = self._run(self._rulesets[service_id], facts)
-        by_id = {c.rule.id: c for c in self.knowledge.rules_for(service_id)}
-        trace = [self._fired_record(by_id[rule_id], matched) for rule_id, matched in fired]
+        trace = [self._fired_record(self.knowledge.rule(rule_id), matched) for rule_id, matched in fired]
         findings, trace = resolve_precedence(trace)
         return Evaluation(service_id, now, self.knowledge.version, tuple(findings), tuple(trace), tuple(facts))
 
