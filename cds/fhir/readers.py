@@ -113,6 +113,18 @@ def loinc_codes(concept: Any) -> set[str]:
     return codes
 
 
+def _only_loinc(concept: Any) -> str | None:
+    """The code of a CodeableConcept whose only coding is a LOINC one; None for any other shape."""
+    coding = concept.get("coding") if type(concept) is dict else None
+    if type(coding) is not list or len(coding) != 1:
+        return None
+    first = coding[0]
+    if type(first) is not dict or first.get("system") != LOINC:
+        return None
+    code = first.get("code")
+    return code if type(code) is str else None
+
+
 def _whole_day(period: dict[str, Any], start: datetime, end: datetime) -> bool:
     """A period that is one calendar day: 23 to 25 hours, or the same date written without a time."""
     dates = [period.get("start"), period.get("end")]
@@ -300,15 +312,8 @@ class RecordBuilder:
         by the general path, which gives the same reading for what this accepts."""
         if obs.get("status") not in COUNTING_STATUSES:
             return False
-        code = obs.get("code")
-        coding = code.get("coding") if type(code) is dict else None
-        if type(coding) is not list or len(coding) != 1:
-            return False
-        first = coding[0]
-        if type(first) is not dict or first.get("system") != LOINC:
-            return False
-        loinc = first.get("code")
-        kind = self.lean_kind.get(loinc) if type(loinc) is str else None
+        loinc = _only_loinc(obs.get("code"))
+        kind = self.lean_kind.get(loinc) if loinc is not None else None
         moment = obs.get("effectiveDateTime")
         if kind is None or type(moment) is not str:
             return False
@@ -390,15 +395,10 @@ class RecordBuilder:
         values = [0.0, 0.0]
         seen = set()
         for component in components:
-            code = component.get("code") if type(component) is dict else None
-            coding = code.get("coding") if type(code) is dict else None
-            if type(coding) is not list or len(coding) != 1:
+            if type(component) is not dict:
                 return None
-            first = coding[0]
-            if type(first) is not dict or first.get("system") != LOINC:
-                return None
-            loinc = first.get("code")
-            part = self.pressure_part.get(loinc) if type(loinc) is str else None
+            loinc = _only_loinc(component.get("code"))
+            part = self.pressure_part.get(loinc) if loinc is not None else None
             quantity = component.get("valueQuantity")
             if part is None or part in seen or type(quantity) is not dict:
                 return None
