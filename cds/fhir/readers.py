@@ -305,11 +305,12 @@ class RecordBuilder:
                             (b["weight_min_kg"], b["weight_max_kg"]))
 
     def _lean(self, obs: dict[str, Any]) -> bool:
-        """The usual Observation in one pass: final, one LOINC coding of a pain score, a day's steps, a session, a
-        temperature or a weight with a valueQuantity in a known unit within bounds, or of a blood pressure panel
-        with exactly a systolic and a diastolic component, each so; an effectiveDateTime not after now. Anything
-        else (a reading to set aside, a period, a panel member) returns False having changed nothing, and is read
-        by the general path, which gives the same reading for what this accepts."""
+        """The usual Observation in one pass: final, an effectiveDateTime not after now, and one LOINC coding,
+        either of a pain score, a day's steps, a session, a temperature or a weight with a valueQuantity in a known
+        unit within bounds, or of a blood pressure panel whose only two components are a systolic and a diastolic
+        pressure, each with one LOINC coding and a value in mm[Hg] within bounds. Anything else (a reading to set
+        aside, a period, a panel member) returns False having changed nothing, and is read by the general path,
+        which gives the same reading for what this accepts."""
         if obs.get("status") not in COUNTING_STATUSES:
             return False
         loinc = _only_loinc(obs.get("code"))
