@@ -125,6 +125,15 @@ def _only_loinc(concept: Any) -> str | None:
     return code if type(code) is str else None
 
 
+def _celsius(value: float, unit: str) -> float | None:
+    """A temperature in Cel or [degF], in Celsius; None in any other unit."""
+    if unit == "Cel":
+        return value
+    if unit == "[degF]":
+        return (value - 32) * 5 / 9
+    return None
+
+
 def _whole_day(period: dict[str, Any], start: datetime, end: datetime) -> bool:
     """A period that is one calendar day: 23 to 25 hours, or the same date written without a time."""
     dates = [period.get("start"), period.get("end")]
@@ -302,7 +311,7 @@ class RecordBuilder:
             self._temperature(obs, source, when, confirmed)
         elif kind == "weight":
             self._converted(obs, source, when, KILOGRAMS, self.record.weight, "kg",
-                            (b["weight_min_kg"], b["weight_max_kg"]))
+                            self.weight_bounds)
 
     def _lean(self, obs: dict[str, Any]) -> bool:
         """The usual Observation in one pass: final, an effectiveDateTime not after now, and one LOINC coding,
@@ -318,24 +327,6 @@ class RecordBuilder:
         moment = obs.get("effectiveDateTime")
         if kind is None or type(moment) is not str:
             return False
-        value, unit, pressure = 0.0, "", None
-        if kind == _LEAN_PRESSURE:
-            pressure = self._lean_pressure(obs.get("component"))
-            if pressure is None:
-                return False
-        else:
-            quantity = obs.get("valueQuantity")
-            if type(quantity) is not dict or "component" in obs:
-                return False
-            number = quantity.get("value")
-            if type(number) is not float and type(number) is not int:  # bool is neither
-                return False
-            value = float(number)
-            named = quantity.get("code")
-            if type(named) is not str:
-                named = quantity.get("unit")
-            if type(named) is str:
-                unit = named
         try:
             when = datetime.fromisoformat(moment)
         except ValueError:
@@ -344,6 +335,25 @@ class RecordBuilder:
             when = when.replace(tzinfo=UTC)
         if self.now is not None and when > self.now:
             return False
+        if kind == _LEAN_PRESSURE:
+            pressure = self._lean_pressure(obs.get("component"))
+            if pressure is None:
+                return False
+            self.record.blood_pressure.append(BloodPressure(when, pressure[0], pressure[1],
+                                                            f"Observation/{obs.get('id', '?')}", True))
+            return True
+        quantity = obs.get("valueQuantity")
+        if type(quantity) is not dict or "component" in obs:
+            return False
+        number = quantity.get("value")
+        if type(number) is not float and type(number) is not int:  # bool is neither
+            return False
+        value = float(number)
+        unit = quantity.get("code")
+        if type(unit) is not str:
+            unit = quantity.get("unit")
+            if type(unit) is not str:
+                unit = ""
         if kind == _LEAN_SCORE:
             if unit not in SCORE_UNITS or not 0 <= value <= 10:
                 return False
@@ -365,17 +375,9 @@ class RecordBuilder:
             if not self.session_bounds[0] <= minutes <= self.session_bounds[1]:
                 return False
             self.record.sessions.append(Reading(when, minutes, f"Observation/{obs.get('id', '?')}"))
-        elif pressure is not None:
-            self.record.blood_pressure.append(BloodPressure(when, pressure[0], pressure[1],
-                                                            f"Observation/{obs.get('id', '?')}", True))
         elif kind == _LEAN_TEMPERATURE:
-            if unit == "Cel":
-                celsius = value
-            elif unit == "[degF]":
-                celsius = (value - 32) * 5 / 9
-            else:
-                return False
-            if not self.temperature_bounds[0] <= celsius <= self.temperature_bounds[1]:
+            celsius = _celsius(value, unit)
+            if celsius is None or not self.temperature_bounds[0] <= celsius <= self.temperature_bounds[1]:
                 return False
             self.record.temperature.append(Reading(when, round(celsius, 2), f"Observation/{obs.get('id', '?')}"))
         else:
@@ -472,7 +474,7 @@ class RecordBuilder:
                 self.record.untimed_sessions.append(Reading(when, 0.0, source))
             return
         into = self.record.sessions if panel is None else self.member_sessions.setdefault(panel, [])
-        minutes = self._value(quantity, source, MINUTES, "minutes", (0, self.bounds["session_max_plausible_minutes"]))
+        minutes = self._value(quantity, source, MINUTES, "minutes", self.session_bounds)
         if minutes is not None:
             into.append(Reading(when, minutes, source))
 
@@ -485,7 +487,7 @@ class RecordBuilder:
         if codes & self.session and _quantity(obs.get("valueQuantity")) is not None:
             self.valued_panels.add(str(obs.get("id")))
             self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
-                            (0, self.bounds["session_max_plausible_minutes"]))
+                            self.session_bounds)
 
     def finish_panels(self) -> None:
         """Each panel without its own duration counts as one session: its longest member. The members of one
@@ -569,15 +571,11 @@ class RecordBuilder:
         if quantity is None:
             self.skip(source, "no numeric value", NO_VALUE)
             return
-        value, unit = quantity
-        if unit == "Cel":
-            celsius = value
-        elif unit == "[degF]":
-            celsius = (value - 32) * 5 / 9
-        else:
-            self.skip(source, f"unit {unit!r} not understood for a temperature", UNIT_NOT_UNDERSTOOD)
+        celsius = _celsius(*quantity)
+        if celsius is None:
+            self.skip(source, f"unit {quantity[1]!r} not understood for a temperature", UNIT_NOT_UNDERSTOOD)
             return
-        if self.bounds["temperature_min_celsius"] <= celsius <= self.bounds["temperature_max_celsius"]:
+        if self.temperature_bounds[0] <= celsius <= self.temperature_bounds[1]:
             into = self.record.temperature if confirmed else self.record.temperature_unconfirmed
             into.append(Reading(when, round(celsius, 2), source))
         else:
@@ -600,7 +598,7 @@ class RecordBuilder:
             for name, listed in (("systolic", self.systolic), ("diastolic", self.diastolic)):
                 if not part_codes & listed:
                     continue
-                if self.bounds["bp_min_mmhg"] <= quantity[0] <= self.bounds["bp_max_mmhg"]:
+                if self.pressure_bounds[0] <= quantity[0] <= self.pressure_bounds[1]:
                     values[name] = quantity[0]
                 else:
                     self.skip(source, f"{name} {quantity[0]:g} mm[Hg] is not plausible", IMPLAUSIBLE)

@@ -1,7 +1,7 @@
 """The usual Observations (a final pain score, a day's steps, a session, a blood pressure panel, a temperature, a
-weight) are read by a lean path; everything else by the general path. For every chart the project holds, and for each way a usual Observation can differ from the
-usual, the record must be the one the general path alone gives: the same readings, in the same order, and the same
-readings set aside for the same reasons."""
+weight) are read by a lean path; everything else by the general path. For every chart the project holds, and for each
+way a usual Observation can differ from the usual, the record must be the one the general path alone gives: the same
+readings, in the same order, and the same readings set aside for the same reasons."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from cds.engine import Knowledge
 from cds.fhir import steps
 from cds.fhir.readers import RecordBuilder, build_record
 from cds.fhir.steps import StepPart
-from tests.support.data import NOW, with_change
+from tests.support.data import NOW, observation, with_change
 from tests.support.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,16 +72,13 @@ def quantity(value: Any, unit: str) -> dict[str, Any]:
 def usual(kind: str) -> dict[str, Any]:
     code, value, unit = {"pain": ("72514-3", 5, "{score}"), "steps": ("41950-7", 6200, "/d"),
                          "session": ("55411-3", 25, "min"), "temperature": ("8310-5", 36.8, "Cel"),
-                         "weight": ("29463-7", 72.5, "kg"), "pressure": ("85354-9", None, "")}[kind]
-    reading = {"resourceType": "Observation", "id": f"{kind}-1", "status": "final",
-               "code": {"coding": [{"system": LOINC, "code": code}]}, "subject": {"reference": "Patient/p"},
-               "effectiveDateTime": "2026-11-18T08:00:00Z"}
+                         "weight": ("29463-7", 72.5, "kg"), "pressure": ("85354-9", 0, "")}[kind]
+    reading = observation("p", f"{kind}-1", code, value, unit, datetime(2026, 11, 18, 8, tzinfo=UTC))
     if kind == "pressure":
+        del reading["valueQuantity"]
         reading["component"] = [
             {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": quantity(128, "mm[Hg]")},
             {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]}, "valueQuantity": quantity(82, "mm[Hg]")}]
-    else:
-        reading["valueQuantity"] = quantity(value, unit)
     return reading
 
 
