@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds.errors import CdsError
+from cds.fhir.typed import decode_request
 
 # An oversized body is read and dropped up to this size, so that the client, still sending, receives the 413
 # instead of a connection reset. Larger ones are cut off.
 DRAIN_LIMIT = 32 * 1024 * 1024
 
 
-def read_json() -> dict[str, Any]:
-    """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 if malformed or not an object."""
+def read_json(typed_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 if malformed or not an object. The
+    prefetch keys in `typed_keys` may come as TypedBundle (cds/fhir/typed.py)."""
     mimetype = request.mimetype
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise CdsError(415, f"Content-Type must be application/json, not {mimetype or 'absent'}")
@@ -31,11 +32,7 @@ def read_json() -> dict[str, Any]:
         raise too_large(limit) from exc
     if not raw.strip():
         raise CdsError(400, "request body is empty; expected a JSON object")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CdsError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                       ) from exc
+    body = decode_request(raw, typed_keys)
     if not isinstance(body, dict):
         raise CdsError(400, f"request body must be a JSON object, not a JSON {type(body).__name__}")
     return body

@@ -14,6 +14,8 @@ from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
 from typing import Any
 
+from msgspec import UNSET, UnsetType
+
 from cds.clinical.records import (
     CURRENT_ORDER,
     DATED_IN_FUTURE,
@@ -38,7 +40,8 @@ from cds.clinical.records import (
     SetAside,
     StepGoal,
 )
-from cds.fhir.steps import LONGEST_DAY, SHORTEST_DAY, StepPart, day_totals, source_of
+from cds.fhir import typed
+from cds.fhir.steps import LONGEST_DAY, SHORTEST_DAY, UNKNOWN_SOURCE, StepPart, day_totals, source_of
 from cds.knowledge import Knowledge
 
 LOINC = "http://loinc.org"
@@ -123,6 +126,58 @@ def _only_loinc(concept: Any) -> str | None:
         return None
     code = first.get("code")
     return code if type(code) is str else None
+
+
+def _typed_loinc(concept: typed.Concept | UnsetType) -> str | None:
+    """_only_loinc of a typed CodeableConcept."""
+    if concept is UNSET or concept.coding is UNSET or len(concept.coding) != 1:
+        return None
+    first = concept.coding[0]
+    return first.code if first.system == LOINC and first.code is not UNSET else None
+
+
+def _pressure_parts(components: Any) -> list[tuple[str | None, Any, Any]] | None:
+    """A blood pressure panel's two components as (only LOINC code, value, unit) for _lean_panel; None unless
+    there are two, each with a valueQuantity."""
+    if type(components) is not list or len(components) != 2:
+        return None
+    parts = []
+    for component in components:
+        if type(component) is not dict:
+            return None
+        quantity = component.get("valueQuantity")
+        if type(quantity) is not dict:
+            return None
+        unit = quantity.get("code")
+        parts.append((_only_loinc(component.get("code")), quantity.get("value"),
+                      unit if type(unit) is str else quantity.get("unit")))
+    return parts
+
+
+def _typed_parts(components: list[typed.Component] | UnsetType) -> list[tuple[str | None, Any, Any]] | None:
+    """_pressure_parts of typed components."""
+    if components is UNSET or len(components) != 2:
+        return None
+    parts = []
+    for component in components:
+        quantity = component.valueQuantity
+        if quantity is UNSET:
+            return None
+        parts.append((_typed_loinc(component.code), quantity.value,
+                      quantity.code if quantity.code is not UNSET else quantity.unit))
+    return parts
+
+
+def _typed_source(obs: typed.Observation) -> str:
+    """source_of a typed Observation: device, else the first performer, else meta.source (non-empty)."""
+    if obs.device is not UNSET and obs.device.reference:
+        return obs.device.reference
+    for performer in obs.performer or ():
+        if performer.reference:
+            return performer.reference
+    if obs.meta is not UNSET and obs.meta.source:
+        return obs.meta.source
+    return UNKNOWN_SOURCE
 
 
 def _celsius(value: float, unit: str) -> float | None:
@@ -319,7 +374,9 @@ class RecordBuilder:
         unit within bounds, or of a blood pressure panel whose only two components are a systolic and a diastolic
         pressure, each with one LOINC coding and a value in mm[Hg] within bounds. Anything else (a reading to set
         aside, a period, a panel member) returns False having changed nothing, and is read by the general path,
-        which gives the same reading for what this accepts."""
+        which gives the same reading for what this accepts. `lean_typed` is the same reading of a typed
+        Observation: both take their elements out and leave the decision to `_lean_moment`, `_lean_value` and
+        `_lean_panel`."""
         if obs.get("status") not in COUNTING_STATUSES:
             return False
         loinc = _only_loinc(obs.get("code"))
@@ -327,59 +384,93 @@ class RecordBuilder:
         moment = obs.get("effectiveDateTime")
         if kind is None or type(moment) is not str:
             return False
-        try:
-            when = datetime.fromisoformat(moment)
-        except ValueError:
+        when = self._lean_moment(moment)
+        if when is None:
             return False
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if self.now is not None and when > self.now:
-            return False
+        label = f"Observation/{obs.get('id', '?')}"
         if kind == _LEAN_PRESSURE:
-            pressure = self._lean_pressure(obs.get("component"))
-            if pressure is None:
-                return False
-            self.record.blood_pressure.append(BloodPressure(when, pressure[0], pressure[1],
-                                                            f"Observation/{obs.get('id', '?')}", True))
-            return True
+            return self._lean_panel(when, label, _pressure_parts(obs.get("component")))
         quantity = obs.get("valueQuantity")
         if type(quantity) is not dict or "component" in obs:
             return False
         number = quantity.get("value")
         if type(number) is not float and type(number) is not int:  # bool is neither
             return False
-        value = float(number)
         unit = quantity.get("code")
         if type(unit) is not str:
             unit = quantity.get("unit")
             if type(unit) is not str:
                 unit = ""
+        if kind == _LEAN_STEPS:
+            return "effectivePeriod" not in obs and self._lean_value(kind, when, label, float(number), unit,
+                                                                     source_of(obs))
+        return self._lean_value(kind, when, label, float(number), unit, obs.get("id"))
+
+    def lean_typed(self, obs: typed.Observation) -> bool:
+        """`_lean` of an Observation decoded typed (cds/fhir/typed.py), whose elements already have their JSON
+        types; False for what `_lean` would leave to the general path."""
+        if obs.status not in COUNTING_STATUSES or obs.hasMember is not UNSET:
+            return False
+        loinc = _typed_loinc(obs.code)
+        kind = self.lean_kind.get(loinc) if loinc is not None else None
+        moment = obs.effectiveDateTime
+        if kind is None or moment is UNSET:
+            return False
+        when = self._lean_moment(moment)
+        if when is None:
+            return False
+        ident = None if obs.id is UNSET else obs.id
+        label = f"Observation/{'?' if ident is None else ident}"
+        if kind == _LEAN_PRESSURE:
+            return self._lean_panel(when, label, _typed_parts(obs.component))
+        quantity = obs.valueQuantity
+        if quantity is UNSET or quantity.value is UNSET or obs.component is not UNSET:
+            return False
+        unit = quantity.code if quantity.code is not UNSET else quantity.unit if quantity.unit is not UNSET else ""
+        if kind == _LEAN_STEPS:
+            return obs.effectivePeriod is UNSET and self._lean_value(kind, when, label, quantity.value, unit,
+                                                                     _typed_source(obs))
+        return self._lean_value(kind, when, label, quantity.value, unit, ident)
+
+    def _lean_moment(self, moment: str) -> datetime | None:
+        """An effectiveDateTime as _lean reads it; None if it is not an ISO moment or comes after now."""
+        try:
+            when = datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return None if self.now is not None and when > self.now else when
+
+    def _lean_value(self, kind: int, when: datetime, label: str, value: float, unit: str, detail: Any) -> bool:
+        """A reading of one value in `unit`, kept when its unit is known and it is within bounds. `detail` is the
+        steps' source, or for the other kinds the Observation's id (a session that is a panel's member waits
+        for its panel: the general path)."""
         if kind == _LEAN_SCORE:
             if unit not in SCORE_UNITS or not 0 <= value <= 10:
                 return False
-            self.record.pain.append(Reading(when, value, f"Observation/{obs.get('id', '?')}"))
+            self.record.pain.append(Reading(when, value, label))
         elif kind == _LEAN_STEPS:
             factor = STEP_FACTORS.get(unit)
-            if factor is None or "effectivePeriod" in obs:
+            if factor is None:
                 return False
             steps = value * factor
             if not ANY_COUNT[0] <= steps <= ANY_COUNT[1]:
                 return False
-            self.step_parts.append(StepPart(when.date(), source_of(obs), when, steps,
-                                            f"Observation/{obs.get('id', '?')}"))
+            self.step_parts.append(StepPart(when.date(), detail, when, steps, label))
         elif kind == _LEAN_SESSION:
             factor = MINUTES.get(unit)
-            if factor is None or (self.panel_of and str(obs.get("id")) in self.panel_of):
+            if factor is None or (self.panel_of and str(detail) in self.panel_of):
                 return False
             minutes = value * factor
             if not self.session_bounds[0] <= minutes <= self.session_bounds[1]:
                 return False
-            self.record.sessions.append(Reading(when, minutes, f"Observation/{obs.get('id', '?')}"))
+            self.record.sessions.append(Reading(when, minutes, label))
         elif kind == _LEAN_TEMPERATURE:
             celsius = _celsius(value, unit)
             if celsius is None or not self.temperature_bounds[0] <= celsius <= self.temperature_bounds[1]:
                 return False
-            self.record.temperature.append(Reading(when, round(celsius, 2), f"Observation/{obs.get('id', '?')}"))
+            self.record.temperature.append(Reading(when, round(celsius, 2), label))
         else:
             factor = KILOGRAMS.get(unit)
             if factor is None:
@@ -387,35 +478,26 @@ class RecordBuilder:
             kilograms = value * factor
             if not self.weight_bounds[0] <= kilograms <= self.weight_bounds[1]:
                 return False
-            self.record.weight.append(Reading(when, kilograms, f"Observation/{obs.get('id', '?')}"))
+            self.record.weight.append(Reading(when, kilograms, label))
         return True
 
-    def _lean_pressure(self, components: Any) -> tuple[float, float] | None:
-        """(systolic, diastolic) of a panel's two components, each with one LOINC coding and a valueQuantity in
-        mm[Hg] within bounds; None for anything else."""
-        if type(components) is not list or len(components) != 2:
-            return None
+    def _lean_panel(self, when: datetime, label: str, parts: list[tuple[str | None, Any, Any]] | None) -> bool:
+        """A blood pressure panel from its two components as (LOINC code, value, unit): a systolic and a
+        diastolic pressure, each a number in mm[Hg] within bounds; False for anything else."""
+        if parts is None:
+            return False
         values = [0.0, 0.0]
         seen = set()
-        for component in components:
-            if type(component) is not dict:
-                return None
-            loinc = _only_loinc(component.get("code"))
+        for loinc, value, unit in parts:
             part = self.pressure_part.get(loinc) if loinc is not None else None
-            quantity = component.get("valueQuantity")
-            if part is None or part in seen or type(quantity) is not dict:
-                return None
-            value = quantity.get("value")
-            if type(value) is not float and type(value) is not int:
-                return None
-            unit = quantity.get("code")
-            if type(unit) is not str:
-                unit = quantity.get("unit")
+            if part is None or part in seen or (type(value) is not float and type(value) is not int):
+                return False
             if unit not in PRESSURE_UNITS or not self.pressure_bounds[0] <= value <= self.pressure_bounds[1]:
-                return None
+                return False
             seen.add(part)
             values[part] = float(value)
-        return values[0], values[1]
+        self.record.blood_pressure.append(BloodPressure(when, values[0], values[1], label, True))
+        return True
 
     def _score(self, obs: dict[str, Any], source: str, when: datetime, into: list[Reading]) -> None:
         quantity = _score_value(obs)
@@ -768,19 +850,27 @@ def _panels(resources: list[Any]) -> dict[str, str]:
     return members
 
 
-def build_record(patient_id: str, resources: list[dict[str, Any]], knowledge: Knowledge,
+class NotLean(Exception):
+    """A typed Observation (cds/fhir/typed.py) that the one-pass reader leaves to the general readers, which read
+    dicts: the caller reads its Bundles again as dicts (resolver.read_as_dicts) and builds the record anew."""
+
+
+def build_record(patient_id: str, resources: list[Any], knowledge: Knowledge,
                  now: datetime | None = None) -> PatientRecord:
-    """The patient's record from FHIR resources, with the code lists and plausibility bounds of the knowledge;
-    given `now`, an Observation dated after it is set aside."""
+    """The patient's record from FHIR resources (dicts, and typed Observations that the one-pass reader takes,
+    else NotLean), with the code lists and plausibility bounds of the knowledge; given `now`, an Observation dated
+    after it is set aside."""
     builder = RecordBuilder(patient_id, knowledge, now)
     builder.panel_of = _panels(resources)
-    observation = builder.observation
+    observation, lean_typed = builder.observation, builder.lean_typed
     for resource in resources:
         if isinstance(resource, dict):
             if resource.get("resourceType") == "Observation":  # the many: read without the dispatch of add()
                 observation(resource)
             else:
                 builder.add(resource)
+        elif type(resource) is typed.Observation and not lean_typed(resource):
+            raise NotLean(resource.id)
     builder.finish_panels()
     builder.finish_evs()
     record = builder.record

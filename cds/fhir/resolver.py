@@ -13,10 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import UNSET
+
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FetchFailure, FhirClient, next_link
 from cds.fhir.templates import PrefetchTemplate
+from cds.fhir.typed import Observation, TypedBundle
 from cds.hooks.models import FHIR_ID, CdsRequest
 
 
@@ -24,23 +27,24 @@ from cds.hooks.models import FHIR_ID, CdsRequest
 class PrefetchData:
     """The resolved data of every prefetch key, and where each came from (for the audit trail)."""
 
-    resources: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)  # a resource (dict), a TypedBundle, or None
     sources: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     # Key -> (its Bundle, the Bundle's entries as read while checking it), so that entries() need not read it again.
-    read: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=dict, repr=False,
+    read: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict, repr=False,
                                                                           compare=False)
 
-    def entries(self, key: str) -> list[dict[str, Any]]:
-        """The resources of a search key (OperationOutcome entries left out), or the one resource of a read."""
+    def entries(self, key: str) -> list[Any]:
+        """The resources of a search key (OperationOutcome entries left out), or the one resource of a read; the
+        Observations of a key read typed (cds/fhir/typed.py) as typed Observations."""
         resource = self.resources.get(key)
         if resource is None:
             return []
-        if resource.get("resourceType") != "Bundle":
-            return [resource]
         read = self.read.get(key)
         if read is not None and read[0] is resource:
             return list(read[1])
+        if resource.get("resourceType") != "Bundle":
+            return [resource]
         return [e["resource"] for e in resource.get("entry") or []
                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)
                 and e["resource"].get("resourceType") != "OperationOutcome"]
@@ -207,6 +211,33 @@ def examine(template: PrefetchTemplate, resource: dict[str, Any], patient_id: st
     return False, problem, read if problem is None else None
 
 
+def _typed_observations(bundle: TypedBundle, patient_id: str, fhir_base: str | None) -> list[Observation] | None:
+    """The Observations of a Bundle read typed, when each has a subject reference that resolves to the context
+    patient, as examine accepts them; None for anything else, which examine then reads as dicts and explains."""
+    references = References([], fhir_base)  # no Patient entries: a urn reference resolves to nothing here
+    observations = bundle.observations()
+    for obs in observations:
+        subject = obs.subject
+        if subject is UNSET or subject.reference is UNSET or references.patient(subject.reference) != patient_id:
+            return None
+    return observations
+
+
+def read_as_dicts(data: PrefetchData, templates: tuple[PrefetchTemplate, ...], patient_id: str,
+                  fhir_base: str | None) -> None:
+    """Every key read typed, read again as dicts and checked as `resolve` checks them: for when the one-pass reader
+    leaves one of its Observations to the general readers (readers.NotLean)."""
+    for template in templates:
+        value = data.resources.get(template.key)
+        if type(value) is TypedBundle:
+            plain = value.plain()
+            _, problem, entries = examine(template, plain, patient_id, fhir_base)
+            if problem:  # _typed_observations accepted only what examine accepts: kept as resolve words it
+                raise CdsError(400, f"prefetch.{template.key} {problem}", expression=[f"prefetch.{template.key}"])
+            data.resources[template.key] = plain
+            data.read[template.key] = (plain, entries or [])
+
+
 def draft_order_problems(entries: list[dict[str, Any]], patient_id: str, fhir_base: str | None) -> list[str]:
     """Draft orders of an order hook that are not for the context patient, as `entry[i] why`."""
     references = References([{"fullUrl": e.get("fullUrl"), "resource": e.get("resource")} for e in entries],
@@ -250,6 +281,13 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
             to_fetch[key] = (_url(template, request), None)
             continue
         value = sent[key]
+        if type(value) is TypedBundle:
+            observations = _typed_observations(value, patient_id, request.fhirServer)
+            if observations is not None:
+                data.resources[key], data.sources[key] = value, "prefetch"
+                data.read[key] = (value, observations)
+                continue
+            value = value.plain()
         if value is None:
             data.resources[key], data.sources[key] = None, "prefetch (null: no data)"
             continue

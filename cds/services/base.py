@@ -36,3 +36,8 @@ class CdsService:
     def templates(self) -> tuple[PrefetchTemplate, ...]:
         """The prefetch templates, parsed once per service."""
         return tuple(PrefetchTemplate(k, q) for k, q in (self.definition.prefetch or {}).items())
+
+    @cached_property
+    def typed_keys(self) -> frozenset[str]:
+        """The prefetch keys filled by an Observation search: read typed from the body (cds/fhir/typed.py)."""
+        return frozenset(t.key for t in self.templates if t.is_search and t.resource_type == "Observation")

@@ -17,8 +17,17 @@ from cds.engine import Evaluation, RuleEngine
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FhirClient
-from cds.fhir.readers import SNOMED, build_record, codes_of, for_pain, instruction_patterns, order_dose, parse_time
-from cds.fhir.resolver import PrefetchData, draft_order_problems, resolve
+from cds.fhir.readers import (
+    SNOMED,
+    NotLean,
+    build_record,
+    codes_of,
+    for_pain,
+    instruction_patterns,
+    order_dose,
+    parse_time,
+)
+from cds.fhir.resolver import PrefetchData, draft_order_problems, read_as_dicts, resolve
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
 from cds.hooks.validation import validate
 from cds.services.base import CdsService
@@ -108,9 +117,16 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
     drafts = _drafts(context, set(engine.knowledge.codes.exercise_orders))
     unread = tuple(dict.fromkeys(t.resource_type for t in service.templates
                                  if data.sources.get(t.key, "").startswith("unobtainable")))
-    outcome = evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
-                               resources, now, drafts, stages, f"{base_url}/rules" if base_url else None, unread,
-                               user_id=context.userId)
+    def evaluated(resources: list[Any]) -> Outcome:
+        return evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
+                                resources, now, drafts, stages, f"{base_url}/rules" if base_url else None, unread,
+                                user_id=context.userId)
+
+    try:
+        outcome = evaluated(resources)
+    except NotLean:  # an Observation read typed needs the general readers: every typed key is read as dicts
+        read_as_dicts(data, service.templates, context.patientId, request.fhirServer)
+        outcome = evaluated([r for key in data.resources for r in data.entries(key)])
     return Answer(service, request, context, data, outcome)
 
 
@@ -124,7 +140,7 @@ def _check_draft_subjects(context: OrderSignContext, fhir_server: str | None) ->
 
 
 def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instance: str, patient_id: str,
-                     resources: list[dict[str, Any]], now: datetime,
+                     resources: list[Any], now: datetime,
                      drafts: dict[str, dict[str, Any]] | None = None,
                      stages: dict[str, float] | None = None, rules_url: str | None = None,
                      unread: tuple[str, ...] = (), *, user_id: str | None = None) -> Outcome:

@@ -1,0 +1,155 @@
+"""A request body read with its Observation search Bundles decoded straight into typed records.
+
+Most of a hook call's body is Observations, and most of each Observation is elements the readers never look at
+(category, display texts, the unit's system). Read into dicts, every one of them is allocated and later freed.
+Here the prefetch keys a service fills from an Observation search are decoded with msgspec into Structs that hold
+only what the one-pass reader (`RecordBuilder.lean_typed`) and the prefetch checks use; msgspec skips the rest
+while still checking that it is well-formed JSON.
+
+A key is decoded this way only when all of it fits: a Bundle of Observations, each element that is read having the
+JSON type it should. Anything else (an OperationOutcome entry, a `link` to further pages, a status that is not a
+string, a value that is not a number, invalid UTF-8 anywhere in the body) leaves that key, or the whole body, to
+the general path: `orjson`, dicts and the general readers, exactly as before. The same holds later: an Observation
+the one-pass reader does not take, or a Bundle whose subjects are not plainly the patient's, sends the key's
+Bundle back to dicts (`TypedBundle.plain`), so every reading, reason and message is the general path's.
+
+One difference is deliberate: a number beyond the range of a double in an element that is never read (say a
+reference range of 1e400) is skipped, not refused; in an element that is read it is refused as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+import orjson
+from msgspec import UNSET, Raw, Struct, UnsetType
+
+from cds.errors import CdsError
+
+# What a failed typed decode can raise: malformed or mistyped JSON, or nesting deeper than the interpreter's limit
+# (orjson refuses nesting over 1,024 levels; msgspec stops sooner, so the general path then says why).
+NOT_TYPED = (msgspec.DecodeError, RecursionError)
+
+
+class Coding(Struct, gc=False):
+    system: str | UnsetType = UNSET
+    code: str | UnsetType = UNSET
+
+
+class Concept(Struct, gc=False):
+    coding: list[Coding] | UnsetType = UNSET
+
+
+class Quantity(Struct, gc=False):
+    value: float | UnsetType = UNSET  # a JSON integer is read as its float, as the readers do
+    unit: str | UnsetType = UNSET
+    code: str | UnsetType = UNSET
+
+
+class Reference(Struct, gc=False):
+    reference: str | UnsetType = UNSET
+
+
+class Meta(Struct, gc=False):
+    source: str | UnsetType = UNSET
+
+
+class Component(Struct, gc=False):
+    code: Concept | UnsetType = UNSET
+    valueQuantity: Quantity | UnsetType = UNSET
+
+
+class Observation(Struct, gc=False):
+    """The elements of an Observation that the one-pass reader and the prefetch checks read; `hasMember` and
+    `effectivePeriod` only for their presence (either sends the reading to the general reader)."""
+
+    resourceType: Literal["Observation"]
+    id: str | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    code: Concept | UnsetType = UNSET
+    subject: Reference | UnsetType = UNSET
+    effectiveDateTime: str | UnsetType = UNSET
+    effectivePeriod: Raw | UnsetType = UNSET
+    valueQuantity: Quantity | UnsetType = UNSET
+    component: list[Component] | UnsetType = UNSET
+    hasMember: Raw | UnsetType = UNSET
+    device: Reference | UnsetType = UNSET
+    performer: list[Reference] | UnsetType = UNSET
+    meta: Meta | UnsetType = UNSET
+
+
+class Entry(Struct, gc=False):
+    resource: Observation
+
+
+class SearchBundle(Struct, gc=False):
+    resourceType: Literal["Bundle"]
+    entry: list[Entry] | UnsetType = UNSET
+    link: Raw | UnsetType = UNSET  # further pages: the general path follows them
+
+
+class TypedBundle:
+    """One prefetch key's Observation search, decoded typed, with the bytes it came from for `plain`."""
+
+    __slots__ = ("bundle", "piece", "body")
+
+    def __init__(self, bundle: SearchBundle, piece: Raw, body: bytes) -> None:
+        self.bundle, self.piece, self.body = bundle, piece, body
+
+    def observations(self) -> list[Observation]:
+        return [] if self.bundle.entry is UNSET else [entry.resource for entry in self.bundle.entry]
+
+    def plain(self) -> dict[str, Any]:
+        """The same Bundle as the general path reads it (dicts), or the body's JSON error as read_json gives it."""
+        try:
+            return orjson.loads(memoryview(self.piece))
+        except orjson.JSONDecodeError:
+            parse(self.body)  # raises the error of the whole body, in the words of the general path
+            raise
+
+
+_FIELDS = msgspec.json.Decoder(dict[str, Raw])
+_SEARCH = msgspec.json.Decoder(SearchBundle)
+
+
+def not_json(exc: orjson.JSONDecodeError) -> CdsError:
+    return CdsError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+
+
+def parse(raw: bytes) -> Any:
+    """The body as the general path reads it: orjson, CdsError 400 if it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise not_json(exc) from exc
+
+
+def decode_request(raw: bytes, typed_keys: frozenset[str]) -> Any:
+    """The JSON of a request body; the prefetch keys named in `typed_keys` that hold an Observation search Bundle
+    come as TypedBundle, everything else as `parse` reads it (and any error is `parse`'s)."""
+    if not typed_keys:
+        return parse(raw)
+    try:
+        fields = _FIELDS.decode(raw)
+        raw.decode()  # msgspec does not look inside the strings it skips; orjson refuses invalid UTF-8 anywhere
+        prefetch = _FIELDS.decode(fields["prefetch"]) if "prefetch" in fields else None
+    except (*NOT_TYPED, UnicodeDecodeError):
+        return parse(raw)
+    try:
+        return {name: orjson.loads(memoryview(piece)) if name != "prefetch" or prefetch is None else
+                {key: _typed(value, raw) if key in typed_keys else orjson.loads(memoryview(value))
+                 for key, value in prefetch.items()}
+                for name, piece in fields.items()}
+    except orjson.JSONDecodeError:
+        return parse(raw)
+
+
+def _typed(piece: Raw, body: bytes) -> Any:
+    try:
+        bundle = _SEARCH.decode(piece)
+    except NOT_TYPED:
+        return orjson.loads(memoryview(piece))
+    if bundle.link is not UNSET:
+        return orjson.loads(memoryview(piece))
+    return TypedBundle(bundle, piece, body)
