@@ -125,16 +125,28 @@ def test_a_bundle_with_more_pages_is_read_as_dicts() -> None:
     assert value == bundle
 
 
-def test_the_body_around_the_typed_keys_is_read_whole() -> None:
+@pytest.mark.parametrize("vendor_member", [False, True], ids=["spec members", "a vendor's member too"])
+def test_the_body_around_the_typed_keys_is_read_whole(vendor_member: bool) -> None:
     body = patient_view("p", full_prefetch("p"))
     body["extension"] = {"example.org/x": [1, 2.5, None, True, "é"]}
+    if vendor_member:
+        body["example-vendor"] = {"trace": "abc"}
     decoded = decode_request(orjson.dumps(body), frozenset({"pain", "activity"}))
-    assert list(decoded) == list(body)
+    assert set(decoded) == set(body)
     assert {k: v for k, v in decoded.items() if k != "prefetch"} == {k: v for k, v in body.items()
                                                                     if k != "prefetch"}
     assert list(decoded["prefetch"]) == list(body["prefetch"])
     assert [k for k, v in decoded["prefetch"].items() if type(v) is TypedBundle] == ["pain", "activity"]
     assert decoded["prefetch"]["conditions"] == body["prefetch"]["conditions"]
+
+
+def test_a_repeated_member_or_key_counts_as_its_last_as_orjson_reads_it() -> None:
+    first, last = searchset([]), searchset([usual("pain")])
+    raw = (b'{"hook":"patient-view","prefetch":{"obs":' + orjson.dumps(first) + b',"obs":' + orjson.dumps(last)
+           + b'},"hook":"order-select"}')
+    decoded = decode_request(raw, OBS)
+    assert decoded["hook"] == orjson.loads(raw)["hook"] == "order-select"
+    assert [o.id for o in decoded["prefetch"]["obs"].observations()] == ["pain-1"]
 
 
 def test_every_chart_gets_the_answer_of_the_general_path(engine: RuleEngine) -> None:
