@@ -141,12 +141,20 @@ def cases(kinds: list[str], changes: list[tuple[str, Any]]) -> list[Any]:
     return found
 
 
-@pytest.mark.parametrize(("kind", "path", "value"), cases(KINDS, CHANGES) + cases(KINDS[3:], VITAL_CHANGES))
+READINGS = cases(KINDS, CHANGES) + cases(KINDS[3:], VITAL_CHANGES)
+
+
+def resource_sets(kind: str, path: str, value: Any) -> list[list[dict[str, Any]]]:
+    """The changed reading alone, and between two usual readings of its kind."""
+    reading = with_change(usual(kind), path, value)
+    return [[reading], [usual(kind), reading, with_change(usual(kind), "id", f"{kind}-2")]]
+
+
+@pytest.mark.parametrize(("kind", "path", "value"), READINGS)
 def test_an_unusual_reading_reads_as_the_general_path_reads_it(kind: str, path: str, value: Any,
                                                                knowledge: Knowledge,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    reading = with_change(usual(kind), path, value)
-    for resources in ([reading], [usual(kind), reading, with_change(usual(kind), "id", f"{kind}-2")]):
+    for resources in resource_sets(kind, path, value):
         assert build_record("p", resources, knowledge, NOW) == general_only(monkeypatch, knowledge, "p", resources,
                                                                             NOW)
 

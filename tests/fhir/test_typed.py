@@ -17,15 +17,7 @@ from cds.fhir.typed import TypedBundle, decode_request
 from cds.services import services_of
 from cds.services.pipeline import answer
 from tests.api.test_service_call import assert_outcome
-from tests.clinical.test_lean_reading import (
-    CHANGES,
-    CHARTS,
-    KINDS,
-    VITAL_CHANGES,
-    cases,
-    general_only,
-    usual,
-)
+from tests.clinical.test_lean_reading import CHARTS, KINDS, READINGS, general_only, resource_sets, usual
 from tests.support.data import NOW, full_prefetch, patient_view, searchset, with_change
 
 OBS = frozenset({"obs"})
@@ -48,12 +40,11 @@ def read_typed(knowledge: Knowledge, resources: list[dict[str, Any]]) -> Any:
         return None
 
 
-@pytest.mark.parametrize(("kind", "path", "value"), cases(KINDS, CHANGES) + cases(KINDS[3:], VITAL_CHANGES))
+@pytest.mark.parametrize(("kind", "path", "value"), READINGS)
 def test_a_typed_reading_reads_as_the_general_path_reads_it(kind: str, path: str, value: Any,
                                                             knowledge: Knowledge,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    reading = with_change(usual(kind), path, value)
-    for resources in ([reading], [usual(kind), reading, with_change(usual(kind), "id", f"{kind}-2")]):
+    for resources in resource_sets(kind, path, value):
         typed = read_typed(knowledge, resources)
         if typed is not None:
             assert typed == general_only(monkeypatch, knowledge, "p", resources, NOW)
