@@ -222,3 +222,15 @@ def test_a_huge_number_in_an_element_never_read_is_skipped(client: FlaskClient) 
     response = call(client, raw)
     assert response.status_code == 200
     assert [c["summary"] for c in response.json["cards"]] == [c["summary"] for c in usual_answer["cards"]]
+
+
+def test_a_huge_number_never_read_is_refused_once_the_bundle_goes_back_to_dicts(client: FlaskClient) -> None:
+    """When a typed Bundle must be read as dicts (here for a preliminary score), the general path reads it, and
+    orjson refuses the number as it refuses it in any body."""
+    prefetch = full_prefetch("p")
+    prefetch["pain"]["entry"][0]["resource"]["status"] = "preliminary"
+    raw = orjson.dumps(patient_view("p", prefetch)).replace(
+        b'"unit":"{score}"', b'"unit":"{score}","referenceRange":[{"high":{"value":1e400}}]', 1)
+    assert b"1e400" in raw
+    assert_outcome(call(client, raw), 400, "request body is not valid JSON", "number is infinity")
+
