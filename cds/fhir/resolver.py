@@ -31,8 +31,7 @@ class PrefetchData:
     sources: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     # Key -> (its Bundle, the Bundle's entries as read while checking it), so that entries() need not read it again.
-    read: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict, repr=False,
-                                                                          compare=False)
+    read: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict, repr=False, compare=False)
 
     def entries(self, key: str) -> list[Any]:
         """The resources of a search key (OperationOutcome entries left out), or the one resource of a read; the

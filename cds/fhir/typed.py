@@ -172,10 +172,11 @@ def _members(raw: bytes) -> tuple[dict[str, Raw], dict[str, Raw] | None]:
 
 
 def _typed(piece: Raw, body: bytes) -> Any:
+    """A TypedBundle of the key's JSON text, or its dicts when it does not fit or has further pages."""
     try:
         bundle = _SEARCH.decode(piece)
+        if bundle.link is UNSET:
+            return TypedBundle(bundle, piece, body)
     except NOT_TYPED:
-        return orjson.loads(memoryview(piece))
-    if bundle.link is not UNSET:
-        return orjson.loads(memoryview(piece))
-    return TypedBundle(bundle, piece, body)
+        pass
+    return orjson.loads(memoryview(piece))
