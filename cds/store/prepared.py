@@ -12,6 +12,7 @@ does not open the same way (in memory, URI options), keep the SQLAlchemy path.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -64,6 +65,20 @@ class SqliteCallWriter:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
+        # Writers take turns here before SQLite's own lock (see write).
+        self._turn = threading.Lock()
+        self._turn_file: tuple[int, int] | None = None  # (pid, descriptor) of this process's lock file
+
+    def _turn_descriptor(self) -> int | None:
+        """This process's descriptor of the writers' lock file beside the database (opened again after a fork);
+        None where it cannot be opened: SQLite's own lock then orders the writers alone."""
+        if self._turn_file is None or self._turn_file[0] != os.getpid():
+            try:
+                fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                fd = -1
+            self._turn_file = (os.getpid(), fd)
+        return self._turn_file[1] if self._turn_file[1] >= 0 else None
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -81,14 +96,33 @@ class SqliteCallWriter:
         """The call's rows, committed together or not at all. A failure raises SQLAlchemy's OperationalError,
         whose message is not logged (it can carry values)."""
         conn = self._connection()
+        rows = (self.audit.bind(audit), [self.issued.bind(row) for row in issued],
+                [self.chart.bind(row) for row in charts],
+                None if purge_before is None else (self._expiry(purge_before) if self._expiry else purge_before))
+        # Writers queue on a thread lock, then across processes on a lock file, and each is woken the moment the
+        # one before it is done. Left to SQLite, a writer that finds the database locked sleeps 1, 2, 5, 10 ms and
+        # more before it tries again, while a call's transaction holds the lock for a fraction of a millisecond.
+        # SQLite's lock still guards the data: any other writer (feedback, purges, migrations) waits on it.
+        with self._turn:
+            fd = self._turn_descriptor()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                self._commit(conn, *rows)
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _commit(self, conn: sqlite3.Connection, audit: tuple[Any, ...], issued: list[tuple[Any, ...]],
+                charts: list[tuple[Any, ...]], purge_before: Any) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(self.audit.sql, self.audit.bind(audit))
-                conn.executemany(self.issued.sql, [self.issued.bind(row) for row in issued])
-                conn.executemany(self.chart.sql, [self.chart.bind(row) for row in charts])
+                conn.execute(self.audit.sql, audit)
+                conn.executemany(self.issued.sql, issued)
+                conn.executemany(self.chart.sql, charts)
                 if purge_before is not None:
-                    conn.execute(self.purge_sql, (self._expiry(purge_before) if self._expiry else purge_before,))
+                    conn.execute(self.purge_sql, (purge_before,))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -102,3 +136,6 @@ class SqliteCallWriter:
             opened, self._opened = self._opened, []
         for conn in opened:
             conn.close()
+        turn, self._turn_file = self._turn_file, None
+        if turn is not None and turn[0] == os.getpid() and turn[1] >= 0:
+            os.close(turn[1])

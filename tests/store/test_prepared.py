@@ -4,6 +4,8 @@ test_durability.py, through a live service.)"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -144,6 +146,45 @@ def test_expired_charts_are_deleted_with_a_later_call(tmp_path: Path, monkeypatc
         made._purged = float("-inf")
         made.audit(a_call(2), 200)
         assert made.chart("token-2") is not None
+        assert [e["hook_instance"] for e in made.audit_events()] == ["call-1", "call-2"]
+    finally:
+        made.close()
+
+
+def test_a_writer_waits_its_turn_behind_another_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers of every process take turns on the lock file beside the database, so that a waiting writer is woken
+    when the one before it is done, not by SQLite's sleeping retries: while another holder keeps the turn (here a
+    descriptor of the test's own, as another process would hold it), a call's rows are not written; once it lets
+    go, they are."""
+    monkeypatch.setattr(database, "_utcnow", lambda: NOW)
+    made = store(tmp_path, "audit.db")
+    holder = os.open(tmp_path / "audit.db-writer.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    writer = threading.Thread(target=made.audit, args=(a_call(1), 200))
+    try:
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive()  # waiting for its turn
+        assert made.audit_events() == []
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        writer.join(timeout=30)
+        assert not writer.is_alive()
+        assert [e["hook_instance"] for e in made.audit_events()] == ["call-1"]
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+        writer.join(timeout=30)
+        made.close()
+
+
+def test_without_a_lock_file_the_writers_still_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the lock file cannot be opened (here a folder has its name), SQLite's own lock orders the writers."""
+    monkeypatch.setattr(database, "_utcnow", lambda: NOW)
+    made = store(tmp_path, "audit.db")
+    (tmp_path / "audit.db-writer.lock").mkdir()
+    try:
+        for n in (1, 2):
+            made.audit(a_call(n), 200)
         assert [e["hook_instance"] for e in made.audit_events()] == ["call-1", "call-2"]
     finally:
         made.close()
