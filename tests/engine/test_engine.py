@@ -146,3 +146,15 @@ def test_precedence_resolution_on_its_own() -> None:
     findings, decided = resolve_precedence(trace)
     assert [f.code for f in findings] == ["hold", "order-dose-jump", "boom-bust"]
     assert [f.outcome for f in decided] == ["outranked by hold", "selected", "selected", "selected"]
+
+
+def test_facts_come_back_from_the_engine_as_they_were_given(engine: RuleEngine) -> None:
+    """The engine's JSON (orjson, in cds/engine/host.py) keeps text beyond ASCII and every digit of a number: the
+    facts a finding matched are the facts given."""
+    condition = {"t": "condition", "value_set": "cauda-equina", "code": "Cauda équina ✓ “192970008”",
+                 "days_since_recorded": 2}
+    vitals = {"t": "vitals", "systolic": 190.12345678901234, "diastolic": 100.0, "temperature_max": 38.4}
+    evaluation = engine.evaluate("pacing-review", [ON_TRACK, vitals, condition], NOW)
+    matched = [fact for fired in evaluation.trace for fact in fired.facts.values()]
+    assert condition in matched
+    assert vitals in matched
