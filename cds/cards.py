@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal, cast
 
 from fhir.resources.R4B.goal import Goal
@@ -77,8 +77,10 @@ class Number(float):
         return format(float(self), spec) if spec else f"{float(self):g}"
 
 
-def _names(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+@lru_cache(maxsize=4096)
+def _names(template: str) -> frozenset[str]:
+    """The names a template fills in, parsed once per template (the templates are the rule set's)."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
 def _fill(template: str, values: Mapping[str, Any]) -> str:
@@ -102,8 +104,9 @@ def _fill(template: str, values: Mapping[str, Any]) -> str:
 
 def render(template: str | list[str] | None, values: Mapping[str, Any]) -> str:
     """A template, or its segments: a segment naming a value that is absent is left out."""
-    return "".join(segment.format(**{n: values[n] for n in _names(segment)})
-                   for segment in template_texts(template) if _names(segment) <= set(values))
+    return "".join(segment.format(**{n: values[n] for n in names})
+                   for segment in template_texts(template)
+                   for names in (_names(segment),) if all(n in values for n in names))
 
 
 def _clip(summary: str) -> str:
