@@ -70,7 +70,7 @@ def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
         totals: dict[str, list[float]] = {stage: [] for stage in names}
         for i in range(repeat + 3):
             t0 = time.perf_counter()
-            body = decode_request(raw, service.typed_keys)  # as the service reads a body
+            body = decode_request(raw, service.typed_keys, service.prefetch_keys)  # as the service reads a body
             timings: dict[str, float] = {"json": time.perf_counter() - t0}
             answered = answer(service, body, engine, fhir, now, stages=timings)
             orjson.dumps(answered.outcome.response.to_json())

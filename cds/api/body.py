@@ -15,9 +15,10 @@ from cds.fhir.typed import decode_request
 DRAIN_LIMIT = 32 * 1024 * 1024
 
 
-def read_json(typed_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
+def read_json(typed_keys: frozenset[str] = frozenset(), keys: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 if malformed or not an object. The
-    prefetch keys in `typed_keys` may come as TypedBundle (cds/fhir/typed.py)."""
+    prefetch keys in `typed_keys` may come as TypedBundle; `keys`, the service's other prefetch keys, let a usual
+    request be read in one pass (cds/fhir/typed.py)."""
     mimetype = request.mimetype
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise CdsError(415, f"Content-Type must be application/json, not {mimetype or 'absent'}")
@@ -32,7 +33,7 @@ def read_json(typed_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
         raise too_large(limit) from exc
     if not raw.strip():
         raise CdsError(400, "request body is empty; expected a JSON object")
-    body = decode_request(raw, typed_keys)
+    body = decode_request(raw, typed_keys, keys)
     if not isinstance(body, dict):
         raise CdsError(400, f"request body must be a JSON object, not a JSON {type(body).__name__}")
     return body

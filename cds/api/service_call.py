@@ -41,7 +41,7 @@ def call(service_id: str) -> Response:
     record = AuditRecord(service_id=service.id, rule_set_version=rt.engine.knowledge.version)
     status = 500
     try:
-        body = read_json(service.typed_keys)
+        body = read_json(service.typed_keys, service.prefetch_keys)
         deadline = record.started + rt.settings.request_deadline_s  # on the perf_counter clock
         now = rt.settings.now or datetime.now(UTC)
         try:

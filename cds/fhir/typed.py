@@ -19,6 +19,7 @@ reference range of 1e400) is skipped, not refused; in an element that is read it
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -89,19 +90,38 @@ class SearchBundle(Struct, gc=False):
     link: Raw | UnsetType = UNSET  # further pages: the general path follows them
 
 
+class WholeBody:
+    """A request body parsed by the general path at most once, for the typed keys that must go back to dicts."""
+
+    __slots__ = ("body", "parsed")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.parsed: Any = None
+
+    def prefetch(self, key: str) -> Any:
+        if self.parsed is None:
+            self.parsed = parse(self.body)  # the body's JSON error, if any, in the words of the general path
+        return self.parsed["prefetch"][key]
+
+
 class TypedBundle:
-    """One prefetch key's Observation search, decoded typed, with the bytes it came from for `plain`."""
+    """One prefetch key's Observation search, decoded typed, with the bytes it came from for `plain`: its own JSON
+    text, or (read in one pass with the whole request) the whole body and the key."""
 
-    __slots__ = ("bundle", "piece", "body")
+    __slots__ = ("bundle", "piece", "body", "key", "whole")
 
-    def __init__(self, bundle: SearchBundle, piece: Raw, body: bytes) -> None:
-        self.bundle, self.piece, self.body = bundle, piece, body
+    def __init__(self, bundle: SearchBundle, piece: Raw | None, body: bytes, key: str = "",
+                 whole: WholeBody | None = None) -> None:
+        self.bundle, self.piece, self.body, self.key, self.whole = bundle, piece, body, key, whole
 
     def observations(self) -> list[Observation]:
         return [] if self.bundle.entry is UNSET else [entry.resource for entry in self.bundle.entry]
 
     def plain(self) -> dict[str, Any]:
         """The same Bundle as the general path reads it (dicts), or the body's JSON error as read_json gives it."""
+        if self.piece is None:
+            return (self.whole or WholeBody(self.body)).prefetch(self.key)
         try:
             return orjson.loads(memoryview(self.piece))
         except orjson.JSONDecodeError:
@@ -123,6 +143,7 @@ class Request(Struct, forbid_unknown_fields=True, gc=False):
 
 
 _REQUEST = msgspec.json.Decoder(Request)
+_MEMBERS = Request.__struct_fields__
 _FIELDS = msgspec.json.Decoder(dict[str, Raw])
 _SEARCH = msgspec.json.Decoder(SearchBundle)
 
@@ -139,13 +160,24 @@ def parse(raw: bytes) -> Any:
         raise not_json(exc) from exc
 
 
-def decode_request(raw: bytes, typed_keys: frozenset[str]) -> Any:
+def decode_request(raw: bytes, typed_keys: frozenset[str], keys: frozenset[str] = frozenset()) -> Any:
     """The JSON of a request body; the prefetch keys named in `typed_keys` that hold an Observation search Bundle
-    come as TypedBundle, everything else as `parse` reads it (and any error is `parse`'s)."""
+    come as TypedBundle, everything else as `parse` reads it (and any error is `parse`'s). With the service's other
+    prefetch `keys`, a request of the spec's members and those keys only is read in one pass (`_one_pass`)."""
     if not typed_keys:
         return parse(raw)
     try:
         raw.decode()  # msgspec does not look inside the strings it skips; orjson refuses invalid UTF-8 anywhere
+    except UnicodeDecodeError:
+        return parse(raw)
+    if keys:
+        try:
+            return _one_pass(raw, typed_keys, keys)
+        except NOT_TYPED:
+            pass  # another shape: member by member, below
+        except orjson.JSONDecodeError:
+            return parse(raw)
+    try:
         fields, prefetch = _members(raw)
     except (*NOT_TYPED, UnicodeDecodeError):
         return parse(raw)
@@ -169,6 +201,52 @@ def _members(raw: bytes) -> tuple[dict[str, Raw], dict[str, Raw] | None]:
     fields = {name: getattr(request, name) for name in request.__struct_fields__
               if getattr(request, name) is not UNSET}
     return fields, fields.get("prefetch")  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=64)
+def _one_pass_decoder(typed_keys: frozenset[str], keys: frozenset[str]) -> tuple[msgspec.json.Decoder[Any],
+                                                                                 tuple[str, ...]]:
+    """A decoder of a request of the spec's members whose prefetch holds only these keys: the typed ones as search
+    Bundles (or null), the others as JSON text. Another member or key is refused (the caller then reads the body
+    member by member). The keys, in the order of the prefetch Struct's fields."""
+    names = tuple(sorted(keys | typed_keys))
+    prefetch = msgspec.defstruct(
+        "Prefetch", [(f"k{i}", (SearchBundle | None if key in typed_keys else Raw) | UnsetType, UNSET)
+                     for i, key in enumerate(names)],
+        rename={f"k{i}": key for i, key in enumerate(names)}, forbid_unknown_fields=True, gc=False)
+    request = msgspec.defstruct(
+        "OnePassRequest", [(name, (prefetch if name == "prefetch" else Raw) | UnsetType, UNSET) for name in _MEMBERS],
+        forbid_unknown_fields=True, gc=False)
+    return msgspec.json.Decoder(request), names
+
+
+def _one_pass(raw: bytes, typed_keys: frozenset[str], keys: frozenset[str]) -> dict[str, Any]:
+    """The body read in one pass: members and untyped keys by orjson from their JSON text, typed keys as
+    TypedBundle; a typed key with further pages as dicts, from the whole body parsed once."""
+    decoder, names = _one_pass_decoder(typed_keys, keys)
+    request = decoder.decode(raw)
+    whole = WholeBody(raw)
+    out: dict[str, Any] = {}
+    for name in _MEMBERS:
+        value = getattr(request, name)
+        if value is UNSET:
+            continue
+        if name != "prefetch":
+            out[name] = orjson.loads(memoryview(value))
+            continue
+        prefetch: dict[str, Any] = {}
+        for i, key in enumerate(names):
+            item = getattr(value, f"k{i}")
+            if item is UNSET:
+                continue
+            if key not in typed_keys:
+                prefetch[key] = orjson.loads(memoryview(item))
+            elif item is None or item.link is not UNSET:
+                prefetch[key] = None if item is None else whole.prefetch(key)
+            else:
+                prefetch[key] = TypedBundle(item, None, raw, key, whole)
+        out[name] = prefetch
+    return out
 
 
 def _typed(piece: Raw, body: bytes) -> Any:

@@ -41,3 +41,8 @@ class CdsService:
     def typed_keys(self) -> frozenset[str]:
         """The prefetch keys filled by an Observation search: read typed from the body (cds/fhir/typed.py)."""
         return frozenset(t.key for t in self.templates if t.is_search and t.resource_type == "Observation")
+
+    @cached_property
+    def prefetch_keys(self) -> frozenset[str]:
+        """Every prefetch key of the service: a request with only these is read in one pass (cds/fhir/typed.py)."""
+        return frozenset(t.key for t in self.templates)

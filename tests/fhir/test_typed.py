@@ -21,12 +21,18 @@ from tests.clinical.test_lean_reading import CHARTS, KINDS, READINGS, general_on
 from tests.support.data import NOW, full_prefetch, patient_view, searchset, with_change
 
 OBS = frozenset({"obs"})
+# The two ways a body is read: member by member, and in one pass when the service's prefetch keys are given.
+PATHS = pytest.mark.parametrize("one_pass", [False, True], ids=["member by member", "one pass"])
+
+
+def decode(raw: bytes, typed_keys: frozenset[str], one_pass: bool, keys: frozenset[str] = frozenset()) -> Any:
+    return decode_request(raw, typed_keys, (keys | typed_keys) if one_pass else frozenset())
 
 
 def typed_bundle(resources: list[dict[str, Any]]) -> Any:
-    """The key as decode_request gives it: a TypedBundle, or the dicts when it does not fit."""
+    """The key as decode_request gives it in the service: a TypedBundle, or the dicts when it does not fit."""
     raw = orjson.dumps({"prefetch": {"obs": searchset(resources)}})
-    return decode_request(raw, OBS)["prefetch"]["obs"]
+    return decode_request(raw, OBS, OBS)["prefetch"]["obs"]
 
 
 def read_typed(knowledge: Knowledge, resources: list[dict[str, Any]]) -> Any:
@@ -109,38 +115,51 @@ def test_a_bundle_that_does_not_fit_is_read_as_dicts(change: tuple[str, Any], wh
     assert value == searchset(resources)  # every element kept, as orjson reads it
 
 
-def test_a_bundle_with_more_pages_is_read_as_dicts() -> None:
+@PATHS
+def test_a_bundle_with_more_pages_is_read_as_dicts(one_pass: bool) -> None:
     bundle = searchset([usual("pain")])
     bundle["link"] = [{"relation": "next", "url": "https://fhir.example.org/Observation?page=2"}]
-    value = decode_request(orjson.dumps({"prefetch": {"obs": bundle}}), OBS)["prefetch"]["obs"]
+    value = decode(orjson.dumps({"prefetch": {"obs": bundle}}), OBS, one_pass)["prefetch"]["obs"]
     assert value == bundle
 
 
+@PATHS
 @pytest.mark.parametrize("vendor_member", [False, True], ids=["spec members", "a vendor's member too"])
-def test_the_body_around_the_typed_keys_is_read_whole(vendor_member: bool) -> None:
+@pytest.mark.parametrize("vendor_key", [False, True], ids=["the service's keys", "a vendor's key too"])
+def test_the_body_around_the_typed_keys_is_read_whole(vendor_member: bool, vendor_key: bool, one_pass: bool) -> None:
     body = patient_view("p", full_prefetch("p"))
     body["extension"] = {"example.org/x": [1, 2.5, None, True, "é"]}
     if vendor_member:
         body["example-vendor"] = {"trace": "abc"}
-    decoded = decode_request(orjson.dumps(body), frozenset({"pain", "activity"}))
+    if vendor_key:
+        body["prefetch"]["example-vendor"] = {"resourceType": "Basic", "id": "x"}
+    body["prefetch"]["weight"] = None
+    keys = frozenset(body["prefetch"]) - {"example-vendor"}
+    decoded = decode(orjson.dumps(body), frozenset({"pain", "activity", "weight"}), one_pass, keys)
     assert set(decoded) == set(body)
     assert {k: v for k, v in decoded.items() if k != "prefetch"} == {k: v for k, v in body.items()
                                                                     if k != "prefetch"}
-    assert list(decoded["prefetch"]) == list(body["prefetch"])
-    assert [k for k, v in decoded["prefetch"].items() if type(v) is TypedBundle] == ["pain", "activity"]
-    assert decoded["prefetch"]["conditions"] == body["prefetch"]["conditions"]
+    assert sorted(decoded["prefetch"]) == sorted(body["prefetch"])
+    assert sorted(k for k, v in decoded["prefetch"].items() if type(v) is TypedBundle) == ["activity", "pain"]
+    assert {k: v for k, v in decoded["prefetch"].items() if type(v) is not TypedBundle} == {
+        k: v for k, v in body["prefetch"].items() if k not in ("pain", "activity")}
+    # Read in one pass exactly when the body has the spec's members and the service's keys only.
+    in_one_pass = decoded["prefetch"]["pain"].piece is None
+    assert in_one_pass == (one_pass and not vendor_member and not vendor_key)
 
 
-def test_a_repeated_member_or_key_counts_as_its_last_as_orjson_reads_it() -> None:
+@PATHS
+def test_a_repeated_member_or_key_counts_as_its_last_as_orjson_reads_it(one_pass: bool) -> None:
     first, last = searchset([]), searchset([usual("pain")])
     raw = (b'{"hook":"patient-view","prefetch":{"obs":' + orjson.dumps(first) + b',"obs":' + orjson.dumps(last)
            + b'},"hook":"order-select"}')
-    decoded = decode_request(raw, OBS)
+    decoded = decode(raw, OBS, one_pass)
     assert decoded["hook"] == orjson.loads(raw)["hook"] == "order-select"
     assert [o.id for o in decoded["prefetch"]["obs"].observations()] == ["pain-1"]
 
 
-def test_every_chart_gets_the_answer_of_the_general_path(engine: RuleEngine) -> None:
+@PATHS
+def test_every_chart_gets_the_answer_of_the_general_path(engine: RuleEngine, one_pass: bool) -> None:
     services = services_of(engine.knowledge)
     fhir = FhirClient(3.0, 10)
     typed_charts = 0
@@ -150,7 +169,7 @@ def test_every_chart_gets_the_answer_of_the_general_path(engine: RuleEngine) -> 
             if service is None or "prefetch" not in request:
                 continue
             raw = orjson.dumps(request)
-            body = decode_request(raw, service.typed_keys)
+            body = decode(raw, service.typed_keys, one_pass, service.prefetch_keys)
             typed_charts += any(type(v) is TypedBundle for v in body["prefetch"].values())
             try:
                 typed = orjson.dumps(answer(service, body, engine, fhir, now).outcome.response.to_json())
@@ -169,7 +188,8 @@ def call(client: FlaskClient, raw: bytes) -> Any:
     return client.post("/cds-services/pacing-review", data=raw, content_type="application/json")
 
 
-def test_an_unusual_reading_sends_the_typed_keys_to_the_general_readers(engine: RuleEngine) -> None:
+@PATHS
+def test_an_unusual_reading_sends_the_typed_keys_to_the_general_readers(engine: RuleEngine, one_pass: bool) -> None:
     """A preliminary score in a typed Bundle: the typed keys are read again as dicts, and the answer is the general
     path's, the score set aside and said so."""
     service = services_of(engine.knowledge)["pacing-review"]
@@ -178,7 +198,7 @@ def test_an_unusual_reading_sends_the_typed_keys_to_the_general_readers(engine: 
     raw = orjson.dumps(patient_view("p", prefetch))
     fhir = FhirClient(3.0, 10)
     try:
-        body = decode_request(raw, service.typed_keys)
+        body = decode(raw, service.typed_keys, one_pass, service.prefetch_keys)
         assert type(body["prefetch"]["pain"]) is TypedBundle
         typed = answer(service, body, engine, fhir, NOW)
         general = answer(service, orjson.loads(raw), engine, fhir, NOW)
