@@ -47,6 +47,17 @@ def _serve(settings: Settings) -> int:
     store.create_schema()  # once, before the workers start
     store.close()
 
+    from cds.serving import Load
+
+    load = Load()
+
+    def post_fork(_arbiter: Any, worker: Any) -> None:
+        load.join(worker.age)
+
+    def child_exit(_arbiter: Any, worker: Any) -> None:
+        load.leave(worker.age)
+        metrics.worker_exit(worker.pid)
+
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", [_bind(settings)])
@@ -66,7 +77,8 @@ def _serve(settings: Settings) -> int:
             self.cfg.set("loglevel", settings.log_level.lower())
             if settings.log_format == "json":
                 self.cfg.set("logconfig_dict", logs.gunicorn_json_config())
-            self.cfg.set("child_exit", lambda _arbiter, worker: metrics.worker_exit(worker.pid))
+            self.cfg.set("child_exit", child_exit)
+            self.cfg.set("post_fork", post_fork)
             if settings.metrics_port is not None:
                 self.cfg.set("when_ready", lambda _arbiter: metrics.serve_port(settings.host, settings.metrics_port))
             if "control_socket_disable" in self.cfg.settings:
@@ -78,7 +90,7 @@ def _serve(settings: Settings) -> int:
             from cds.serving import BufferedWsgi
 
             app = BufferedWsgi(create_app(settings), settings.threads, settings.max_body_bytes,
-                               settings.client_timeout_s)
+                               settings.client_timeout_s, load)
             settle_heap()  # everything built so far lives as long as the worker
             return app
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import socket
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 
 import httpx
 import orjson
 import pytest
 
-from cds.serving import BufferedWsgi, wsgi_environ
+from cds.serving import BufferedWsgi, Load, wsgi_environ
 from tests.conftest import LiveService
 from tests.support import data
 
@@ -92,3 +95,69 @@ def test_an_application_that_fails_outside_flask_gets_a_500_outcome_and_no_data_
         assert orjson.loads(content)["resourceType"] == "OperationOutcome"
         front.pool.shutdown()
     assert "secret-id" not in caplog.text and "failed in the application: ValueError" in caplog.text
+
+
+def _other_worker(load: Load, requests: int, answer: Connection) -> None:
+    """A second worker process: it takes its slot, holds `requests` and says whether it is the busier."""
+    load.join(2)
+    load.add(requests)
+    answer.send(load.busier())
+
+
+def test_workers_see_each_others_requests_in_hand() -> None:
+    """The counts are shared by processes forked after the Load was made, as gunicorn forks its workers."""
+    load = Load()
+    load.join(1)
+    mine, theirs = multiprocessing.get_context("fork").Pipe()
+    other = multiprocessing.get_context("fork").Process(target=_other_worker, args=(load, 3, theirs))
+    other.start()
+    try:
+        assert mine.recv() is True  # 3 in hand against this worker's 0
+        other.join(30)
+        assert load.busier() is False
+        load.add(5)
+        assert load.busier() is True  # 5 against 3
+        load.leave(2)  # the arbiter, once that worker has exited: it no longer counts
+        assert load.busier() is False
+    finally:
+        other.join(30)
+
+
+def _answered(front: BufferedWsgi) -> list[tuple[bytes, bytes]]:
+    """The headers the front sends for one request (through its ASGI interface)."""
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(front(scope(method="GET", path="/health"), receive, send))
+    return list(sent[0]["headers"])  # type: ignore[call-overload]
+
+
+def test_a_worker_holding_more_requests_than_another_asks_the_client_to_reconnect() -> None:
+    """Keep-alive connections stay with the worker that accepted them, and one worker may hold most of them while
+    the other waits: the busier worker answers with Connection: close, and the client's next connection may go to
+    the other."""
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    load = Load()
+    load.join(1)
+    load.join(2)  # the other worker's slot, as it would be from its own process
+    load.slot = 1
+    front = BufferedWsgi(app, 1, 1000, 5.0, load)
+    try:
+        assert (b"connection", b"close") not in _answered(front)  # both idle
+        load.add(2)  # two more requests in hand here, none in the other worker
+        assert (b"connection", b"close") in _answered(front)
+        load.slot = 2
+        load.add(2)  # and as many there
+        load.slot = 1
+        assert (b"connection", b"close") not in _answered(front)
+    finally:
+        front.pool.shutdown()
