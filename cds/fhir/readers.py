@@ -375,8 +375,8 @@ class RecordBuilder:
         pressure, each with one LOINC coding and a value in mm[Hg] within bounds. Anything else (a reading to set
         aside, a period, a panel member) returns False having changed nothing, and is read by the general path,
         which gives the same reading for what this accepts. `lean_typed` is the same reading of a typed
-        Observation: both take their elements out and leave the decision to `_lean_moment`, `_lean_value` and
-        `_lean_panel`."""
+        Observation: both take their elements out and leave the decision to `_lean_value` and `_lean_panel` (the
+        moment is `_lean_moment`'s reading, inline in `lean_typed`)."""
         if obs.get("status") not in COUNTING_STATUSES:
             return False
         loinc = _only_loinc(obs.get("code"))
@@ -408,16 +408,25 @@ class RecordBuilder:
 
     def lean_typed(self, obs: typed.Observation) -> bool:
         """`_lean` of an Observation decoded typed (cds/fhir/typed.py), whose elements already have their JSON
-        types; False for what `_lean` would leave to the general path."""
+        types; False for what `_lean` would leave to the general path. The LOINC code (`_typed_loinc`) and the
+        moment (`_lean_moment`) are read inline: this runs once per Observation."""
         if obs.status not in COUNTING_STATUSES or obs.hasMember is not UNSET:
             return False
-        loinc = _typed_loinc(obs.code)
-        kind = self.lean_kind.get(loinc) if loinc is not None else None
+        concept = obs.code
+        if concept is UNSET or concept.coding is UNSET or len(concept.coding) != 1:
+            return False
+        first = concept.coding[0]
+        kind = self.lean_kind.get(first.code) if first.system == LOINC and first.code is not UNSET else None
         moment = obs.effectiveDateTime
         if kind is None or moment is UNSET:
             return False
-        when = self._lean_moment(moment)
-        if when is None:
+        try:
+            when = datetime.fromisoformat(moment)
+        except ValueError:
+            return False
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if self.now is not None and when > self.now:
             return False
         ident = None if obs.id is UNSET else obs.id
         label = f"Observation/{'?' if ident is None else ident}"
