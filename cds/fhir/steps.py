@@ -12,6 +12,7 @@ watch count the same walk) count once: the largest plausible source total.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from cds.clinical.records import IMPLAUSIBLE, Reading, SetAside
@@ -67,6 +68,9 @@ def _source_total(parts: list[StepPart]) -> Reading:
     return max(totals, key=lambda r: r.value)
 
 
+_DAY = attrgetter("day")
+
+
 def day_totals(parts: list[StepPart], day_max: float) -> tuple[dict[date, Reading], list[SetAside]]:
     """One Reading a day (the largest plausible source total), and the source-days set aside as implausible."""
     if len({part.day for part in parts}) == len(parts) and all(part.interval is None for part in parts):
@@ -102,9 +106,10 @@ def _one_total_a_day(parts: list[StepPart], day_max: float) -> tuple[dict[date, 
     """day_totals when each day has one daily total (the usual export of a phone or a watch): no grouping."""
     days: dict[date, Reading] = {}
     set_aside = []
-    for part in sorted(parts, key=lambda p: p.day):
+    new = tuple.__new__  # the Reading without its Python __new__: one a day, every call
+    for part in sorted(parts, key=_DAY):
         if 0 <= part.value <= day_max:
-            days[part.day] = Reading(part.when, part.value, part.reference)
+            days[part.day] = new(Reading, (part.when, part.value, part.reference))
         else:
             set_aside.append(_implausible(part.reference, part.value, part.day, part.source, day_max))
     return days, set_aside
