@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property, lru_cache
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from fhir.resources.R4B.goal import Goal
@@ -56,14 +57,25 @@ class CardContext:
         return self.groups.get(first.rule_id + (first.subject or ""), [first])
 
     @cached_property
-    def numbers(self) -> dict[str, Number]:
-        """The parameters as card text writes them: built once per call."""
-        return {name: Number(value) for name, value in self.params.items()}
+    def numbers(self) -> Mapping[str, Number]:
+        """The parameters as card text writes them: built once per rule set when they are its values, else once
+        per call."""
+        if self.params is self.knowledge.values:
+            return self.knowledge.derived("card numbers", _numbers)
+        return _numbers_of(self.params)
 
     @cached_property
     def data(self) -> str:
         """The data lines behind the cards, the same for every card of the call: built once."""
         return data_lines(self)
+
+
+def _numbers_of(params: Mapping[str, float]) -> Mapping[str, Number]:
+    return MappingProxyType({name: Number(value) for name, value in params.items()})
+
+
+def _numbers(knowledge: Knowledge) -> Mapping[str, Number]:
+    return _numbers_of(knowledge.values)
 
 
 def card_uuid(hook_instance: str, *parts: str) -> str:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -57,6 +57,7 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}(?!\})")
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class RuleError(Exception):
@@ -150,10 +151,22 @@ class Knowledge:
     def services(self) -> set[str]:
         return {s for r in self.rules for s in r.services}
 
-    @property
+    @cached_property
     def values(self) -> Mapping[str, float | int]:
         """Every parameter's value by name, read-only: built once, shared by every call."""
         return MappingProxyType(self._values)
+
+    def derived(self, name: str, build: Callable[[Knowledge], T]) -> T:
+        """What a reader of the knowledge builds from it once, by name (the cards' numbers): the knowledge does not
+        change once loaded, so neither does what is built from it. Two threads may both build it; one is kept."""
+        built = self._derived
+        if name not in built:
+            built[name] = build(self)
+        return cast(T, built[name])
+
+    @cached_property
+    def _derived(self) -> dict[str, Any]:
+        return {}
 
     @cached_property
     def _values(self) -> dict[str, float | int]:
