@@ -107,7 +107,8 @@ class BufferedWsgi:
                                               "bytes"))
             return
         try:
-            body = await asyncio.wait_for(self._body(receive), timeout=self.client_timeout_s)
+            async with asyncio.timeout(self.client_timeout_s):  # no task of its own, unlike wait_for
+                body = await self._body(receive)
         except TimeoutError:
             await _refuse(send, CdsError(408, f"the request did not arrive within {self.client_timeout_s:g} s"))
             return
