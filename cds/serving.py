@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import mmap
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +51,6 @@ class Load:
     SLOTS = 64
 
     def __init__(self) -> None:
-        import mmap
-
         self._memory = mmap.mmap(-1, 8 * self.SLOTS)  # shared with the children it is inherited by
         self._cells = memoryview(self._memory).cast("i")  # [0, SLOTS): live flags; [SLOTS, 2 SLOTS): counts
         self.slot = -1

@@ -49,9 +49,9 @@ SNOMED = "http://snomed.info/sct"
 ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
 
 COUNTING_STATUSES = {"final", "amended", "corrected"}
-_new = tuple.__new__
 ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+_new = tuple.__new__  # a named tuple made without its own Python __new__ (see RecordBuilder._lean_value)
 
 MINUTES = {"min": 1.0, "h": 60.0, "s": 1 / 60, "hour": 60.0, "minute": 1.0, "minutes": 1.0}
 STEP_UNITS = {"/d", "{steps}", "{steps}/d", "1/d", "{step}", "steps", "steps/day", "{count}/d"}
@@ -376,8 +376,8 @@ class RecordBuilder:
         pressure, each with one LOINC coding and a value in mm[Hg] within bounds. Anything else (a reading to set
         aside, a period, a panel member) returns False having changed nothing, and is read by the general path,
         which gives the same reading for what this accepts. `lean_typed` is the same reading of a typed
-        Observation: both take their elements out and leave the decision to `_lean_value` and `_lean_panel` (the
-        moment is `_lean_moment`'s reading, inline in `lean_typed`)."""
+        Observation: both take their elements out and leave the decision to `_lean_moment`, `_lean_value` and
+        `_lean_panel`."""
         if obs.get("status") not in COUNTING_STATUSES:
             return False
         loinc = _only_loinc(obs.get("code"))
@@ -409,25 +409,16 @@ class RecordBuilder:
 
     def lean_typed(self, obs: typed.Observation) -> bool:
         """`_lean` of an Observation decoded typed (cds/fhir/typed.py), whose elements already have their JSON
-        types; False for what `_lean` would leave to the general path. The LOINC code (`_typed_loinc`) and the
-        moment (`_lean_moment`) are read inline: this runs once per Observation."""
+        types; False for what `_lean` would leave to the general path."""
         if obs.status not in COUNTING_STATUSES or obs.hasMember is not UNSET:
             return False
-        concept = obs.code
-        if concept is UNSET or concept.coding is UNSET or len(concept.coding) != 1:
-            return False
-        first = concept.coding[0]
-        kind = self.lean_kind.get(first.code) if first.system == LOINC and first.code is not UNSET else None
+        loinc = _typed_loinc(obs.code)
+        kind = self.lean_kind.get(loinc) if loinc is not None else None
         moment = obs.effectiveDateTime
         if kind is None or moment is UNSET:
             return False
-        try:
-            when = datetime.fromisoformat(moment)
-        except ValueError:
-            return False
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if self.now is not None and when > self.now:
+        when = self._lean_moment(moment)
+        if when is None:
             return False
         ident = None if obs.id is UNSET else obs.id
         label = f"Observation/{'?' if ident is None else ident}"

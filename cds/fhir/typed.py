@@ -120,8 +120,9 @@ class TypedBundle:
 
     def plain(self) -> dict[str, Any]:
         """The same Bundle as the general path reads it (dicts), or the body's JSON error as read_json gives it."""
-        if self.piece is None:
-            return (self.whole or WholeBody(self.body)).prefetch(self.key)
+        if self.piece is None:  # read in one pass with the whole request: no text of its own
+            assert self.whole is not None
+            return self.whole.prefetch(self.key)
         try:
             return orjson.loads(memoryview(self.piece))
         except orjson.JSONDecodeError:
