@@ -105,23 +105,21 @@ def test_unknown_service_is_refused(engine: RuleEngine) -> None:
 
 
 def test_an_action_that_raises_is_surfaced(knowledge: Knowledge) -> None:
-    """The engine swallows action exceptions into the session state; the adapter must raise them."""
+    """An action that raises is abandoned in the engine and surfaced; the next evaluation is unharmed."""
 
     class Faulty(RuleEngine):
-        def _action(self, rule_id: str) -> Any:
-            normal = super()._action(rule_id)
-
-            def run(c: Any) -> None:
-                if rule_id == "progress":
-                    raise ValueError("broken action")
-                normal(c)
-
-            return run
+        @staticmethod
+        def _action(rule_id: str, matched: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            if rule_id == "progress":
+                raise ValueError("broken action")
+            return RuleEngine._action(rule_id, matched)
 
     faulty = Faulty(knowledge)
     with pytest.raises(EngineError, match="broken action"):
         faulty.evaluate("pacing-review", [ON_TRACK], NOW)
     assert faulty.evaluate("pacing-review", [{**ON_TRACK, "flare": True}], NOW).codes == ["step-back"]
+    with pytest.raises(EngineError, match="broken action"):  # the failed session left nothing behind
+        faulty.evaluate("pacing-review", [ON_TRACK], NOW)
 
 
 def test_building_starts_no_thread_and_leaves_the_knowledge_intact(knowledge: Knowledge) -> None:
