@@ -214,10 +214,14 @@ def _typed_observations(bundle: TypedBundle, patient_id: str, fhir_base: str | N
     """The Observations of a Bundle read typed, when each has a subject reference that resolves to the context
     patient, as examine accepts them; None for anything else, which examine then reads as dicts and explains."""
     references = References([], fhir_base)  # no Patient entries: a urn reference resolves to nothing here
+    resolved = references.resolved  # looked up here first: one call less per Observation
     observations = bundle.observations()
     for obs in observations:
         subject = obs.subject
-        if subject is UNSET or subject.reference is UNSET or references.patient(subject.reference) != patient_id:
+        if subject is UNSET or subject.reference is UNSET:
+            return None
+        patient = resolved.get(subject.reference, MISSING)
+        if (references.patient(subject.reference) if patient is MISSING else patient) != patient_id:
             return None
     return observations
 
