@@ -53,18 +53,22 @@ AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
 
 
 def prune(value: Any) -> Any:
-    """Drop None, empty strings, empty lists and empty objects, recursively (CDS Hooks: no empty JSON)."""
+    """Drop None, empty strings, empty lists and empty objects, recursively (CDS Hooks: no empty JSON). An item is
+    tested without making an empty list and object to compare it with."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             item = prune(item)
-            if item is None or item == "" or item == [] or item == {}:
-                continue
-            out[key] = item
+            if not (item is None or item == "" or (not item and isinstance(item, (dict, list)))):
+                out[key] = item
         return out
     if isinstance(value, list):
-        items = [prune(item) for item in value]
-        return [item for item in items if not (item is None or item == "" or item == [] or item == {})]
+        kept = []
+        for item in value:
+            item = prune(item)
+            if not (item is None or item == "" or (not item and isinstance(item, (dict, list)))):
+                kept.append(item)
+        return kept
     return value
 
 
