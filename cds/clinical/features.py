@@ -365,9 +365,13 @@ def _count(value: float) -> str:
     return f"{value:g}"
 
 
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def day_words(moment: date) -> str:
-    """A day as cards and facts write it: "27 Nov"."""
-    return f"{moment.day} {moment:%b}"
+    """A day as cards and facts write it: "27 Nov" (the month's English abbreviation, whatever the locale; strftime's
+    %b follows the locale and costs a few microseconds a call)."""
+    return f"{moment.day} {MONTHS[moment.month - 1]}"
 
 
 def vitals_fact(record: PatientRecord, now: datetime, params: Params,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from cds.clinical.features import compute, condition_facts, vitals_fact
+from cds.clinical.features import compute, condition_facts, day_words, vitals_fact
 from cds.clinical.records import BloodPressure, ConditionRecord, Dose, OrderRecord, PatientRecord, Reading, StepGoal
 from cds.engine import Knowledge
 
@@ -218,3 +218,10 @@ def test_vitals_and_condition_facts(knowledge: Knowledge) -> None:
     assert facts[1] == {"t": "condition", "value_set": "cauda-equina", "code": "192970008", "source": "Condition/u"}
     assert len(facts) == 2, "a condition in no value set gives no fact"
     assert vitals_fact(PatientRecord("p"), NOW, params(knowledge)) is None
+
+
+def test_a_day_is_written_with_the_english_month_whatever_the_month() -> None:
+    written = [day_words(date(2026, month, 1 + month)) for month in range(1, 13)]
+    assert written == ["2 Jan", "3 Feb", "4 Mar", "5 Apr", "6 May", "7 Jun", "8 Jul", "9 Aug", "10 Sep", "11 Oct",
+                       "12 Nov", "13 Dec"]
+    assert day_words(datetime(2026, 11, 27, 23, 59, tzinfo=UTC)) == "27 Nov"
