@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cds.cards import card_uuid
 from cds.clinical import dose as dosing
 from cds.clinical.records import Dose
 from cds.engine import Knowledge, RuleEngine
@@ -194,3 +198,10 @@ def test_a_card_reads_in_ten_seconds(engine: RuleEngine, name: str) -> None:
         daggers = detail.count("†")
         footnote = detail.endswith("\n† our threshold, not a guideline figure")
         assert footnote == (daggers > 1), (name, "a dagger in the text goes with the footnote, and only then")
+
+
+@given(st.text(), st.lists(st.text(), max_size=4))
+def test_a_card_uuid_is_the_name_based_uuid_of_rfc_4122(hook_instance: str, parts: list[str]) -> None:
+    """Cards, suggestions and resources keep the identifiers that uuid.uuid5 gives: feedback refers to them."""
+    name = "pacing-cds:" + ":".join((hook_instance, *parts))
+    assert card_uuid(hook_instance, *parts) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))

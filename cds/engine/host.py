@@ -9,7 +9,8 @@ orjson. What this module does about the engine's known hazards (durable-rules 2.
 - facts are asserted one at a time, and a fact that no rule matches or that is only observed is skipped (a batch
   with one unmatched fact never runs the others' actions);
 - rules compare a fact's field with parameters only, never with another fact (the loader refuses joins);
-- one fresh session id per evaluation, its state deleted in `finally` (at most 1024 live sessions per ruleset);
+- one fresh session id per evaluation (a counter), its state deleted in `finally` (at most 1024 live sessions
+  per ruleset);
 - the engine is given each ruleset as JSON text, so the definitions it would mutate are never its to change;
 - an action that raises is abandoned in the engine, and the evaluation raises `EngineError`;
 - one lock around all engine calls (the C calls hold the GIL anyway, so it costs no parallelism).
@@ -17,8 +18,8 @@ orjson. What this module does about the engine's known hazards (durable-rules 2.
 
 from __future__ import annotations
 
+import itertools
 import threading
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -102,6 +103,7 @@ class RuleEngine:
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
         self._lock = threading.Lock()
+        self._sessions = itertools.count(1)  # session ids, unique in this process (each has its own engine)
         self._rulesets: dict[str, int] = {}
         for service_id in sorted(knowledge.services):
             rules: dict[str, Any] = {SENTINEL_RULE: {"all": [{"m": dict(SENTINEL_FACT)}]}}
@@ -125,9 +127,9 @@ class RuleEngine:
     def _run(self, ruleset: int, facts: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """Assert the facts one at a time in a fresh session and run each rule's action as the engine hands it
         out: start, act, update the state, complete and take the next, as durable-rules' host does."""
-        sid = uuid.uuid4().hex
         fired: list[tuple[str, dict[str, Any]]] = []
         with self._lock:
+            sid = str(next(self._sessions))
             try:
                 for fact in (SENTINEL_FACT, *facts):
                     result, state_offset = core.assert_fact(ruleset, _text({**fact, "sid": sid}))
