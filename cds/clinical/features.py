@@ -320,9 +320,6 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
     median = statistics.median(month.values()) if len(month) >= params["median_min_days"] else None
     fortnight = sorted((d, v) for d, v in month.items() if d >= window_start)
     if median and len(fortnight) >= params["pattern_min_days"]:
-        values = [v for _, v in fortnight]
-        mean = statistics.fmean(values)
-        cv = statistics.pstdev(values) / mean if mean else 0.0
         pairs = 0
         level = f.quota if f.pattern_measure == "steps" else (f.plan.minutes if f.plan else None)
         level = level if f.pattern_measure == f.measure else None
@@ -338,7 +335,7 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
                 for r in _between(record.pain, boom_time + DAY,
                                   boom_time + DAY + timedelta(hours=params["boom_bust_window_hours"])))
             pairs += int(bust or pain_rise)
-        f.boom_bust = cv >= params["boom_bust_cv"] and pairs >= params["boom_bust_min_pairs"]
+        f.boom_bust = pairs >= params["boom_bust_min_pairs"] and _variation(fortnight) >= params["boom_bust_cv"]
     f.boom_above_plan = f.boom_bust and f.boom_above_plan
     # Daily steps show inactivity whatever carries the dose (planned sessions and otherwise barely moving), but
     # never for a patient at or above the step quota.
@@ -359,6 +356,14 @@ def _patterns(f: Features, record: PatientRecord, days: dict[date, float], today
             longest = max(longest, run)
         if longest >= params["low_day_run"]:
             f.inactive, f.inactive_reason = True, f"{longest} days in a row below half the usual activity"
+
+
+def _variation(days: list[tuple[date, float]]) -> float:
+    """The coefficient of variation of the days' activity (exact: statistics.pstdev), 0 when their mean is 0. Only
+    read once enough boom-bust pairs are found: it is the costliest figure of the patterns."""
+    values = [v for _, v in days]
+    mean = statistics.fmean(values)
+    return statistics.pstdev(values) / mean if mean else 0.0
 
 
 def _count(value: float) -> str:

@@ -158,6 +158,16 @@ def test_boom_bust_needs_variability_and_busts_after_booms(knowledge: Knowledge)
     for d in range(14):
         record.steps[ago(d).date()] = Reading(ago(d), 5000 + (d % 2) * 300, "s")
     assert not compute(record, NOW, params(knowledge)).boom_bust
+    # Two booms each followed by a bust, in a fortnight otherwise steady: the pairs are there, the variation is
+    # below boom_bust_cv (about 0.27), so it is not a boom-bust pattern.
+    for d in range(14):
+        record.steps[ago(d).date()] = Reading(ago(d), {11: 7600, 10: 2500, 5: 7600, 4: 2500}.get(d, 5000), "s")
+    f = compute(record, NOW, params(knowledge))
+    assert not f.boom_bust
+    record.steps[ago(8).date()] = Reading(ago(8), 100, "s")  # one more quiet day: more variation, the same pairs
+    record.steps[ago(7).date()] = Reading(ago(7), 100, "s")
+    record.steps[ago(2).date()] = Reading(ago(2), 100, "s")
+    assert compute(record, NOW, params(knowledge)).boom_bust
 
 
 def test_inactivity_from_steps_and_from_the_exercise_vital_sign(knowledge: Knowledge) -> None:
