@@ -245,15 +245,13 @@ def _score_value(element: dict[str, Any]) -> tuple[float, str] | None:
 # ---------------------------------------------------------------- the reader
 
 
-class RecordBuilder:
-    """Reads prefetch entries into a PatientRecord; one per evaluation."""
+class _Tables:
+    """What a RecordBuilder reads from the knowledge: its code lists, plausibility bounds and lookup tables. Built
+    once per rule set (Knowledge.derived) and shared, read-only, by every builder."""
 
-    def __init__(self, patient_id: str, knowledge: Knowledge, now: datetime | None = None) -> None:
+    def __init__(self, knowledge: Knowledge) -> None:
         codes = knowledge.codes
-        self.record = PatientRecord(patient_id)
         self.bounds = knowledge.values
-        self.now = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
-        self.step_parts: list[StepPart] = []
         self.pain_nrs, self.peg_mean, self.peg_panel = (codes.loinc(n) for n in ("pain_nrs", "peg_mean", "peg_panel"))
         self.peg_items = codes.loinc("peg_items")
         self.steps, self.steps_period = codes.loinc("steps_daily"), codes.loinc("steps_period")
@@ -265,20 +263,15 @@ class RecordBuilder:
         self.unconfirmed_codes = self.bp_panel | self.systolic | self.diastolic | self.temperature
         self.evs_days, self.evs_minutes_a_day = codes.loinc("evs_days_per_week"), codes.loinc("evs_minutes_per_day")
         self.pa_system = codes.systems.get("pa")
-        self.activity_panel, self.device_wear = set(codes.activity_panel), set(codes.device_wear)
-        self.minute_goal_measures = set(codes.minute_goal_measures)
+        self.activity_panel, self.device_wear = frozenset(codes.activity_panel), frozenset(codes.device_wear)
+        self.minute_goal_measures = frozenset(codes.minute_goal_measures)
         self.dose_patterns = instruction_patterns(tuple(codes.instruction_dose))
         self._knowledge = knowledge
         self._value_sets = knowledge.value_set_index
         self._eligibility = codes.eligibility_value_set
-        self._exercise = set(codes.exercise_orders)
-        # Activity panels (hasMember): member id -> panel id; panels whose own value was counted; members held.
-        self.panel_of: dict[str, str] = {}
-        self.valued_panels: set[str] = set()
-        self.member_sessions: dict[str, list[Reading]] = {}
-        self.evs_parts: dict[date, dict[str, Reading]] = {}
-        self._weight_measures = set(codes.weight_goal_measures)
-        self._explains_weight_loss = set(codes.explains_weight_loss)
+        self._exercise = frozenset(codes.exercise_orders)
+        self._weight_measures = frozenset(codes.weight_goal_measures)
+        self._explains_weight_loss = frozenset(codes.explains_weight_loss)
         # LOINC code -> the rank in OBSERVATION_KINDS of what an Observation of it is (the first kind listing it).
         self.rank_of: dict[str, int] = {}
         for rank, listed in enumerate((self.pain_nrs, self.peg_mean | self.peg_panel, self.steps | self.steps_period,
@@ -297,6 +290,22 @@ class RecordBuilder:
         self.pressure_bounds = (b["bp_min_mmhg"], b["bp_max_mmhg"])
         self.temperature_bounds = (b["temperature_min_celsius"], b["temperature_max_celsius"])
         self.weight_bounds = (b["weight_min_kg"], b["weight_max_kg"])
+
+
+class RecordBuilder(_Tables):
+    """Reads prefetch entries into a PatientRecord; one per evaluation."""
+
+    def __init__(self, patient_id: str, knowledge: Knowledge, now: datetime | None = None) -> None:
+        # The knowledge's tables are built once per rule set and taken as they are (about 15 us a call to build).
+        self.__dict__.update(knowledge.derived("record-builder", _Tables).__dict__)
+        self.record = PatientRecord(patient_id)
+        self.now = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
+        self.step_parts: list[StepPart] = []
+        # Activity panels (hasMember): member id -> panel id; panels whose own value was counted; members held.
+        self.panel_of: dict[str, str] = {}
+        self.valued_panels: set[str] = set()
+        self.member_sessions: dict[str, list[Reading]] = {}
+        self.evs_parts: dict[date, dict[str, Reading]] = {}
 
     def skip(self, source: str, why: str, reason: str) -> None:
         self.record.set_aside.append(SetAside(source, why, reason))
