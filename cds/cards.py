@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 from fhir.resources.R4B.goal import Goal
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds.clinical.features import Features, day_words
+from cds.clinical.features import MONTHS, Features, day_words
 from cds.clinical.orders import OrderReview
 from cds.clinical.recommend import Recommendation, current_words
 from cds.clinical.records import Dose, PatientRecord
@@ -156,7 +156,7 @@ def _plural(count: int, word: str) -> str:
 
 def _week_words(today: date) -> str:
     first = today - timedelta(days=6)
-    return (f"{first.day}-{today.day} {today:%b}" if first.month == today.month
+    return (f"{first.day}-{today.day} {MONTHS[today.month - 1]}" if first.month == today.month
             else f"{day_words(first)} - {day_words(today)}")
 
 
