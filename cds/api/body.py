@@ -17,7 +17,7 @@ DRAIN_LIMIT = 32 * 1024 * 1024
 
 def read_json(typed_keys: frozenset[str] = frozenset(), keys: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 if malformed or not an object. The
-    prefetch keys in `typed_keys` may come as TypedBundle; `keys`, the service's other prefetch keys, let a usual
+    prefetch keys in `typed_keys` may come as TypedBundle; `keys`, all the service's prefetch keys, let a usual
     request be read in one pass (cds/fhir/typed.py)."""
     mimetype = request.mimetype
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):

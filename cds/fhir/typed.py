@@ -163,7 +163,7 @@ def parse(raw: bytes) -> Any:
 
 def decode_request(raw: bytes, typed_keys: frozenset[str], keys: frozenset[str] = frozenset()) -> Any:
     """The JSON of a request body; the prefetch keys named in `typed_keys` that hold an Observation search Bundle
-    come as TypedBundle, everything else as `parse` reads it (and any error is `parse`'s). With the service's other
+    come as TypedBundle, everything else as `parse` reads it (and any error is `parse`'s). Given the service's
     prefetch `keys`, a request of the spec's members and those keys only is read in one pass (`_one_pass`)."""
     if not typed_keys:
         return parse(raw)
