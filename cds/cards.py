@@ -233,9 +233,12 @@ def data_lines(ctx: CardContext) -> str:
     if f.days_since_activity is not None and (f.days_since_activity >= stale or (f.days_since_pain or 0) >= stale):
         pain = "never" if f.days_since_pain is None else _days_ago(f.days_since_pain)
         lines.append(f"- Last activity {_days_ago(f.days_since_activity)}; last pain score {pain}")
-    if f.unread:
-        lines.append(f"- Could not be read: {', '.join(f.unread)} resources (not prefetched, and the FHIR server "
-                     f"did not supply them)")
+    info = ctx.knowledge.info
+    if f.age_assumed:
+        lines.append(f"- {info.data_lines['age_not_recorded']}")
+    if f.unread_needed:  # only what the dose could rest on: data the recommendation does not need is not named
+        what = ", ".join(info.unread_words.get(t, t) for t in f.unread_needed)  # type: ignore[call-overload]
+        lines.append("- " + info.data_lines["could_not_be_read"].format(what=what))
     if f.set_aside:
         reasons = ctx.record.readings_set_aside()
         why = reasons[0][0] if len(reasons) == 1 else ", ".join(f"{count} {reason}" for reason, count in reasons)

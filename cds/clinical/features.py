@@ -15,6 +15,8 @@ from cds.clinical.records import Dose, PatientRecord, Reading
 Params = Mapping[str, float]
 DAY = timedelta(days=1)
 DAYS_PER_WEEK = 7
+# Resource types that may hold the plan in force besides an exercise order: a step Goal, a CarePlan activity.
+PLAN_TYPES = ("Goal", "CarePlan")
 
 
 @dataclass
@@ -59,7 +61,9 @@ class Features:
     peg_unconfirmed: bool = False  # one PEG rise, not yet confirmed
     boom_above_plan: bool = False  # the boom days go above the plan or quota
     pattern_measure: Literal["minutes", "steps"] = "minutes"
-    unread: list[str] = field(default_factory=list)  # resource types whose prefetch could not be obtained
+    unread: list[str] = field(default_factory=list)  # resource types whose data was asked for and could not be read
+    unread_needed: list[str] = field(default_factory=list)  # of those, the ones this patient's dose could rest on
+    age_assumed: bool = False  # no birth date: taken for an adult
     set_aside: int = 0  # readings the data hygiene set aside
     untimed_last7: int = 0  # sessions of the last 7 days recorded without a duration
     dose_unread: bool = False  # the current order has no dose that can be read
@@ -81,8 +85,10 @@ class Features:
             "flare": self.flare, "flare_weeks": self.flare_weeks, "planned_below_start": self.planned_below_start,
             "boom_bust": self.boom_bust, "inactive": self.inactive, "pain_known": self.pain_delta is not None,
             "peg_unconfirmed": self.peg_unconfirmed, "low_adherence_weeks": self.low_adherence_weeks,
-            "boom_above_plan": self.boom_above_plan, "goals_unread": "Goal" in self.unread,
-            "dose_unread": self.dose_unread,
+            "boom_above_plan": self.boom_above_plan,
+            "plan_unread": any(t in PLAN_TYPES for t in self.unread_needed),
+            "data_unread": any(t not in PLAN_TYPES for t in self.unread_needed),
+            "age_assumed": self.age_assumed, "dose_unread": self.dose_unread,
             "minute_goal_met": bool(self.minute_goal and self.weekly_minutes is not None
                                     and self.weekly_minutes >= self.minute_goal),
             "set_aside": self.set_aside > 0,
@@ -134,8 +140,12 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     has_prescription = order is not None if measure == "minutes" else record.step_goal is not None
     f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread),
                  set_aside=sum(count for _, count in record.readings_set_aside()))
+    f.unread_needed = unread_needed(unread, measure, order is not None, bool(sessions))
     f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]
-    f.dose_unread = order is not None and order.dose is None
+    # The plan in force has no dose that can be read: an order without timing or instruction, or a step goal
+    # without a quota.
+    f.dose_unread = (order is not None and order.dose is None) if measure == "minutes" else \
+        (record.step_goal is not None and record.step_goal.steps_per_day is None)
     f.minute_goal = record.minute_goal.weekly_minutes if record.minute_goal is not None else None
     days = daily_activity(record, measure)
     today = now.date()
@@ -155,6 +165,14 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     pain_times = [r.when for r in record.pain + record.peg if r.when <= now]
     f.days_since_pain = (today - max(pain_times).date()).days if pain_times else None
     return f
+
+
+def unread_needed(unread: tuple[str, ...], measure: str, has_order: bool, has_sessions: bool) -> list[str]:
+    """The data that could not be read and that this patient's dose could rest on: Goals only when a step goal
+    could carry the dose (steps, or no order and no sessions), CarePlans only when there is no exercise order;
+    anything else always. What could not have changed the recommendation is not named on the card."""
+    goal_could_carry = measure == "steps" or not (has_order or has_sessions)
+    return [t for t in unread if (t != "Goal" or goal_could_carry) and (t != "CarePlan" or not has_order)]
 
 
 def _baseline(f: Features, record: PatientRecord, days: dict[date, float], params: Params) -> None:
@@ -188,9 +206,10 @@ def _plan(f: Features, record: PatientRecord, params: Params) -> None:
         elif f.start is not None:
             f.plan, f.plan_source = f.start, "starting dose"
         return
-    if record.step_goal is not None:
-        f.quota, f.plan_source = record.step_goal.steps_per_day, record.step_goal.reference
-        f.planned_below_start = f.start_quota is not None and f.quota < f.start_quota
+    if record.step_goal is not None:  # a goal in force: its quota, or none when it cannot be read
+        if record.step_goal.steps_per_day is not None:
+            f.quota, f.plan_source = record.step_goal.steps_per_day, record.step_goal.reference
+            f.planned_below_start = f.start_quota is not None and f.quota < f.start_quota
     elif f.start_quota is not None:
         f.quota, f.plan_source = float(f.start_quota), "starting quota"
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-CURRENT_ORDER = {"active", "on-hold"}
-PAST_ORDER = {"completed", "revoked"}
+# What an order, a goal or a condition is to the rules (rules/statuses.yaml): the situation now, or the past.
+CURRENT, HISTORY, DRAFT = "current", "history", "draft"
 
 # Why a resource was set aside, in a few words: the card counts set-aside items by these categories.
 STATUS_NOT_FINAL = "status not final"
@@ -22,8 +22,12 @@ LONGER_THAN_A_DAY = "period longer than a day"
 NOT_ACTIVE = "not active"
 REFUTED = "refuted"
 DEVICE_NOT_WORN = "device worn too little"
+STATUS_UNKNOWN = "status not understood"  # a status code rules/statuses.yaml does not list
+# Not readings set aside, and not counted on the card: listed in the trace only.
+IGNORED = "ignored"  # a status that means "as if never recorded" (entered in error, cancelled, ...)
 REASONS = (STATUS_NOT_FINAL, DATED_IN_FUTURE, NO_DATE, NO_VALUE, UNIT_NOT_UNDERSTOOD, IMPLAUSIBLE, INCOMPLETE_PANEL,
-           LONGER_THAN_A_DAY, NOT_ACTIVE, REFUTED, DEVICE_NOT_WORN)
+           LONGER_THAN_A_DAY, NOT_ACTIVE, REFUTED, DEVICE_NOT_WORN, STATUS_UNKNOWN, IGNORED)
+TRACE_ONLY = frozenset({NOT_ACTIVE, REFUTED, IGNORED})
 
 
 class Reading(NamedTuple):
@@ -62,9 +66,14 @@ class BloodPressure:
 class ConditionRecord:
     code: str
     value_sets: dict[str, str]  # value set id -> the condition's code in it
-    chronic_pain: bool
+    chronic_pain: bool  # a current condition of the eligibility value set
     recorded: datetime | None
     reference: str
+    history: frozenset[str] = frozenset()  # the value sets in which it counts only as the past (it is over)
+
+    def clinical(self, value_set: str) -> str:
+        """current or history, in one of its value sets."""
+        return HISTORY if value_set in self.history else CURRENT
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class Dose:
 @dataclass(frozen=True)
 class OrderRecord:
     reference: str
-    status: str
+    status: str  # current or history (rules/statuses.yaml), or draft (an order hook's draft)
     authored: datetime | None
     dose: Dose | None
     resource: dict[str, Any]
@@ -95,7 +104,7 @@ class OrderRecord:
 @dataclass(frozen=True)
 class StepGoal:
     reference: str
-    steps_per_day: float
+    steps_per_day: float | None  # None: a step goal in force whose quota cannot be read
     resource: dict[str, Any]
     start: datetime | None = None  # startDate, else statusDate
 
@@ -114,6 +123,7 @@ class Eligibility:
 
     eligible: bool
     reason: str  # e.g. "adult with an active chronic-pain condition (Condition/c1)", "younger than 18 years"
+    age_assumed: bool = False  # no birth date: evaluated as an adult, and the cards say so
 
 
 @dataclass
@@ -136,14 +146,18 @@ class PatientRecord:
     step_goal: StepGoal | None = None
     minute_goal: MinuteGoal | None = None
     birth_date: date | None = None
+    patient_read: bool = False  # a Patient resource was read (its birthDate may still be absent)
     pain_orders: list[str] = field(default_factory=list)  # exercise orders whose reason is chronic pain
     weight_goals: list[str] = field(default_factory=list)  # active weight-management Goals (Goal/id)
     set_aside: list[SetAside] = field(default_factory=list)
+    # The same measurement carried again (another Observation, same value, moment and source): counted once, and
+    # listed in the trace. Not compared: where a copy is noticed depends on how it was read, not on what it says.
+    duplicates: list[str] = field(default_factory=list, compare=False)
 
     @property
     def skipped(self) -> list[str]:
-        """The set-aside items as the trace prints them: "Observation/x: why"."""
-        return [f"{item.source}: {item.why}" for item in self.set_aside]
+        """The set-aside items as the trace prints them: "Observation/x: why"; then the copies counted once."""
+        return [f"{item.source}: {item.why}" for item in self.set_aside] + self.duplicates
 
     def set_aside_counts(self) -> list[tuple[str, int]]:
         """(reason, count) of the set-aside items, most frequent first, ties by reason."""
@@ -151,26 +165,35 @@ class PatientRecord:
         return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
     def readings_set_aside(self) -> list[tuple[str, int]]:
-        """(reason, count) of the readings set aside (Conditions that do not count are no readings)."""
-        counts = Counter(item.reason for item in self.set_aside if not item.source.startswith("Condition/"))
+        """(reason, count) of the readings set aside that the card reports (not the trace-only reasons; Conditions
+        that do not count are no readings)."""
+        counts = Counter(item.reason for item in self.set_aside
+                         if item.reason not in TRACE_ONLY and not item.source.startswith("Condition/"))
         return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
     @property
     def current_order(self) -> OrderRecord | None:
-        current = [o for o in self.orders if o.status in CURRENT_ORDER]
-        return max(current, key=_authored, default=None)
+        """The order in force: the latest authored current one (ties: the later start, then the larger dose)."""
+        current = [o for o in self.orders if o.status == CURRENT]
+        return max(current, key=_order_key, default=None)
 
     @property
     def past_orders(self) -> list[OrderRecord]:
-        return sorted((o for o in self.orders if o.status in PAST_ORDER), key=_authored, reverse=True)
+        """Orders that are over, newest first."""
+        return sorted((o for o in self.orders if o.status == HISTORY), key=_order_key, reverse=True)
 
     @property
     def chronic_pain_condition(self) -> str | None:
         return next((c.reference for c in self.conditions if c.chronic_pain), None)
 
 
-def _authored(order: OrderRecord) -> datetime:
-    return order.authored or datetime.min.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _order_key(order: OrderRecord) -> tuple[datetime, datetime, int, str]:
+    """Orders in time order, whatever order the EHR listed them in: authored, then start, then the weekly dose."""
+    return (order.authored or _EARLIEST, order.start or _EARLIEST, order.dose.weekly if order.dose else -1,
+            order.reference)
 
 
 def _age(born: date, today: date) -> int:
@@ -180,15 +203,15 @@ def _age(born: date, today: date) -> int:
 def eligibility(record: PatientRecord, today: date, min_age: float, draft_for_pain: bool = False) -> Eligibility:
     """The pacing rules are for adults with chronic pain: an age of min_age or more from the birth date, and an
     active chronic-pain condition or an active exercise prescription (or, at an order hook, a draft) for pain.
-    Without a birth date the patient cannot be taken for an adult."""
-    if record.birth_date is None:
-        return Eligibility(False, "no birth date: the patient cannot be taken for an adult")
-    if _age(record.birth_date, today) < min_age:
-        return Eligibility(False, f"younger than {min_age:g} years")
+    Without a birth date (US Core allows none) the patient is taken for an adult, and the cards say so."""
+    assumed = record.birth_date is None
+    if not assumed and _age(record.birth_date, today) < min_age:  # type: ignore[arg-type]
+        return Eligibility(False, f"younger than {min_age:g} years: out of scope")
+    who = "a patient with no birth date, taken for an adult," if assumed else "adult"
     condition = record.chronic_pain_condition
     if condition is not None:
-        return Eligibility(True, f"adult with an active chronic-pain condition ({condition})")
+        return Eligibility(True, f"{who} with an active chronic-pain condition ({condition})", assumed)
     if record.pain_orders or draft_for_pain:
-        return Eligibility(True, "adult with an active exercise prescription for pain")
-    return Eligibility(False, "no active chronic-pain condition and no exercise prescription for pain")
+        return Eligibility(True, f"{who} with an active exercise prescription for pain", assumed)
+    return Eligibility(False, "no active chronic-pain condition and no exercise prescription for pain", assumed)
 

@@ -11,24 +11,26 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Set as AbstractSet
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 
+import orjson
 from msgspec import UNSET, UnsetType
 
 from cds.clinical.records import (
-    CURRENT_ORDER,
+    CURRENT,
     DATED_IN_FUTURE,
     DEVICE_NOT_WORN,
+    HISTORY,
+    IGNORED,
     IMPLAUSIBLE,
     INCOMPLETE_PANEL,
     LONGER_THAN_A_DAY,
     NO_DATE,
     NO_VALUE,
-    NOT_ACTIVE,
-    PAST_ORDER,
     REFUTED,
     STATUS_NOT_FINAL,
+    STATUS_UNKNOWN,
     UNIT_NOT_UNDERSTOOD,
     BloodPressure,
     ConditionRecord,
@@ -44,13 +46,11 @@ from cds.fhir import typed
 from cds.fhir.steps import LONGEST_DAY, SHORTEST_DAY, UNKNOWN_SOURCE, StepPart, day_totals, source_of
 from cds.knowledge import Knowledge
 
+ZERO = timedelta(0)
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
 
-COUNTING_STATUSES = {"final", "amended", "corrected"}
-ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
-EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 _new = tuple.__new__  # a named tuple made without its own Python __new__ (see RecordBuilder._lean_value)
 
 MINUTES = {"min": 1.0, "h": 60.0, "s": 1 / 60, "hour": 60.0, "minute": 1.0, "minutes": 1.0}
@@ -71,15 +71,20 @@ _LEAN_SCORE, _LEAN_STEPS, _LEAN_SESSION, _LEAN_PRESSURE, _LEAN_TEMPERATURE, _LEA
 LEAN_KINDS = {"pain": _LEAN_SCORE, "steps": _LEAN_STEPS, "session": _LEAN_SESSION, "blood pressure": _LEAN_PRESSURE,
               "temperature": _LEAN_TEMPERATURE, "weight": _LEAN_WEIGHT}
 PRESSURE_UNITS = ("mm[Hg]", "mmHg")
-# CarePlan activity statuses of a plan still being followed.
-ACTIVITY_CURRENT = {"not-started", "scheduled", "in-progress", "on-hold"}
+# A value converted into the unit the rules use is rounded to this many decimals: the same quantity written in
+# another UCUM unit (30 min as 0.5 h, 80 kg as 80000 g) gives the same number.
+DECIMALS = 6
+ABATEMENT = ("abatementDateTime", "abatementAge", "abatementPeriod", "abatementRange", "abatementString")
+# Elements of an Observation that say nothing of the measurement: a copy that differs only in them is the same one.
+NOT_THE_MEASUREMENT = frozenset(("id", "meta", "text", "identifier", "extension", "modifierExtension"))
 
 
 # ---------------------------------------------------------------- small readers
 
 
 def parse_time(value: Any) -> datetime | None:
-    """A FHIR date, dateTime or instant as an aware datetime (no zone: UTC; a date: its midnight UTC)."""
+    """A FHIR date, dateTime or instant as an aware datetime in UTC (no zone: UTC; a date: its midnight UTC). The
+    same instant written with another UTC offset is the same moment, on the same day."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -94,7 +99,9 @@ def parse_time(value: Any) -> datetime | None:
                 return None
         except ValueError:
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed if parsed.utcoffset() == ZERO else parsed.astimezone(UTC)
 
 
 def codes_of(concept: Any, system: str | tuple[str, ...] | None = None) -> list[str]:
@@ -200,7 +207,8 @@ def _whole_day(period: dict[str, Any], start: datetime, end: datetime) -> bool:
 
 def _effective(resource: dict[str, Any]) -> datetime | None:
     """The reading's moment: its dateTime; for a period, its end, except that a one-day period (a day's total)
-    belongs to the day it starts."""
+    belongs to its day: the UTC day of its middle, which is the day it was written for whatever the UTC offset it
+    was written with."""
     for name in ("effectiveDateTime", "effectiveInstant"):
         if name in resource:
             return parse_time(resource[name])
@@ -208,9 +216,36 @@ def _effective(resource: dict[str, Any]) -> datetime | None:
     if isinstance(period, dict):
         start, end = parse_time(period.get("start")), parse_time(period.get("end"))
         if start is not None and end is not None and _whole_day(period, start, end):
-            return start
+            return _day_start(start, end)
         return end or start
     return None
+
+
+def _day_start(start: datetime, end: datetime) -> datetime:
+    """The midnight (UTC) of the day a one-day period stands for: the day of its middle."""
+    middle = start + (end - start) / 2
+    return datetime(middle.year, middle.month, middle.day, tzinfo=UTC)
+
+
+def _started(resource: dict[str, Any], when: datetime) -> datetime:
+    """When a session began: the start of its period (when it has no moment of its own), else its moment."""
+    if "effectiveDateTime" in resource or "effectiveInstant" in resource:
+        return when
+    period = resource.get("effectivePeriod")
+    start = parse_time(period.get("start")) if isinstance(period, dict) else None
+    return start if start is not None and start <= when else when
+
+
+def _fingerprint(obs: dict[str, Any]) -> bytes:
+    """What an Observation measured, whatever its id and bookkeeping: two with the same fingerprint are one."""
+    meta = obs.get("meta")
+    measured = {k: v for k, v in obs.items() if k not in NOT_THE_MEASUREMENT}
+    if isinstance(meta, dict) and "source" in meta:
+        measured["meta.source"] = meta["source"]
+    try:
+        return orjson.dumps(measured, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # not JSON any more (a typed element): never a duplicate
+        return repr(id(obs)).encode()
 
 
 def _reference_id(reference: Any) -> str | None:
@@ -245,6 +280,16 @@ def _score_value(element: dict[str, Any]) -> tuple[float, str] | None:
 # ---------------------------------------------------------------- the reader
 
 
+class SessionPart(NamedTuple):
+    """One exercise session as read: when it began, its minutes (None: no duration recorded), who recorded it (the
+    device, else the performer, else meta.source) and the Observation it came from."""
+
+    start: datetime
+    minutes: float | None
+    origin: str
+    label: str
+
+
 class _Tables:
     """What a RecordBuilder reads from the knowledge: its code lists, plausibility bounds and lookup tables. Built
     once per rule set (Knowledge.derived) and shared, read-only, by every builder."""
@@ -266,6 +311,14 @@ class _Tables:
         self.activity_panel, self.device_wear = frozenset(codes.activity_panel), frozenset(codes.device_wear)
         self.minute_goal_measures = frozenset(codes.minute_goal_measures)
         self.dose_patterns = instruction_patterns(tuple(codes.instruction_dose))
+        self.quota_patterns = instruction_patterns(tuple(codes.goal_quota))
+        self.step_goal_words = re.compile(codes.step_goal_words, re.IGNORECASE) if codes.step_goal_words else None
+        # rules/statuses.yaml: what an Observation's status means, looked up once per reading.
+        observation = knowledge.statuses.tables["observation"] if knowledge.statuses else None
+        self.observation_status: dict[Any, str] = dict(observation.codes) if observation else {}
+        self.observation_status[None] = observation.absent if observation else "ignored"
+        self.status_of = knowledge.status_of
+        self.clinical_policy = {vs.id: vs.clinical_status for vs in knowledge.value_sets.values()}
         self._knowledge = knowledge
         self._value_sets = knowledge.value_set_index
         self._eligibility = codes.eligibility_value_set
@@ -304,11 +357,24 @@ class RecordBuilder(_Tables):
         # Activity panels (hasMember): member id -> panel id; panels whose own value was counted; members held.
         self.panel_of: dict[str, str] = {}
         self.valued_panels: set[str] = set()
-        self.member_sessions: dict[str, list[Reading]] = {}
+        self.member_sessions: dict[str, list[SessionPart]] = {}
+        self.panel_origin: dict[str, str] = {}
         self.evs_parts: dict[date, dict[str, Reading]] = {}
+        # Sessions as read, before the sessions of one source that overlap in time are united (finish_sessions).
+        self.session_parts: list[SessionPart] = []
+        # What the general path has read already, by fingerprint: a copy of it under another id is not read again.
+        self.seen: dict[bytes, str] = {}
 
     def skip(self, source: str, why: str, reason: str) -> None:
         self.record.set_aside.append(SetAside(source, why, reason))
+
+    def status(self, table: str, code: Any, source: str) -> str:
+        """What a status means (rules/statuses.yaml); a code the table does not list is set aside and reported."""
+        meaning = self.status_of(table, code if isinstance(code, str) else None)
+        if meaning == "unknown":
+            self.skip(source, f"{table} status {str(code)[:40]!r} is not one rules/statuses.yaml knows",
+                      STATUS_UNKNOWN)
+        return meaning
 
     def add(self, resource: dict[str, Any]) -> None:
         kind = resource.get("resourceType")
@@ -324,6 +390,7 @@ class RecordBuilder(_Tables):
             self.care_plan(resource)
         elif kind == "Patient":
             self.record.birth_date = _birth_date(resource.get("birthDate"))
+            self.record.patient_read = True
 
     # ------------------------------------------------------------ Observation
 
@@ -331,11 +398,22 @@ class RecordBuilder(_Tables):
         if "hasMember" not in obs and self._lean(obs):
             return
         source = f"Observation/{obs.get('id', '?')}"
+        fingerprint = _fingerprint(obs)
+        if fingerprint in self.seen:
+            self.record.duplicates.append(f"{source}: the same reading as {self.seen[fingerprint]}")
+            return
+        self.seen[fingerprint] = source
         codes = loinc_codes(obs.get("code"))
         status = obs.get("status")
-        confirmed = status in COUNTING_STATUSES
-        if not confirmed and not (status == "preliminary" and not codes.isdisjoint(self.unconfirmed_codes)):
-            self.skip(source, f"status {status!r} does not count", STATUS_NOT_FINAL)
+        meaning = self.status("observation", status, source)
+        if meaning == "unknown":
+            return
+        confirmed = meaning == CURRENT
+        if meaning == "unconfirmed" and codes.isdisjoint(self.unconfirmed_codes):
+            self.skip(source, f"status {status!r} does not count for this reading", STATUS_NOT_FINAL)
+            return
+        if meaning not in (CURRENT, "unconfirmed"):
+            self.skip(source, f"status {status!r}: as if never recorded", IGNORED)
             return
         moment = obs.get("effectiveDateTime")  # the usual case, read without _effective's search
         when = parse_time(moment) if moment is not None else _effective(obs)
@@ -387,7 +465,7 @@ class RecordBuilder(_Tables):
         which gives the same reading for what this accepts. `lean_typed` is the same reading of a typed
         Observation: both take their elements out and leave the decision to `_lean_moment`, `_lean_value` and
         `_lean_panel`."""
-        if obs.get("status") not in COUNTING_STATUSES:
+        if self.observation_status.get(obs.get("status")) != CURRENT:
             return False
         loinc = _only_loinc(obs.get("code"))
         kind = self.lean_kind.get(loinc) if loinc is not None else None
@@ -414,12 +492,15 @@ class RecordBuilder(_Tables):
         if kind == _LEAN_STEPS:
             return "effectivePeriod" not in obs and self._lean_value(kind, when, label, float(number), unit,
                                                                      source_of(obs))
+        if kind == _LEAN_SESSION:
+            return self._lean_session(when, label, float(number), unit, obs.get("id"), obs)
         return self._lean_value(kind, when, label, float(number), unit, obs.get("id"))
 
     def lean_typed(self, obs: typed.Observation) -> bool:
         """`_lean` of an Observation decoded typed (cds/fhir/typed.py), whose elements already have their JSON
         types; False for what `_lean` would leave to the general path."""
-        if obs.status not in COUNTING_STATUSES or obs.hasMember is not UNSET:
+        if self.observation_status.get(None if obs.status is UNSET else obs.status) != CURRENT \
+                or obs.hasMember is not UNSET:
             return False
         loinc = _typed_loinc(obs.code)
         kind = self.lean_kind.get(loinc) if loinc is not None else None
@@ -440,6 +521,8 @@ class RecordBuilder(_Tables):
         if kind == _LEAN_STEPS:
             return obs.effectivePeriod is UNSET and self._lean_value(kind, when, label, quantity.value, unit,
                                                                      _typed_source(obs))
+        if kind == _LEAN_SESSION:
+            return self._lean_session(when, label, float(quantity.value), unit, ident, obs)
         return self._lean_value(kind, when, label, quantity.value, unit, ident)
 
     def _lean_moment(self, moment: str) -> datetime | None:
@@ -450,6 +533,8 @@ class RecordBuilder(_Tables):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
+        elif when.utcoffset() != ZERO:
+            when = when.astimezone(UTC)
         return None if self.now is not None and when > self.now else when
 
     def _lean_value(self, kind: int, when: datetime, label: str, value: float, unit: str, detail: Any) -> bool:
@@ -469,14 +554,6 @@ class RecordBuilder(_Tables):
             if not ANY_COUNT[0] <= steps <= ANY_COUNT[1]:
                 return False
             self.step_parts.append(_new(StepPart, (when.date(), detail, when, steps, label, None)))
-        elif kind == _LEAN_SESSION:
-            factor = MINUTES.get(unit)
-            if factor is None or (self.panel_of and str(detail) in self.panel_of):
-                return False
-            minutes = value * factor
-            if not self.session_bounds[0] <= minutes <= self.session_bounds[1]:
-                return False
-            self.record.sessions.append(_new(Reading, (when, minutes, label)))
         elif kind == _LEAN_TEMPERATURE:
             celsius = _celsius(value, unit)
             if celsius is None or not self.temperature_bounds[0] <= celsius <= self.temperature_bounds[1]:
@@ -486,10 +563,24 @@ class RecordBuilder(_Tables):
             factor = KILOGRAMS.get(unit)
             if factor is None:
                 return False
-            kilograms = value * factor
+            kilograms = round(value * factor, DECIMALS)
             if not self.weight_bounds[0] <= kilograms <= self.weight_bounds[1]:
                 return False
             self.record.weight.append(_new(Reading, (when, kilograms, label)))
+        return True
+
+    def _lean_session(self, when: datetime, label: str, value: float, unit: str, ident: Any,
+                      obs: dict[str, Any] | typed.Observation) -> bool:
+        """A session with a duration in a known unit within bounds, that no panel holds: kept as a part, to be
+        united with its source's other sessions (finish_sessions)."""
+        factor = MINUTES.get(unit)
+        if factor is None or (self.panel_of and str(ident) in self.panel_of):
+            return False
+        minutes = round(value * factor, DECIMALS)
+        if not self.session_bounds[0] <= minutes <= self.session_bounds[1]:
+            return False
+        origin = source_of(obs) if type(obs) is dict else _typed_source(obs)  # type: ignore[arg-type]
+        self.session_parts.append(_new(SessionPart, (when, minutes, origin, label)))
         return True
 
     def _lean_panel(self, when: datetime, label: str, parts: list[tuple[str | None, Any, Any]] | None) -> bool:
@@ -562,14 +653,15 @@ class RecordBuilder(_Tables):
         member of an activity panel is held until every reading is in: it counts only through its panel."""
         panel = self.panel_of.get(str(obs.get("id"))) if self.panel_of else None
         quantity = _quantity(obs.get("valueQuantity"))
+        start = _started(obs, when)
         if quantity is None:
             if panel is None:
-                self.record.untimed_sessions.append(Reading(when, 0.0, source))
+                self.session_parts.append(SessionPart(start, None, source_of(obs), source))
             return
-        into = self.record.sessions if panel is None else self.member_sessions.setdefault(panel, [])
+        into = self.session_parts if panel is None else self.member_sessions.setdefault(panel, [])
         minutes = self._value(quantity, source, MINUTES, "minutes", self.session_bounds)
         if minutes is not None:
-            into.append(Reading(when, minutes, source))
+            into.append(SessionPart(start, minutes, source_of(obs), source))
 
     def _is_activity_panel(self, obs: dict[str, Any]) -> bool:
         return bool(self.pa_system and set(codes_of(obs.get("code"), self.pa_system)) & self.activity_panel)
@@ -577,20 +669,70 @@ class RecordBuilder(_Tables):
     def _panel(self, obs: dict[str, Any], source: str, when: datetime, codes: AbstractSet[str]) -> None:
         """One activity as a panel with members: the panel's own duration counts, once; without one, its members
         give one session (see finish_panels)."""
+        ident = str(obs.get("id"))
+        self.panel_origin.setdefault(ident, source_of(obs))
         if codes & self.session and _quantity(obs.get("valueQuantity")) is not None:
-            self.valued_panels.add(str(obs.get("id")))
-            self._converted(obs, source, when, MINUTES, self.record.sessions, "minutes",
-                            self.session_bounds)
+            self.valued_panels.add(ident)
+            minutes = self._value(_quantity(obs.get("valueQuantity")), source, MINUTES, "minutes",
+                                  self.session_bounds)
+            if minutes is not None:
+                self.session_parts.append(SessionPart(_started(obs, when), minutes, source_of(obs), source))
 
     def finish_panels(self) -> None:
         """Each panel without its own duration counts as one session: its longest member. The members of one
         activity (its duration, its moderate and its vigorous minutes) overlap; the longest never counts a minute
         twice."""
         for panel, members in self.member_sessions.items():
-            if panel not in self.valued_panels and members:
-                longest = max(members, key=lambda r: r.value)
-                self.record.sessions.append(Reading(min(r.when for r in members), longest.value,
-                                                    f"Observation/{panel}"))
+            timed = [m for m in members if m.minutes is not None]
+            if panel not in self.valued_panels and timed:
+                longest = max(timed, key=lambda m: (m.minutes, m.start))
+                self.session_parts.append(SessionPart(min(m.start for m in timed), longest.minutes,
+                                                      self.panel_origin.get(panel, longest.origin),
+                                                      f"Observation/{panel}"))
+
+    def finish_sessions(self) -> None:
+        """One session per activity: the sessions of one source that overlap in time are one session, their union
+        (three durations of one activity sent from the same start count as the longest); the same session sent
+        twice counts once. A session without a duration inside a timed one of its source is that session."""
+        record = self.record
+        by_origin: dict[str, list[SessionPart]] = {}
+        for part in self.session_parts:
+            by_origin.setdefault(part.origin, []).append(part)
+        for origin in sorted(by_origin):
+            timed = sorted((p for p in by_origin[origin] if p.minutes is not None),
+                           key=lambda p: (p.start, -(p.minutes or 0.0)))
+            spans: list[tuple[datetime, datetime]] = []
+            cluster: list[SessionPart] = []
+            end = start = None
+            for part in timed:
+                part_end = part.start + timedelta(minutes=part.minutes or 0.0)
+                if cluster and start is not None and end is not None and (part.start < end or part.start == start):
+                    cluster.append(part)
+                    end = max(end, part_end)
+                    continue
+                if cluster and start is not None and end is not None:
+                    self._add_session(cluster, start, end, spans)
+                cluster, start, end = [part], part.start, part_end
+            if cluster and start is not None and end is not None:
+                self._add_session(cluster, start, end, spans)
+            untimed: set[datetime] = set()
+            for part in sorted((p for p in by_origin[origin] if p.minutes is None), key=lambda p: p.start):
+                if part.start in untimed or any(a <= part.start <= b for a, b in spans):
+                    self.record.duplicates.append(f"{part.label}: a session already counted")
+                    continue
+                untimed.add(part.start)
+                record.untimed_sessions.append(Reading(part.start, 0.0, part.label))
+
+    def _add_session(self, cluster: list[SessionPart], start: datetime, end: datetime,
+                     spans: list[tuple[datetime, datetime]]) -> None:
+        """One session of the union of a cluster's intervals."""
+        spans.append((start, end))
+        minutes = round((end - start).total_seconds() / 60, DECIMALS)
+        kept = max(cluster, key=lambda p: p.minutes or 0.0)  # the first of the longest, as read
+        self.record.sessions.append(_new(Reading, (start, minutes, kept.label)))
+        for part in cluster:
+            if part is not kept:
+                self.record.duplicates.append(f"{part.label}: the same session as {kept.label}")
 
     def _worn_too_little(self, obs: dict[str, Any], source: str) -> bool:
         """A reading whose device-wear component is below wear_min_percent is set aside."""
@@ -647,7 +789,7 @@ class RecordBuilder(_Tables):
         if unit not in factors:
             self.skip(source, f"unit {unit!r} not understood for {what}", UNIT_NOT_UNDERSTOOD)
             return None
-        converted = value * factors[unit]
+        converted = round(value * factors[unit], DECIMALS)
         if not bounds[0] <= converted <= bounds[1]:
             self.skip(source, f"{converted:g} {what} is not plausible", IMPLAUSIBLE)
             return None
@@ -702,45 +844,70 @@ class RecordBuilder(_Tables):
     # ------------------------------------------------------------ Condition, ServiceRequest, Goal
 
     def condition(self, resource: dict[str, Any]) -> None:
-        """A Condition counts when active (or its clinical status is absent) and not refuted or entered in error."""
+        """A Condition counts unless its verification status says it is refuted or entered in error; its clinical
+        status says whether it is current or over, in each value set as the value set's clinical_status reads it
+        (rules/statuses.yaml, value-sets/)."""
         reference = f"Condition/{resource.get('id', '?')}"
-        clinical = set(codes_of(resource.get("clinicalStatus")))
-        verification = set(codes_of(resource.get("verificationStatus")))
-        if clinical and not clinical & ACTIVE_CLINICAL:
-            self.skip(reference, "not active", NOT_ACTIVE)
+        clinical = self._concept_status("condition-clinical", resource.get("clinicalStatus"), reference)
+        verification = self._concept_status("condition-verification", resource.get("verificationStatus"), reference)
+        if "unknown" in (clinical, verification):
             return
-        if verification & EXCLUDED_VERIFICATION:
-            self.skip(reference, f"verification status {', '.join(sorted(verification))}", REFUTED)
+        if verification == "ignored":
+            self.skip(reference, "verification status refuted or entered in error", REFUTED)
             return
-        snomed = codes_of(resource.get("code"), SNOMED)
-        icd = codes_of(resource.get("code"), ICD10)
+        snomed = sorted(codes_of(resource.get("code"), SNOMED))
+        icd = sorted(codes_of(resource.get("code"), ICD10))
         value_sets = self._value_sets.lookup(snomed, icd)
         if not value_sets:
             return
-        chronic = self._eligibility in value_sets
+        abated = any(name in resource for name in ABATEMENT)
+        history = frozenset(vs for vs in value_sets if clinical == HISTORY and self._over(vs, abated))
+        chronic = self._eligibility in value_sets and self._eligibility not in history
         recorded = parse_time(resource.get("recordedDate")) or parse_time(resource.get("onsetDateTime"))
         if recorded is None and isinstance(resource.get("onsetPeriod"), dict):
             recorded = parse_time(resource["onsetPeriod"].get("start"))
         code = next(iter(value_sets.values()), snomed[0] if snomed else (icd or ["?"])[0])
-        self.record.conditions.append(ConditionRecord(code, value_sets, chronic, recorded, reference))
+        self.record.conditions.append(ConditionRecord(code, value_sets, chronic, recorded, reference, history))
+
+    def _over(self, value_set: str, abated: bool) -> bool:
+        """Whether a condition whose clinical status says it is over counts as over in this value set."""
+        policy = self.clinical_policy.get(value_set, "current")
+        return policy == "current" or (policy == "until-abated" and abated)
+
+    def _concept_status(self, table: str, concept: Any, reference: str) -> str:
+        """The meaning of a CodeableConcept status: its code in the table's code system, else its first code."""
+        if concept is None:
+            return self.status(table, None, reference)
+        statuses = self._knowledge.statuses
+        system = statuses.tables[table].code_system if statuses else None
+        codes = codes_of(concept, system) or codes_of(concept)
+        return self.status(table, codes[0] if codes else None, reference)
 
     def order(self, resource: dict[str, Any]) -> None:
         reference = f"ServiceRequest/{resource.get('id', '?')}"
         if not set(codes_of(resource.get("code"), SNOMED)) & self._exercise:
             return
         status = resource.get("status")
-        if status not in CURRENT_ORDER | PAST_ORDER:
+        meaning = self.status("service-request", status, reference)
+        if meaning not in (CURRENT, HISTORY):
+            if meaning != "unknown":
+                self.skip(reference, f"status {status!r}: as if never recorded", IGNORED)
             return
         authored = parse_time(resource.get("authoredOn"))
-        self.record.orders.append(OrderRecord(reference, status, authored, order_dose(resource, self.dose_patterns),
+        self.record.orders.append(OrderRecord(reference, meaning, authored, order_dose(resource, self.dose_patterns),
                                               resource, _order_start(resource) or authored))
-        if status in CURRENT_ORDER and for_pain(resource.get("reasonCode"), self._knowledge):
+        if meaning == CURRENT and for_pain(resource.get("reasonCode"), self._knowledge):
             self.record.pain_orders.append(reference)
 
     def care_plan(self, resource: dict[str, Any]) -> None:
-        """An active CarePlan's exercise activities, read as exercise orders (a dose from scheduledTiming, else
-        from the description). An activity that refers to a ServiceRequest is read from that order instead."""
-        if resource.get("status") not in ("active", "on-hold"):
+        """A CarePlan's exercise activities, read as exercise orders (a dose from scheduledTiming, else from the
+        description): current while the plan and the activity are, the past when either is over."""
+        reference = f"CarePlan/{resource.get('id', '?')}"
+        status = resource.get("status")
+        plan = self.status("care-plan", status, reference)
+        if plan not in (CURRENT, HISTORY):
+            if plan != "unknown":
+                self.skip(reference, f"status {status!r}: as if never recorded", IGNORED)
             return
         period = resource.get("period")
         period = period if isinstance(period, dict) else {}
@@ -749,38 +916,80 @@ class RecordBuilder(_Tables):
             detail = activity.get("detail") if isinstance(activity, dict) else None
             if not isinstance(detail, dict) or not set(codes_of(detail.get("code"), SNOMED)) & self._exercise:
                 continue
-            if detail.get("status") not in ACTIVITY_CURRENT:
+            activity_ref = f"{reference}#activity-{index + 1}"
+            meaning = self.status("care-plan-activity", detail.get("status"), activity_ref)
+            if meaning not in (CURRENT, HISTORY):
                 continue
+            standing = CURRENT if plan == CURRENT and meaning == CURRENT else HISTORY
             shaped = {"occurrenceTiming": detail.get("scheduledTiming"),
                       "patientInstruction": detail.get("description")}
-            reference = f"CarePlan/{resource.get('id', '?')}#activity-{index + 1}"
-            self.record.orders.append(OrderRecord(reference, "active", started,
+            self.record.orders.append(OrderRecord(activity_ref, standing, started,
                                                   order_dose(shaped, self.dose_patterns), resource, started))
-            if for_pain(detail.get("reasonCode"), self._knowledge):
-                self.record.pain_orders.append(reference)
+            if standing == CURRENT and for_pain(detail.get("reasonCode"), self._knowledge):
+                self.record.pain_orders.append(activity_ref)
 
     def goal(self, resource: dict[str, Any]) -> None:
-        if resource.get("lifecycleStatus") != "active":
+        """A Goal in force: a weight-management goal, a minute goal (PA IG 82290-8 target), or a step quota (its
+        target in steps a day, else a number of steps in its description; a step goal with neither is a goal whose
+        quota cannot be read)."""
+        reference = f"Goal/{resource.get('id', '?')}"
+        status = resource.get("lifecycleStatus")
+        if self.status("goal", status, reference) != CURRENT:
             return
         targets = [t for t in resource.get("target") or [] if isinstance(t, dict)]
         measures = {code for t in targets for code in codes_of(t.get("measure"), LOINC)}
         described = self._value_sets.lookup(codes_of(resource.get("description"), SNOMED),
                                              codes_of(resource.get("description"), ICD10))
         if measures & self._weight_measures or set(described) & self._explains_weight_loss:
-            self.record.weight_goals.append(f"Goal/{resource.get('id', '?')}")
+            self.record.weight_goals.append(reference)
         for target in targets:
             if set(codes_of(target.get("measure"), LOINC)) & self.minute_goal_measures:
                 quantity = _quantity(target.get("detailQuantity"))
                 if quantity is not None and quantity[1] in WEEKLY_MINUTES and quantity[0] > 0:
-                    self.record.minute_goal = MinuteGoal(f"Goal/{resource.get('id', '?')}",
-                                                         quantity[0] * WEEKLY_MINUTES[quantity[1]])
+                    self.record.minute_goal = MinuteGoal(reference, quantity[0] * WEEKLY_MINUTES[quantity[1]])
+        start = parse_time(resource.get("startDate")) or parse_time(resource.get("statusDate"))
+        quota: float | None = None
+        step_target = False
         for target in targets:
             if set(codes_of(target.get("measure"), LOINC)) & self.steps:
+                step_target = True
                 quantity = _quantity(target.get("detailQuantity"))
                 if quantity is not None and quantity[1] in STEP_UNITS and quantity[0] > 0:
-                    start = parse_time(resource.get("startDate")) or parse_time(resource.get("statusDate"))
-                    self.record.step_goal = StepGoal(f"Goal/{resource.get('id', '?')}", quantity[0], resource, start)
-                    return
+                    quota = quantity[0]
+                    break
+        if quota is None and (step_target or not measures):
+            quota = _described_quota(resource.get("description"), self.quota_patterns)
+            # A goal with no target whose description speaks of steps is a step goal, readable or not.
+            step_target = step_target or quota is not None or _mentions(resource.get("description"),
+                                                                        self.step_goal_words)
+        if not step_target:
+            return
+        kept = self.record.step_goal
+        if kept is None or (kept.steps_per_day is None and quota is not None) or \
+                (quota is not None and kept.steps_per_day is not None
+                 and (start or datetime.min.replace(tzinfo=UTC), quota)
+                 > (kept.start or datetime.min.replace(tzinfo=UTC), kept.steps_per_day)):
+            self.record.step_goal = StepGoal(reference, quota, resource, start)
+
+
+def _mentions(description: Any, pattern: re.Pattern[str] | None) -> bool:
+    text = description.get("text") if isinstance(description, dict) else None
+    return pattern is not None and isinstance(text, str) and pattern.search(text[:2000]) is not None
+
+
+def _described_quota(description: Any, patterns: list[re.Pattern[str]]) -> float | None:
+    """A number of steps a day written in a Goal's description ("Walk 5,000 steps a day"), by the goal_quota
+    patterns of codes.yaml; None when none matches."""
+    text = description.get("text") if isinstance(description, dict) else None
+    if not isinstance(text, str):
+        return None
+    for pattern in patterns:
+        match = pattern.search(text[:2000])
+        if match:
+            steps = float(match.group("steps").replace(",", ""))
+            if steps > 0:
+                return steps
+    return None
 
 
 def for_pain(concepts: Any, knowledge: Knowledge) -> bool:
@@ -883,12 +1092,49 @@ def build_record(patient_id: str, resources: list[Any], knowledge: Knowledge,
         elif type(resource) is typed.Observation and not lean_typed(resource):
             raise NotLean(resource.id)
     builder.finish_panels()
+    builder.finish_sessions()
     builder.finish_evs()
     record = builder.record
     record.steps, implausible_days = day_totals(builder.step_parts, knowledge.values["steps_day_max"])
     record.set_aside.extend(implausible_days)
-    for readings in (record.pain, record.peg, record.sessions, record.untimed_sessions, record.evs_minutes,
-                     record.temperature, record.temperature_unconfirmed, record.weight):
-        readings.sort(key=lambda r: r.when)
-    record.blood_pressure.sort(key=lambda r: r.when)
+    for name in ("pain", "peg", "evs_minutes", "temperature", "temperature_unconfirmed", "weight"):
+        setattr(record, name, _once(getattr(record, name), record.duplicates))
+    record.sessions.sort(key=_moment_and_value)
+    record.untimed_sessions.sort(key=_moment_and_value)
+    record.blood_pressure = _pressures_once(record.blood_pressure, record.duplicates)
     return record
+
+
+def _moment_and_value(reading: Reading) -> tuple[datetime, float]:
+    return reading[0], reading[1]
+
+
+def _once(readings: list[Reading], duplicates: list[str]) -> list[Reading]:
+    """The readings in time order (at one moment, by value), each measurement once: the same value at the same
+    moment is the same reading, whatever Observation carried it."""
+    readings.sort(key=_moment_and_value)
+    kept: list[Reading] = []
+    last: tuple[datetime, float] | None = None
+    for reading in readings:
+        key = (reading[0], reading[1])
+        if key == last:
+            duplicates.append(f"{reading.source}: the same reading as {kept[-1].source}")
+            continue
+        kept.append(reading)
+        last = key
+    return kept
+
+
+def _pressures_once(readings: list[BloodPressure], duplicates: list[str]) -> list[BloodPressure]:
+    """Blood pressures in time order (at one moment, the higher first read last), each measurement once."""
+    def key(b: BloodPressure) -> tuple[datetime, bool, float, float]:
+        return (b.when, b.confirmed, -1.0 if b.systolic is None else b.systolic,
+                -1.0 if b.diastolic is None else b.diastolic)
+
+    kept: list[BloodPressure] = []
+    for reading in sorted(readings, key=key):
+        if kept and key(kept[-1]) == key(reading):
+            duplicates.append(f"{reading.source}: the same reading as {kept[-1].source}")
+            continue
+        kept.append(reading)
+    return kept

@@ -256,10 +256,21 @@ def draft_order_problems(entries: list[dict[str, Any]], patient_id: str, fhir_ba
     return problems
 
 
+UNOBTAINABLE = "unobtainable (optional)"  # asked for, and the request failed: "could not be read"
+NOT_ASKED = "none recorded (optional, not prefetched and no FHIR server to ask)"  # never asked for: "none recorded"
+BLOCKED_NOTE = "prefetch held an OperationOutcome"
+
+
 def _without(data: PrefetchData, key: str, reason: str) -> None:
-    """An optional key whose data cannot be had: evaluated as no data, and said so in the audit."""
-    data.resources[key], data.sources[key] = None, "unobtainable (optional)"
+    """An optional key whose data cannot be had: evaluated without it, and said so in the audit. A key the EHR
+    neither sent nor can be asked for was never asked for: none recorded; one whose request failed (an
+    OperationOutcome, a server that failed) could not be read, and the cards that need it say so."""
+    asked = reason != NOT_ASKED_REASON or BLOCKED_NOTE in data.notes.get(key, [])
+    data.resources[key], data.sources[key] = None, UNOBTAINABLE if asked else NOT_ASKED
     data.notes.setdefault(key, []).append(reason)
+
+
+NOT_ASKED_REASON = "not in the request and no fhirServer"
 
 
 def _url(template: PrefetchTemplate, request: CdsRequest) -> str:
@@ -300,7 +311,7 @@ def resolve(templates: tuple[PrefetchTemplate, ...], request: CdsRequest, patien
         blocked, problem, entries = examine(template, value, patient_id, request.fhirServer)
         if blocked:
             to_fetch[key] = (_url(template, request), None)
-            data.notes.setdefault(key, []).append("prefetch held an OperationOutcome")
+            data.notes.setdefault(key, []).append(BLOCKED_NOTE)
             continue
         if problem:
             invalid.append(f"prefetch.{key} {problem}")
@@ -339,7 +350,7 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         return
     if request.fhirServer is None:
         for key in sorted(optional & (set(to_fetch) - continuing)):
-            _without(data, key, "not in the request and no fhirServer")
+            _without(data, key, NOT_ASKED_REASON)
         missing = sorted(set(to_fetch) - continuing - optional)
         for key in continuing:
             data.notes.setdefault(key, []).append("more pages exist but the request has no fhirServer")

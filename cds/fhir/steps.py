@@ -1,16 +1,19 @@
 """Steps from phones and wearables -> one total a day.
 
 Devices post steps as daily totals or as intervals shorter than a day (hourly, every six hours). Intervals are
-summed per calendar day and per source (the device, else the performer, else the Observation's meta.source); an
-interval that spans midnight counts on the day it starts, because a count cannot be split honestly without the
-device's minute data. Within a source, a day's latest daily total wins; a source with both intervals and a daily
-total for the same day gives the larger of the two (the daily total may be a running count sent before the last
-intervals, or the intervals may miss hours the daily total covers). Several sources on the same day (a phone and a
-watch count the same walk) count once: the largest plausible source total.
+summed per calendar day (UTC) and per source (the device, else the performer, else the Observation's meta.source);
+an interval that spans midnight counts on the day it starts, because a count cannot be split honestly without the
+device's minute data. Intervals of one source that overlap count the same minutes: they are counted once (the
+non-overlapping ones that count the most). Daily totals are never added: within a source, a day's largest daily
+total stands; a source with both intervals and a daily total for the same day gives the larger of the two (the
+daily total may be a running count sent before the last intervals, or the intervals may miss hours the daily total
+covers). Several sources on the same day (a phone and a watch count the same walk) count once: the largest plausible
+source total.
 """
 
 from __future__ import annotations
 
+import bisect
 from datetime import date, datetime, timedelta
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -48,24 +51,37 @@ def source_of(obs: dict[str, Any]) -> str:
 
 
 def _source_total(parts: list[StepPart]) -> Reading:
-    """One source's day: its intervals summed, or its latest daily total, whichever is larger."""
+    """One source's day: the larger of its largest daily total and its intervals counted once each."""
     if len(parts) == 1 and parts[0].interval is None:  # the usual day: one daily total
         return Reading(parts[0].when, parts[0].value, parts[0].reference)
-    intervals: dict[tuple[datetime, datetime], StepPart] = {}
-    for part in parts:
-        if part.interval is not None:
-            kept = intervals.get(part.interval)
-            if kept is None or part.value > kept.value:  # the same interval posted twice counts once
-                intervals[part.interval] = part
     totals = []
+    intervals = [p for p in parts if p.interval is not None]
     if intervals:
-        ordered = sorted(intervals.values(), key=lambda p: p.interval or (p.when, p.when))
-        totals.append(Reading(max(p.when for p in ordered), sum(p.value for p in ordered), ordered[0].reference))
+        chosen = _apart(intervals)
+        totals.append(Reading(max(p.when for p in chosen), sum(p.value for p in chosen), chosen[0].reference))
     dailies = [p for p in parts if p.interval is None]
     if dailies:
-        latest = max(dailies, key=lambda p: (p.when, p.value))
-        totals.append(Reading(latest.when, latest.value, latest.reference))
+        largest = max(dailies, key=lambda p: (p.value, p.when))
+        totals.append(Reading(largest.when, largest.value, largest.reference))
     return max(totals, key=lambda r: r.value)
+
+
+def _apart(intervals: list[StepPart]) -> list[StepPart]:
+    """The intervals of one source and day that do not overlap and count the most steps together: intervals that
+    overlap measure the same minutes (the same interval posted twice, an hour inside a two-hour total), so a step
+    is never counted twice. Weighted interval scheduling: O(n log n)."""
+    ordered = sorted(intervals, key=lambda p: (p.interval[1], p.interval[0], -p.value))  # type: ignore[index]
+    ends = [p.interval[1] for p in ordered]  # type: ignore[index]
+    best: list[tuple[float, list[StepPart]]] = [(0.0, [])]
+    for index, part in enumerate(ordered):
+        start = part.interval[0]  # type: ignore[index]
+        before = bisect.bisect_right(ends, start, 0, index)  # the intervals ending at or before this one starts
+        with_it = best[before][0] + part.value
+        if with_it > best[index][0]:
+            best.append((with_it, [*best[before][1], part]))
+        else:
+            best.append(best[index])
+    return best[-1][1] or ordered[:1]
 
 
 _DAY = attrgetter("day")

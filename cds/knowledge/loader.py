@@ -42,6 +42,7 @@ from cds.knowledge.schema import (
     ServiceFile,
     ValueSet,
 )
+from cds.knowledge.statuses import StatusTable
 
 RULESET_FILE = "ruleset.yaml"
 FACTS_FILE = "facts.yaml"
@@ -52,9 +53,11 @@ RULE_FILE = "rule.yaml"
 SCENARIO_FILE = "scenarios.yaml"
 EXAMPLES_DIR = "examples"
 VALUE_SETS_DIR = "value-sets"
+STATUSES_FILE = "statuses.yaml"
 PATIENT_PLAN_FILE = "patient-plan.yaml"  # the patient's take-home plan texts (cds/charts/plan.py), not rules
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}(?!\})")
+STATUS_LIST = re.compile(r"(?<!\{)\{status:([a-z-]+)\}(?!\})")
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -127,6 +130,12 @@ class Knowledge:
     prefetch: dict[str, str]  # key -> query, with the code lists of codes.yaml written out
     value_sets: dict[str, ValueSet] = field(default_factory=dict)
     value_set_index: ValueSetIndex = field(default_factory=lambda: ValueSetIndex({}, ()))
+    statuses: StatusTable | None = None
+
+    def status_of(self, table: str, code: str | None) -> str:
+        """What a FHIR status code means (rules/statuses.yaml): current, history, ignored, unconfirmed or unknown."""
+        assert self.statuses is not None
+        return self.statuses.of(table, code)
 
     @property
     def version(self) -> str:
@@ -263,6 +272,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     code_lists = _read(rules_dir / CODES_FILE, CodeLists, problems)
     service_file = _read(rules_dir / SERVICES_FILE, ServiceFile, problems)
     fixture_file = _read(rules_dir / FIXTURES_FILE, FixtureFile, problems)
+    statuses = _read(rules_dir / STATUSES_FILE, StatusTable, problems)
     value_sets = _read_value_sets(rules_dir / VALUE_SETS_DIR, problems)
     folders = rule_folders(rules_dir)
     rule_files = {f"{d.name}/{RULE_FILE}": _read(d / RULE_FILE, RuleFile, problems) for d in folders}
@@ -270,13 +280,14 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
                       for d in folders if (d / SCENARIO_FILE).exists()}
     if not folders:
         problems.add(str(rules_dir), f"holds no recommendation folder (<code>/{RULE_FILE})")
-    if None in (info, parameters, vocabulary, code_lists, service_file, fixture_file):
+    if None in (info, parameters, vocabulary, code_lists, service_file, fixture_file, statuses):
         raise RuleError(problems.items)
     assert info and parameters is not None and vocabulary and code_lists and service_file and fixture_file
+    assert statuses is not None
     known = {s.id for s in service_file.services}
     if service_ids is not None and set(service_ids) != known:
         problems.add(SERVICES_FILE, f"services {sorted(known)} differ from {sorted(service_ids)}")
-    prefetch = _expand_prefetch(service_file, code_lists, problems)
+    prefetch = _expand_prefetch(service_file, code_lists, statuses, problems)
     for value_set in value_sets.values():
         if value_set.note_after is not None and value_set.note_after not in parameters:
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_after {value_set.note_after!r} is not a "
@@ -304,7 +315,7 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
         raise RuleError([f"{VALUE_SETS_DIR}/: value sets {sorted(value_sets)} differ from {FACTS_FILE} "
                          f"condition.value_set values {sorted(listed)}"])
     return Knowledge(info, dict(parameters), dict(vocabulary.facts), code_lists, tuple(compiled), tuple(scenarios),
-                     _digest(rules_dir), service_file, prefetch, value_sets, ValueSetIndex.of(value_sets))
+                     _digest(rules_dir), service_file, prefetch, value_sets, ValueSetIndex.of(value_sets), statuses)
 
 
 def _check_words(rule_files: dict[str, RuleFile | None], forbidden: list[str], problems: Problems) -> None:
@@ -330,8 +341,10 @@ def _read_value_sets(folder: Path, problems: Problems) -> dict[str, ValueSet]:
     return value_sets
 
 
-def _expand_prefetch(service_file: ServiceFile, codes: CodeLists, problems: Problems) -> dict[str, str]:
-    """Write out the {loinc:a,b} and {snomed:list} code lists of each prefetch query from codes.yaml."""
+def _expand_prefetch(service_file: ServiceFile, codes: CodeLists, statuses: StatusTable,
+                     problems: Problems) -> dict[str, str]:
+    """Write out the {loinc:a,b} and {snomed:list} code lists of each prefetch query from codes.yaml, and the
+    {status:table} lists from statuses.yaml (the codes a reader uses: current, history, unconfirmed)."""
     def expand(match: re.Match[str], key: str) -> str:
         system, names = match.group(1), match.group(2).split(",")
         found: list[str] = []
@@ -343,7 +356,16 @@ def _expand_prefetch(service_file: ServiceFile, codes: CodeLists, problems: Prob
             found += items
         return ",".join(f"{codes.systems[system]}|{code}" for code in found)
 
-    return {key: CODE_LIST.sub(lambda m, key=key: expand(m, key), query)  # type: ignore[misc]
+    def status(match: re.Match[str], key: str) -> str:
+        table = statuses.tables.get(match.group(1))
+        if table is None:
+            problems.add(f"{SERVICES_FILE} prefetch.{key}",
+                         f"status:{match.group(1)} is not a table of {STATUSES_FILE}")
+            return ""
+        return ",".join(table.kept())
+
+    return {key: STATUS_LIST.sub(lambda m, key=key: status(m, key),  # type: ignore[misc]
+                                 CODE_LIST.sub(lambda m, key=key: expand(m, key), query))  # type: ignore[misc]
             for key, query in service_file.prefetch.items()}
 
 

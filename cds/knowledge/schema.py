@@ -122,6 +122,12 @@ def _check_dose_pattern(value: str) -> str:
     return value
 
 
+def _check_quota_pattern(value: str) -> str:
+    if set(re.compile(_check_pattern(value)).groupindex) != {"steps"}:
+        raise ValueError("a step quota pattern names exactly the group (?P<steps>...)")
+    return value
+
+
 def template_texts(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
@@ -269,6 +275,17 @@ class RuleSetInfo(Strict):
     needs_action: list[Id] = Field(default_factory=list)
     # {activity} in card text: the activity that carries the dose, by measure.
     activity_words: dict[Literal["minutes", "steps"], Text]
+    # Data lines about the data itself (age not recorded, data that could not be read) and the words for what
+    # could not be read, by resource type.
+    data_lines: dict[Literal["age_not_recorded", "could_not_be_read"], Text]
+    unread_words: dict[Literal["Goal", "CarePlan", "Observation", "Condition", "ServiceRequest", "Patient"], Text]
+
+    @model_validator(mode="after")
+    def _every_line(self) -> RuleSetInfo:
+        missing = {"age_not_recorded", "could_not_be_read"} - set(self.data_lines)
+        if missing:
+            raise ValueError(f"data_lines lacks {', '.join(sorted(missing))}")
+        return self
 
 
 class Coded(Strict):
@@ -297,6 +314,8 @@ class CodeLists(Strict):
     orderables: dict[Id, Coded]
     step_goal_target: Coded
     instruction_dose: list[Annotated[str, AfterValidator(_check_dose_pattern)]] = Field(default_factory=list)
+    goal_quota: list[Annotated[str, AfterValidator(_check_quota_pattern)]] = Field(default_factory=list)
+    step_goal_words: Annotated[str, AfterValidator(_check_pattern)] | None = None
     pa_category: Coded  # the category of every drafted ServiceRequest and Goal (Physical Activity IG)
     draft_reason: Coded  # a drafted ServiceRequest's reasonCode when it has nothing to refer to
 
@@ -414,6 +433,11 @@ class ValueSet(Strict):
     note: Text | None = None  # a data line on every card when the patient has a condition in the set
     note_after: Name | None = None  # a parameter (days): the note only when the condition is older than that
     note_not_with: list[Id] = Field(default_factory=list)  # recommendation codes whose cards leave the note out
+    note_history: bool = False  # the note also when the condition is over (clinical status history)
+    # How the clinical status (rules/statuses.yaml) bears on a match: `current`, as the status table says; `any`,
+    # whatever the clinical status (metastatic disease: bone at risk stays at risk); `until-abated`, over only
+    # when the status says so and an abatement is recorded (a fracture or infection resolved without a date counts).
+    clinical_status: Literal["current", "any", "until-abated"] = "current"
     source: ValueSetSource
     snomed: list[SnomedCode] = Field(default_factory=list)
     icd10cm: list[IcdPrefix] = Field(default_factory=list)

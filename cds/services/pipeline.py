@@ -27,7 +27,7 @@ from cds.fhir.readers import (
     order_dose,
     parse_time,
 )
-from cds.fhir.resolver import PrefetchData, draft_order_problems, read_as_dicts, resolve
+from cds.fhir.resolver import UNOBTAINABLE, PrefetchData, draft_order_problems, read_as_dicts, resolve
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
 from cds.hooks.validation import validate
 from cds.services.base import CdsService
@@ -115,8 +115,9 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
         stages["validate"], stages["prefetch"] = validated - started, time.perf_counter() - validated
     resources = [r for key in data.resources for r in data.entries(key)]
     drafts = _drafts(context, set(engine.knowledge.codes.exercise_orders))
+    # Data asked for whose request failed: "could not be read" (a key never asked for is "none recorded").
     unread = tuple(dict.fromkeys(t.resource_type for t in service.templates
-                                 if data.sources.get(t.key, "").startswith("unobtainable")))
+                                 if data.sources.get(t.key) == UNOBTAINABLE))
     def evaluated(resources: list[Any]) -> Outcome:
         return evaluate_patient(engine, service.id, service.hook, request.hookInstance, context.patientId,
                                 resources, now, drafts, stages, f"{base_url}/rules" if base_url else None, unread,
@@ -155,6 +156,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     drafts = drafts or {}
     who = eligibility(record, now.date(), params["adult_min_age"],
                       any(for_pain(d.get("reasonCode"), knowledge) for d in drafts.values()))
+    features.age_assumed = who.age_assumed
     if not who.eligible:  # not a patient the pacing rules are for: no cards (the audit says why)
         nothing = Evaluation(service_id, now, knowledge.version, (), ())
         return Outcome(CdsResponse(cards=[]), nothing, features, record, facts, who)

@@ -21,7 +21,7 @@ def params(knowledge: Knowledge) -> dict[str, float]:
 
 def with_plan(minutes: int = 20, per_week: int = 3) -> PatientRecord:
     record = PatientRecord("p")
-    record.orders.append(OrderRecord("ServiceRequest/o", "active", ago(60), Dose(minutes, per_week), {}, ago(60)))
+    record.orders.append(OrderRecord("ServiceRequest/o", "current", ago(60), Dose(minutes, per_week), {}, ago(60)))
     return record
 
 
@@ -74,16 +74,16 @@ def test_one_peg_rise_is_unconfirmed_and_two_a_day_apart_are_a_flare(knowledge: 
 
 def test_days_on_the_dose_and_a_recent_step_back(knowledge: Knowledge) -> None:
     record = PatientRecord("p")
-    record.orders.append(OrderRecord("ServiceRequest/old", "revoked", ago(40), Dose(25, 4), {}, ago(40)))
-    record.orders.append(OrderRecord("ServiceRequest/new", "active", ago(3), Dose(20, 4),
+    record.orders.append(OrderRecord("ServiceRequest/old", "history", ago(40), Dose(25, 4), {}, ago(40)))
+    record.orders.append(OrderRecord("ServiceRequest/new", "current", ago(3), Dose(20, 4),
                                      {"replaces": [{"reference": "ServiceRequest/old"}]}, ago(3)))
     f = compute(record, NOW, params(knowledge))
     assert f.days_on_dose == 3 and f.days_since_step_back == 3
     assert f.review_days(params(knowledge)) == 4  # the step-back hold ends in four days
-    record.orders[1] = OrderRecord("ServiceRequest/new", "active", ago(3), Dose(30, 4), {}, ago(3))
+    record.orders[1] = OrderRecord("ServiceRequest/new", "current", ago(3), Dose(30, 4), {}, ago(3))
     f = compute(record, NOW, params(knowledge))
     assert f.days_on_dose == 3 and f.days_since_step_back is None  # a raise is no step-back
-    record.orders[1] = OrderRecord("ServiceRequest/new", "active", None, Dose(30, 4), {}, None)
+    record.orders[1] = OrderRecord("ServiceRequest/new", "current", None, Dose(30, 4), {}, None)
     assert "days_on_dose" not in compute(record, NOW, params(knowledge)).patient_fact()
 
 
@@ -202,7 +202,7 @@ def test_baseline_and_start_without_prescription(knowledge: Knowledge) -> None:
 
 def test_planned_dose_below_the_starting_quota(knowledge: Knowledge) -> None:
     record = with_plan(10, 2)
-    record.orders = [OrderRecord("ServiceRequest/o", "active", ago(2), Dose(10, 2), {})]
+    record.orders = [OrderRecord("ServiceRequest/o", "current", ago(2), Dose(10, 2), {})]
     record.sessions = [Reading(ago(d), 30, "s") for d in (3, 5, 8, 10, 12, 14)]
     assert compute(record, NOW, params(knowledge)).planned_below_start
 

@@ -178,7 +178,7 @@ def test_the_usual_readings_take_the_lean_path(knowledge: Knowledge) -> None:
     assert not builder._lean(with_change(usual("pressure"), "status", "preliminary"))
     assert builder._lean(with_change(usual("temperature"), "valueQuantity", quantity(98.6, "[degF]")))
     assert [r.value for r in builder.record.pain] == [5.0]
-    assert [r.value for r in builder.record.sessions] == [25.0]
+    assert [p.minutes for p in builder.session_parts] == [25.0]  # united with its source's others at the end
     assert [p.value for p in builder.step_parts] == [6200.0]
     assert [r.value for r in builder.record.temperature] == [36.8, 37.0]
     assert [r.value for r in builder.record.weight] == [72.5]

@@ -71,7 +71,10 @@ def test_an_activity_panel_without_a_value_counts_as_its_longest_member(knowledg
     record = read(knowledge, panel, obs("dur", "55411-3", 45, "min"), obs("vig", "55411-3", 35, "min"))
     assert [(r.value, r.source) for r in record.sessions] == [(45, "Observation/panel")]
     alone = read(knowledge, obs("dur", "55411-3", 45, "min"), obs("vig", "55411-3", 35, "min"))
-    assert sorted(r.value for r in alone.sessions) == [35, 45], "without their panel, sessions count each"
+    assert [r.value for r in alone.sessions] == [45], "without their panel, one source's overlapping sessions unite"
+    later = read(knowledge, obs("dur", "55411-3", 45, "min"),
+                 obs("vig", "55411-3", 35, "min", when="2026-11-18T10:00:00Z"))
+    assert sorted(r.value for r in later.sessions) == [35, 45], "sessions apart in time count each"
 
 
 @pytest.mark.parametrize("period", [{"start": "2026-11-18T00:00:00Z", "end": "2026-11-19T00:00:00Z"},
@@ -120,9 +123,9 @@ def test_a_careplan_exercise_activity_is_read_as_the_plan(knowledge: Knowledge) 
                          {"detail": {"status": "completed", "code": {"coding": [
                              {"system": "http://snomed.info/sct", "code": "229065009"}]}}}]}
     record = read(knowledge, plan)
-    assert [(o.reference, o.dose.words() if o.dose else None) for o in record.orders] == [
-        ("CarePlan/cp#activity-1", "25 min x 2/week")]
-    assert record.current_order is not None
+    assert [(o.reference, o.status, o.dose.words() if o.dose else None) for o in record.orders] == [
+        ("CarePlan/cp#activity-1", "current", "25 min x 2/week"), ("CarePlan/cp#activity-2", "history", None)]
+    assert record.current_order is not None and record.current_order.reference == "CarePlan/cp#activity-1"
 
 
 def born(when: str) -> dict[str, Any]:
@@ -135,14 +138,18 @@ def test_adults_only(knowledge: Knowledge, birth: str, eligible: bool) -> None:
     assert eligibility(record, date(2026, 11, 20), 18).eligible is eligible
 
 
-def test_no_chronic_pain_and_no_birth_date_give_no_cards(engine: RuleEngine, knowledge: Knowledge) -> None:
+def test_no_chronic_pain_gives_no_cards_and_no_birth_date_is_taken_for_an_adult(engine: RuleEngine) -> None:
     hypertension = {**data.condition("p", "c2", "38341003")}
-    for resources, why in (([born("1960-01-01"), hypertension], "no active chronic-pain condition"),
-                           ([data.patient("p") | {"birthDate": None}, data.condition("p", "c1")], "no birth date")):
-        outcome = evaluate_patient(engine, "pacing-review", "patient-view", "h", "p",
-                                   [*resources, *data.pain_scores("p", 10)], data.NOW)
-        assert outcome.response.cards == [] and not outcome.eligibility.eligible
-        assert why in outcome.eligibility.reason
+    outcome = evaluate_patient(engine, "pacing-review", "patient-view", "h", "p",
+                               [born("1960-01-01"), hypertension, *data.pain_scores("p", 10)], data.NOW)
+    assert outcome.response.cards == [] and not outcome.eligibility.eligible
+    assert "no active chronic-pain condition" in outcome.eligibility.reason
+    unborn = {k: v for k, v in data.patient("p").items() if k != "birthDate"}
+    outcome = evaluate_patient(engine, "pacing-review", "patient-view", "h", "p",
+                               [unborn, data.condition("p", "c1"), *data.pain_scores("p", 10)], data.NOW)
+    assert outcome.eligibility.eligible and outcome.eligibility.age_assumed
+    assert outcome.response.cards, "a chart without a birth date is answered, as an adult's"
+    assert all("Age not recorded: this assumes an adult" in (card.detail or "") for card in outcome.response.cards)
 
 
 def test_an_order_hook_draft_for_pain_makes_an_adult_eligible(engine: RuleEngine) -> None:

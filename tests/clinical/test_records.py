@@ -9,6 +9,7 @@ import pytest
 
 from cds.clinical.records import (
     DATED_IN_FUTURE,
+    IGNORED,
     IMPLAUSIBLE,
     LONGER_THAN_A_DAY,
     STATUS_NOT_FINAL,
@@ -62,26 +63,28 @@ def test_units_are_normalised_and_unknown_units_skipped(knowledge: Knowledge) ->
     record = build_record("p", [
         obs("t1", "8310-5", 101.3, "[degF]"), obs("t2", "8310-5", 38.2, "Cel"), obs("t3", "8310-5", 311, "K"),
         obs("w1", "29463-7", 180, "[lb_av]"), obs("w2", "29463-7", 81000, "g"), obs("w3", "29463-7", 12, "stone"),
-        obs("s1", "55411-3", 0.5, "h"), obs("s2", "55411-3", 1200, "s"), obs("s3", "55411-3", 3, "furlong"),
+        obs("s1", "55411-3", 0.5, "h"), obs("s2", "55411-3", 1200, "s", "2026-11-11T08:00:00Z"),
+        obs("s3", "55411-3", 3, "furlong"), obs("s4", "55411-3", 1 / 3, "h", "2026-11-12T08:00:00Z"),
     ], knowledge)
-    assert [round(t.value, 1) for t in record.temperature] == [38.5, 38.2]
-    assert [round(w.value, 2) for w in record.weight] == [81.65, 81.0]
-    assert [s.value for s in record.sessions] == [30.0, 20.0]
+    assert [round(t.value, 1) for t in record.temperature] == [38.2, 38.5]  # one moment: in order of value
+    assert [round(w.value, 2) for w in record.weight] == [81.0, 81.65]
+    assert [s.value for s in record.sessions] == [30.0, 20.0, 20.0], "the same minutes, whatever the unit"
     assert any("Observation/t3" in s and "'K'" in s for s in record.skipped)
     assert any("Observation/w3" in s for s in record.skipped) and any("Observation/s3" in s for s in record.skipped)
 
 
 def test_only_final_amended_corrected_count(knowledge: Knowledge) -> None:
     statuses = ["final", "amended", "corrected", "preliminary", "cancelled", "entered-in-error", "unknown"]
-    record = build_record("p", [obs(f"p{i}", "72514-3", 5, "{score}", status=s) for i, s in enumerate(statuses)],
-                          knowledge)
+    record = build_record("p", [obs(f"p{i}", "72514-3", 5, "{score}", f"2026-11-1{i}T08:00:00Z", status=s)
+                                for i, s in enumerate(statuses)], knowledge)
     assert len(record.pain) == 3
     assert len(record.skipped) == 4
+    assert record.readings_set_aside() == [(STATUS_NOT_FINAL, 1)], "entered in error, cancelled: as if never recorded"
 
 
-def test_one_steps_value_a_day_the_latest_daily_total_wins(knowledge: Knowledge) -> None:
+def test_one_steps_value_a_day_the_largest_daily_total_wins(knowledge: Knowledge) -> None:
     record = build_record("p", [
-        obs("a", "41950-7", 3000, "/d", "2026-11-10T12:00:00Z"), obs("b", "41950-7", 5000, "/d", "2026-11-10T23:00:00Z"),
+        obs("a", "41950-7", 5000, "/d", "2026-11-10T12:00:00Z"), obs("b", "41950-7", 3000, "/d", "2026-11-10T23:00:00Z"),
         obs("c", "41950-7", 4000, "{steps}", "2026-11-11T23:00:00Z"),
         obs("d", "55423-8", 7000, "/d", "2026-11-12T00:00:00Z",
             effectivePeriod={"start": "2026-11-12T00:00:00Z", "end": "2026-11-12T23:59:59Z"}),
@@ -125,11 +128,13 @@ def test_conditions_hygiene_and_value_sets(knowledge: Knowledge) -> None:
         condition("c5", "82423001"), condition("c6", "29857009", clinical="recurrence"),
         condition("c7", "C90.00", clinical=None, system=icd), condition("c8", "M4656", system=icd),
     ], knowledge)
-    assert [(c.reference, c.value_sets, c.chronic_pain) for c in record.conditions] == [
-        ("Condition/c1", {"cauda-equina": "192970008"}, False), ("Condition/c5", {"chronic-pain": "82423001"}, True),
-        ("Condition/c6", {"cardiac-symptom": "29857009"}, False),
-        ("Condition/c7", {"malignancy": "C90.00"}, False),  # no clinical status: counts
-        ("Condition/c8", {"spinal-infection": "M4656"}, False)]  # ICD-10-CM without its dot matches by prefix
+    assert [(c.reference, c.value_sets, c.chronic_pain, sorted(c.history)) for c in record.conditions] == [
+        ("Condition/c1", {"cauda-equina": "192970008"}, False, []),
+        ("Condition/c3", {"malignancy": "C50.911"}, False, ["malignancy"]),  # resolved: the past
+        ("Condition/c5", {"chronic-pain": "82423001"}, True, []),
+        ("Condition/c6", {"cardiac-symptom": "29857009"}, False, []),
+        ("Condition/c7", {"myeloma": "C90.00"}, False, []),  # no clinical status: counts
+        ("Condition/c8", {"spinal-infection": "M4656"}, False, [])]  # ICD-10-CM without its dot matches by prefix
     assert record.chronic_pain_condition == "Condition/c5"
 
 
@@ -157,7 +162,7 @@ def test_orders_and_their_dose(knowledge: Knowledge) -> None:
 def test_times_without_zone_or_only_a_date(knowledge: Knowledge) -> None:
     assert parse_time("2026-11-10") is not None and parse_time("2026-11-10").tzinfo is not None
     assert parse_time("2026-11-10T08:00:00").isoformat() == "2026-11-10T08:00:00+00:00"
-    assert parse_time("2026-11-10T08:00:00+02:00").isoformat() == "2026-11-10T08:00:00+02:00"
+    assert parse_time("2026-11-10T08:00:00+02:00").isoformat() == "2026-11-10T06:00:00+00:00"  # the same instant
     assert parse_time("yesterday") is None and parse_time(None) is None
 
 
@@ -318,10 +323,12 @@ def test_set_aside_items_are_counted_by_reason_and_listed_for_the_trace(knowledg
                                                                          status="entered-in-error"),
         obs("hot", "8310-5", 50, "Cel"), obs("late", "72514-3", 3, "{score}", "2026-12-01T08:00:00Z"),
     ], knowledge, datetime(2026, 11, 20, tzinfo=UTC))
-    assert record.set_aside_counts() == [(STATUS_NOT_FINAL, 2), (UNIT_NOT_UNDERSTOOD, 2), (DATED_IN_FUTURE, 1),
-                                         (IMPLAUSIBLE, 1)]
+    assert record.set_aside_counts() == [(UNIT_NOT_UNDERSTOOD, 2), (DATED_IN_FUTURE, 1), (IGNORED, 1),
+                                         (IMPLAUSIBLE, 1), (STATUS_NOT_FINAL, 1)]
+    assert record.readings_set_aside() == [(UNIT_NOT_UNDERSTOOD, 2), (DATED_IN_FUTURE, 1), (IMPLAUSIBLE, 1),
+                                           (STATUS_NOT_FINAL, 1)], "what is as if never recorded is not reported"
     assert "Observation/k: unit 'K' not understood for a temperature" in record.skipped
-    assert "Observation/pre1: status 'preliminary' does not count" in record.skipped
+    assert "Observation/pre1: status 'preliminary' does not count for this reading" in record.skipped
     assert PatientRecord("p").set_aside_counts() == []
 
 

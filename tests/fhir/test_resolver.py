@@ -154,11 +154,21 @@ def test_an_optional_key_the_server_cannot_answer_is_evaluated_as_no_data(fhir_s
     assert result.notes["step-goals"] == ["FHIR server answered with an OperationOutcome"]
 
 
-def test_an_optional_key_left_out_without_fhir_server_is_no_data(client: FhirClient) -> None:
+def test_an_optional_key_left_out_without_fhir_server_is_none_recorded(client: FhirClient) -> None:
+    """Never asked for is not a failed request: none recorded, not "could not be read"."""
     prefetch = data.full_prefetch("pf-nogoal")
     del prefetch["step-goals"]
     result = run("pf-nogoal", client, prefetch=prefetch)
+    assert result.sources["step-goals"].startswith("none recorded")
+
+
+def test_an_optional_key_prefetched_as_an_operation_outcome_could_not_be_read(client: FhirClient) -> None:
+    prefetch = data.full_prefetch("pf-goal-error")
+    prefetch["step-goals"] = {"resourceType": "OperationOutcome",
+                              "issue": [{"severity": "error", "code": "exception"}]}
+    result = run("pf-goal-error", client, prefetch=prefetch)
     assert result.sources["step-goals"] == "unobtainable (optional)"
+    assert "prefetch held an OperationOutcome" in result.notes["step-goals"]
 
 
 def test_wrong_token_is_412_and_the_token_is_not_in_the_message(fhir_server: FhirServer,

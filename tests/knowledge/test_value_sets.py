@@ -13,11 +13,12 @@ VALUE_SETS = Path(__file__).resolve().parents[2] / "rules" / "value-sets"
 EXPECTED_IDS = {
     "cauda-equina", "spinal-cord-compression", "malignancy", "metastasis", "spinal-infection",
     "vertebral-fracture", "cardiac-symptom", "incontinence", "me-cfs", "pregnancy",
-    "weight-loss-explained", "chronic-pain",
+    "weight-loss-explained", "chronic-pain", "myeloma", "keratinocyte-skin-cancer",
 }
 BUILT_HERE = "built for Pacing CDS"
 TOP_KEYS = {"id", "title", "purpose", "source", "snomed", "icd10cm"}
-OPTIONAL_KEYS = {"label", "note", "note_after", "note_not_with"}  # card name; its data line, from what age, not on what cards
+# card name; its data line, from what age, not on what cards, also when over; how the clinical status bears on it
+OPTIONAL_KEYS = {"label", "note", "note_after", "note_not_with", "note_history", "clinical_status"}
 SOURCE_KEYS = {"name", "reference", "version", "method"}
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SNOMED_ID = re.compile(r"^[0-9]{6,18}$")
@@ -127,26 +128,30 @@ def test_no_code_appears_twice_in_a_set(path: Path) -> None:
     assert len(prefixes) == len(set(prefixes)) and not nested, f"{path.name}: {nested}"
 
 
-def test_malignancy_and_metastasis_share_no_code() -> None:
+@pytest.mark.parametrize("other", ["metastasis", "myeloma", "keratinocyte-skin-cancer"])
+def test_malignancy_shares_no_code_with_the_cancers_read_apart(other: str) -> None:
+    """Metastatic disease and myeloma count whatever their status, keratinocyte skin cancers never as a red flag:
+    a code in malignancy too would be read both ways."""
     malignancy = load(VALUE_SETS / "malignancy.yaml")
-    metastasis = load(VALUE_SETS / "metastasis.yaml")
-    overlap = [(a, b) for a in prefixes_of(malignancy) for b in prefixes_of(metastasis)
+    apart = load(VALUE_SETS / f"{other}.yaml")
+    overlap = [(a, b) for a in prefixes_of(malignancy) for b in prefixes_of(apart)
                if a.startswith(b) or b.startswith(a)]
     assert not overlap
-    shared = ({e["code"] for e in malignancy["snomed"]} & {e["code"] for e in metastasis["snomed"]})
+    shared = ({e["code"] for e in malignancy["snomed"]} & {e["code"] for e in apart["snomed"]})
     assert not shared
 
 
 @pytest.mark.parametrize(("code", "value_set_id"), [
     ("C79.51", "metastasis"), ("C7B.03", "metastasis"), ("C50.911", "malignancy"),
-    ("C90.00", "malignancy"), ("C7A.00", "malignancy"), ("G83.4", "cauda-equina"),
+    ("C90.00", "myeloma"), ("C7A.00", "malignancy"), ("C43.9", "malignancy"),
+    ("C44.91", "keratinocyte-skin-cancer"), ("C44.320", "keratinocyte-skin-cancer"), ("G83.4", "cauda-equina"),
     ("G95.20", "spinal-cord-compression"), ("M46.26", "spinal-infection"), ("S32.010A", "vertebral-fracture"),
     ("I20.0", "cardiac-symptom"), ("G93.32", "me-cfs"), ("Z3A.20", "pregnancy"), ("M54.50", "chronic-pain"),
 ])
 def test_a_specific_icd10cm_code_lands_in_its_set_and_secondary_cancer_only_in_metastasis(
         code: str, value_set_id: str) -> None:
     assert matches(prefixes_of(load(VALUE_SETS / f"{value_set_id}.yaml")), code)
-    cancer_sets = {"malignancy", "metastasis"}
+    cancer_sets = {"malignancy", "metastasis", "myeloma", "keratinocyte-skin-cancer"}
     if value_set_id in cancer_sets:
-        (other,) = cancer_sets - {value_set_id}
-        assert not matches(prefixes_of(load(VALUE_SETS / f"{other}.yaml")), code)
+        for other in cancer_sets - {value_set_id}:
+            assert not matches(prefixes_of(load(VALUE_SETS / f"{other}.yaml")), code)
