@@ -40,7 +40,7 @@ def cases(n: int) -> list[tuple[str, str, list[tuple[str, list[dict[str, Any]]]]
         ("red flags + patterns", "pacing-review", [("pacing-review", [
             {**ON_TRACK, "boom_bust": True, "inactive": True},
             {"t": "vitals", "systolic": 190.0, "diastolic": 100.0, "temperature_max": 38.5},
-            {"t": "condition", "value_set": "vertebral-fracture", "code": "S22.000A"}])] * n),
+            {"t": "condition", "clinical": "current", "value_set": "vertebral-fracture", "code": "S22.000A"}])] * n),
         ("3 draft orders", "exercise-order-sign", [("exercise-order-sign", [
             {"t": "order", "ref": f"ServiceRequest/o{k}", "has_activity_data": True, "jump": 0.1 + 0.2 * k}
             for k in range(3)])] * n),

@@ -123,13 +123,16 @@ class Synthetic:
                      "kg", category="vital-signs")
 
     def condition(self, name: str, code: str, display: str, days_ago: int, verification: str = "confirmed",
-                  clinical: str = "active") -> None:
-        self.resources.append({
+                  clinical: str = "active", abated_days_ago: int | None = None) -> None:
+        resource = {
             "resourceType": "Condition", "id": f"{self.pid}-{name}",
             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
             "verificationStatus": {"coding": [{"system": VERIFICATION, "code": verification}]},
             "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
-            "subject": {"reference": f"Patient/{self.pid}"}, "recordedDate": self.day(days_ago)})
+            "subject": {"reference": f"Patient/{self.pid}"}, "recordedDate": self.day(days_ago)}
+        if abated_days_ago is not None:
+            resource["abatementDateTime"] = self.day(abated_days_ago)
+        self.resources.append(resource)
 
     def order(self, name: str, minutes: int, per_week: int, days_ago: int, status: str = "active") -> None:
         self.resources.append({
@@ -247,7 +250,7 @@ def refuted_red_flag(p: Synthetic) -> None:
     on_plan(p, 20, 3)
     p.condition("fracture", "314667001", "Burst fracture of vertebra", days_ago=10, verification="refuted")
     p.condition("old-infection", "203159006", "Acute osteomyelitis of lumbar spine", days_ago=80,
-                clinical="resolved")
+                clinical="resolved", abated_days_ago=30)  # resolved with a date: over
 
 
 def pounds_and_fahrenheit(p: Synthetic) -> None:

@@ -254,6 +254,10 @@ def note_lines(ctx: CardContext, code: str) -> list[str]:
         value_set = ctx.knowledge.value_sets.get(str(fact.get("value_set")))
         if value_set is None or value_set.note is None or code in value_set.note_not_with:
             continue
+        if fact.get("clinical") == "history":  # over: its note only where the value set keeps it for the past
+            if value_set.note_history:
+                notes.append(f"- {value_set.note}")
+            continue
         after = ctx.params.get(value_set.note_after) if value_set.note_after else None
         if after is None or fact.get("days_since_recorded", 0) > after:
             notes.append(f"- {value_set.note}")

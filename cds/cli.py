@@ -246,7 +246,7 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
     print(f"{service.id} ({service.hook}) for Patient/{answered.context.patientId} as of {now.isoformat()}",
           file=out)
     print(f"{knowledge.info.name} {knowledge.version}\n", file=out)
-    _print_cards(answered.outcome.response.cards, out)
+    _print_cards(answered.outcome.response.cards, out, answered.outcome.silence)
     _print_trace(answered, out)
     return 0
 
@@ -272,11 +272,11 @@ def _read_request(path: str, now_text: str | None, settings: Settings) -> tuple[
     return body, now
 
 
-def _print_cards(cards: list[Any], out: Any) -> None:
+def _print_cards(cards: list[Any], out: Any, silence: str | None = None) -> None:
     import textwrap
 
     if not cards:
-        print("No cards: nothing to recommend.\n", file=out)
+        print(f"No cards: {silence or 'nothing to recommend'}.\n", file=out)
     for card in cards:
         topic = card.source.topic.code if card.source.topic else "?"
         print(f"[{card.indicator}] {topic}: {card.summary}", file=out)

@@ -45,6 +45,7 @@ class Patient:
         self.keys: dict[str, list[dict[str, Any]]] = {k: [] for k in (
             "conditions", "pain", "activity", "vitals", "weight", "step-goals", "exercise-orders", "careplans")}
         self.count = 0
+        self.failed: set[str] = set()  # keys whose request failed: prefetched as an OperationOutcome
         self.patient = {"resourceType": "Patient", "id": pid, "active": True,
                         "name": [{"family": "Example", "given": [pid.split("-")[0].capitalize()]}],
                         "gender": "female", "birthDate": "1968-04-12"}
@@ -150,6 +151,10 @@ class Patient:
     def prefetch(self) -> dict[str, Any]:
         out: dict[str, Any] = {"patient": self.patient}
         for key, resources in self.keys.items():
+            if key in self.failed:
+                out[key] = {"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "timeout", "diagnostics": "the Goal search timed out"}]}
+                continue
             ordered = sorted(resources, key=lambda r: r.get("effectiveDateTime", ""), reverse=True)
             out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(ordered),
                         "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in ordered]}
@@ -421,7 +426,7 @@ def sessions_in_kilocalories(p: Patient) -> None:
 def goal_unreadable(p: Patient) -> None:
     p.steps(range(0, 30), lambda d: 5200 + p.rng.randint(-200, 200))
     p.pain(range(0, 28), 4, 5)
-    del p.keys["step-goals"]  # the EHR could not send it, and there is no FHIR server to ask
+    p.failed.add("step-goals")  # the EHR's search failed, and there is no FHIR server to ask again
 
 
 def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from cds import create_app
 from cds.engine import Knowledge, RuleEngine, load_knowledge
 from cds.settings import Settings, load_settings
+from tests.support import data
 from tests.support.backing import PostgresServer, RedisServer
 from tests.support.fhir_server import FhirServer
 from tests.support.processes import ServerProcess, free_port
@@ -34,7 +35,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(database_url=f"sqlite:///{tmp_path / 'cds.db'}")
+    """The app's settings on a temporary database, as of the day the test data are written for (tests never
+    depend on today's date)."""
+    return load_settings(database_url=f"sqlite:///{tmp_path / 'cds.db'}", now=data.NOW)
 
 
 @pytest.fixture

@@ -101,7 +101,8 @@ def test_evaluate_traces_each_reading_set_aside() -> None:
 def test_evaluate_with_a_date_only_and_no_cards() -> None:
     result = evaluate(str(example_path("order-fits")), "--now", "2026-11-20")
     assert result.returncode == 0, result.stderr
-    assert "No cards: nothing to recommend." in result.stdout
+    assert "No cards: the order fits the pacing plan: ServiceRequest/order-fits-draft (22 min x 3/week)." \
+        in result.stdout, "the trace says why there is no card"
 
 
 def test_evaluate_refuses_what_it_cannot_read(tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ def call(service_id: str) -> Response:
             return json_response(CdsResponse(cards=[card]).to_json())
         metrics.prefetch_sources(answered.data.sources.values())
         response = answered.outcome.response
-        if not answered.outcome.eligibility.eligible:
-            record.message = f"no cards: not a patient the pacing rules are for ({answered.outcome.eligibility.reason})"
+        if answered.outcome.silence:
+            record.message = f"no cards: {answered.outcome.silence}"
         record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
                         for card in response.cards]
         metrics.cards((c.source.topic.code if c.source.topic else "none", c.indicator) for c in response.cards)

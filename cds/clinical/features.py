@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from cds.clinical import dose as dosing
-from cds.clinical.records import Dose, PatientRecord, Reading
+from cds.clinical.records import BloodPressure, Dose, PatientRecord, Reading
 
 Params = Mapping[str, float]
 DAY = timedelta(days=1)
@@ -414,6 +414,7 @@ def vitals_fact(record: PatientRecord, now: datetime, params: Params,
                 fact["diastolic" + suffix] = latest.diastolic
             if confirmed:
                 fact["bp_when"] = day_words(latest.when)
+    _high_pressure(fact, [b for b in recent if b.confirmed], now, params)
     fever_start = now - params["fever_window_days"] * DAY
     for temperatures, name in ((record.temperature, "temperature_max"),
                                (record.temperature_unconfirmed, "temperature_max_unconfirmed")):
@@ -428,17 +429,50 @@ def vitals_fact(record: PatientRecord, now: datetime, params: Params,
         if earlier and max(earlier) > latest_weight.value:
             fact["weight_loss_percent"] = round((max(earlier) - latest_weight.value) / max(earlier) * 100, 2)
             fact["weight_loss_explained"] = bool(record.weight_goals) or any(
-                set(c.value_sets) & explains_weight_loss for c in record.conditions)
+                {vs for vs in c.value_sets if c.clinical(vs) == "current"} & explains_weight_loss
+                for c in record.conditions)
     return fact if len(fact) > 1 else None
 
 
+def _high_pressure(fact: dict[str, Any], readings: list[BloodPressure], now: datetime, params: Params) -> None:
+    """The resting reading that holds the dose for a recheck: the latest of the window when it is at or above the
+    limits, else the latest of the last bp_recent_days that is; with the later readings below the limits, one a day.
+    One normal reading does not clear a severe one."""
+    def high(b: BloodPressure) -> bool:
+        return (b.systolic is not None and b.systolic >= params["bp_systolic_max"]) or \
+            (b.diastolic is not None and b.diastolic >= params["bp_diastolic_max"])
+
+    if not readings:
+        return
+    latest = readings[-1]
+    recent = now - params["bp_recent_days"] * DAY
+    found = latest if high(latest) else next((b for b in reversed(readings) if b.when > recent and high(b)), None)
+    if found is None:
+        return
+    if found.systolic is not None:
+        fact["bp_high_systolic"] = found.systolic
+    if found.diastolic is not None:
+        fact["bp_high_diastolic"] = found.diastolic
+    fact["bp_high_when"] = day_words(found.when)
+    normal_days = {b.when.date() for b in readings if b.when > found.when and not high(b)}
+    if normal_days:
+        fact["bp_normal_since"] = len(normal_days)
+
+
 def condition_facts(record: PatientRecord, now: datetime) -> list[dict[str, Any]]:
-    """One fact per value set each counting condition falls in; an undated condition has no days_since_recorded
-    (the rules treat it as current)."""
+    """One fact per value set each condition falls in, current or history; an undated condition has no
+    days_since_recorded (the rules treat it as current). The same condition recorded twice (two Conditions of one
+    value set, clinical status, code and date) is one fact."""
     facts = []
-    for condition in record.conditions:
+    seen: set[tuple[Any, ...]] = set()
+    for condition in sorted(record.conditions, key=lambda c: (c.recorded is None, c.recorded or now, c.reference)):
         for value_set, code in condition.value_sets.items():
-            fact: dict[str, Any] = {"t": "condition", "value_set": value_set, "code": code,
+            clinical = condition.clinical(value_set)
+            key = (value_set, clinical, code, condition.recorded)
+            if key in seen:
+                continue
+            seen.add(key)
+            fact: dict[str, Any] = {"t": "condition", "value_set": value_set, "code": code, "clinical": clinical,
                                     "source": condition.reference}
             if condition.recorded is not None:
                 fact["days_since_recorded"] = max(0, (now - condition.recorded).days)

@@ -70,7 +70,12 @@ def _apart(intervals: list[StepPart]) -> list[StepPart]:
     """The intervals of one source and day that do not overlap and count the most steps together: intervals that
     overlap measure the same minutes (the same interval posted twice, an hour inside a two-hour total), so a step
     is never counted twice. Weighted interval scheduling: O(n log n)."""
-    ordered = sorted(intervals, key=lambda p: (p.interval[1], p.interval[0], -p.value))  # type: ignore[index]
+    same: dict[tuple[datetime, datetime], StepPart] = {}
+    for part in intervals:  # the same interval posted twice: one, the larger count
+        kept = same.get(part.interval)  # type: ignore[arg-type]
+        if kept is None or part.value > kept.value:
+            same[part.interval] = part  # type: ignore[index]
+    ordered = sorted(same.values(), key=lambda p: (p.interval[1], p.interval[0], -p.value))  # type: ignore[index]
     ends = [p.interval[1] for p in ordered]  # type: ignore[index]
     best: list[tuple[float, list[StepPart]]] = [(0.0, [])]
     for index, part in enumerate(ordered):

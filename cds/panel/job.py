@@ -99,8 +99,10 @@ def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, pr
     frame = dd.from_map(read_frame, export.parts, meta=_empty(READ_META), enforce_metadata=False)
     n_out = output_partitions(export, max(workers, 1))
     shuffled = frame.shuffle("patient", npartitions=n_out)
+    # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): no type is
+    # passed as unread.
     evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest,
-                                        ",".join(export.missing_types), meta=_empty(OUTPUT_META),
+                                        "", meta=_empty(OUTPUT_META),
                                         enforce_metadata=False)
     future = client.compute(evaluated)
     if progress is not None:

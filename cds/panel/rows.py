@@ -16,14 +16,16 @@ from cds.services.pipeline import Outcome, evaluate_patient
 
 SERVICE, HOOK = "pacing-review", "patient-view"
 COLUMNS = ("patient", "recommendations", "dose_now", "dose_proposed", "adherence", "pain_delta", "flare_weeks",
-           "last_data_day", "red_flags", "measure", "rule_set_version")
+           "last_data_day", "red_flags", "measure", "rule_set_version", "note")
 
 
 def row_of(patient_id: str, outcome: Outcome) -> dict[str, Any]:
     """The worklist row: recommendations as the hook's cards name them, numbers from the features, red-flag
     reasons from the findings. The one place that knows the attribute names of Features."""
     f, evaluation = outcome.features, outcome.evaluation
-    if f.measure == "steps":
+    if not f.has_prescription:  # no plan in force: a starting quota is a proposal, not the dose now
+        dose_now = None
+    elif f.measure == "steps":
         dose_now = f"{round(f.quota):,} steps/day" if f.quota else None
     else:
         dose_now = f.plan.words() if f.plan else None
@@ -45,6 +47,8 @@ def row_of(patient_id: str, outcome: Outcome) -> dict[str, Any]:
         "red_flags": " ".join(dict.fromkeys(flags)),
         "measure": f.measure,
         "rule_set_version": evaluation.version,
+        # Why there is no card; else the data a card names as not read.
+        "note": outcome.silence or ("could not be read: " + ", ".join(f.unread_needed) if f.unread_needed else None),
     }
 
 
@@ -56,8 +60,9 @@ def hook_instance(patient_id: str) -> str:
 def evaluate_group(engine: RuleEngine, patient_id: str, items: Iterable[tuple[str, int, str]], now: datetime,
                    unread: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, list[Problem]]:
     """A patient's lines (file, line, NDJSON text) -> its worklist row, or None with a problem for each line
-    when the export has no Patient resource of that id. `unread`: resource types the export lacks, which the
-    evaluation names as not read (as a hook names an unobtainable prefetch key) rather than reading as none."""
+    when the export has no Patient resource of that id. `unread`: resource types whose files could not be read,
+    which the evaluation names as not read (as a hook names a prefetch key whose request failed); a type the export
+    has no file for is none recorded, not unread."""
     resources: list[dict[str, Any]] = []
     places: list[tuple[str, int]] = []
     has_patient = False

@@ -43,6 +43,7 @@ class Outcome:
     record: PatientRecord
     facts: list[dict[str, Any]] = field(default_factory=list)
     eligibility: Eligibility = Eligibility(True, "")
+    silence: str | None = None  # why the answer has no card (the trace, the audit and the worklist say it)
 
 
 def _drafts(context: PatientViewContext, exercise_codes: set[str]) -> dict[str, dict[str, Any]]:
@@ -159,7 +160,8 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     features.age_assumed = who.age_assumed
     if not who.eligible:  # not a patient the pacing rules are for: no cards (the audit says why)
         nothing = Evaluation(service_id, now, knowledge.version, (), ())
-        return Outcome(CdsResponse(cards=[]), nothing, features, record, facts, who)
+        return Outcome(CdsResponse(cards=[]), nothing, features, record, facts, who,
+                       f"not a patient the pacing rules are for: {who.reason}")
     reviews: dict[str, OrderReview] = {}
     if hook == "patient-view":
         facts.append(features.patient_fact())
@@ -190,4 +192,17 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         stages["features"] = features_done - started
         stages["rules"] = rules_done - features_done
         stages["cards"] = time.perf_counter() - rules_done
-    return Outcome(response, evaluation, features, record, facts, who)
+    silence = None if response.cards else _silence(hook, drafts, reviews)
+    return Outcome(response, evaluation, features, record, facts, who, silence)
+
+
+def _silence(hook: str, drafts: dict[str, dict[str, Any]], reviews: dict[str, OrderReview]) -> str:
+    """Why an evaluation of a patient the rules are for ends with no card."""
+    if hook == "patient-view":  # every eligible patient gets one dose recommendation: this is a gap in the rules
+        return "no rule made a dose recommendation: a gap in the rules (report it)"
+    if not drafts:
+        what = "selected " if hook == "order-select" else ""
+        return f"no {what}exercise order among the draft orders: nothing to review"
+    fits = "; ".join(f"{ref} ({review.proposed.words() if review.proposed else 'no dose'})"
+                     for ref, review in reviews.items())
+    return f"the order fits the pacing plan: {fits}"

@@ -49,7 +49,7 @@ def test_each_service_answers_its_hook(client: FlaskClient, path: str, hook: str
     if hook == "patient-view":
         # Ten days of steps and pain under a minutes plan, no session this week: the dose is held, and says why
         # (never an empty answer).
-        assert [c["source"]["topic"]["code"] for c in cards] == ["hold"]
+        assert [c["source"]["topic"]["code"] for c in cards] == ["hold", "inactivity"]  # 3,000 steps a day
         assert "nothing of the plan recorded in the last 7 days" in cards[0]["summary"]
     else:  # plan 20 min x 3 (60/week); the draft asks 45 min x 3 (135/week)
         assert [c["source"]["topic"]["code"] for c in cards] == ["order-dose-jump"]
@@ -74,7 +74,7 @@ def test_call_is_audited_once_without_tokens_or_resources(app: Flask, client: Fl
     assert event["hook_instance"] == body["hookInstance"]
     assert (event["service_id"], event["hook"], event["status"]) == ("pacing-review", "patient-view", 200)
     assert (event["patient_id"], event["user_id"]) == ("p-audit", "Practitioner/example")
-    assert event["card_topics"] == ["hold"]  # no session this week under a minutes plan
+    assert event["card_topics"] == ["hold", "inactivity"]  # no session this week, 3,000 steps a day
     assert event["duration_ms"] > 0
     assert event["data_sources"]["activity"] == {"source": "prefetch", "count": 10}
     assert "Testperson" not in json.dumps(event, default=str)

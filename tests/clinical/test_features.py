@@ -223,9 +223,10 @@ def test_vitals_and_condition_facts(knowledge: Knowledge) -> None:
     explained = vitals_fact(record, NOW, params(knowledge), frozenset({"vertebral-fracture"}))
     assert explained is not None and explained["weight_loss_explained"] is True
     facts = condition_facts(record, NOW)
-    assert facts[0] == {"t": "condition", "value_set": "vertebral-fracture", "code": "S32.010A",
+    assert facts[0] == {"t": "condition", "value_set": "vertebral-fracture", "code": "S32.010A", "clinical": "current",
                         "source": "Condition/c", "days_since_recorded": 4, "recorded": f"{ago(4).day} {ago(4):%b}"}
-    assert facts[1] == {"t": "condition", "value_set": "cauda-equina", "code": "192970008", "source": "Condition/u"}
+    assert facts[1] == {"t": "condition", "value_set": "cauda-equina", "code": "192970008", "clinical": "current",
+                        "source": "Condition/u"}
     assert len(facts) == 2, "a condition in no value set gives no fact"
     assert vitals_fact(PatientRecord("p"), NOW, params(knowledge)) is None
 

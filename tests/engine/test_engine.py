@@ -34,9 +34,11 @@ def test_progress_finding_carries_its_trace(engine: RuleEngine, knowledge: Knowl
 
 def test_red_flag_outranks_and_suppresses(engine: RuleEngine) -> None:
     facts = [{**ON_TRACK, "inactive": True, "boom_bust": True},
-             {"t": "vitals", "systolic": 190.0, "diastolic": 100.0, "temperature_max": 38.4},
-             {"t": "condition", "value_set": "vertebral-fracture", "code": "S22.000A"},
-             {"t": "condition", "value_set": "cauda-equina", "code": "192970008", "days_since_recorded": 2}]
+             {"t": "vitals", "systolic": 190.0, "diastolic": 100.0, "temperature_max": 38.4,
+              "bp_high_systolic": 190.0, "bp_high_diastolic": 100.0},
+             {"t": "condition", "clinical": "current", "value_set": "vertebral-fracture", "code": "S22.000A"},
+             {"t": "condition", "clinical": "current", "value_set": "cauda-equina", "code": "192970008",
+              "days_since_recorded": 2}]
     evaluation = engine.evaluate("pacing-review", facts, NOW)
     assert evaluation.codes == ["red-flag", "boom-bust"]
     assert [f.rule_id for f in evaluation.findings if f.code == "red-flag"] == [
@@ -92,7 +94,7 @@ def test_identical_facts_are_harmless(engine: RuleEngine) -> None:
     ({"t": "patient", "adherence": "high"}, "adherence: 'high' is not a number"),
     ({"t": "patient", "id": "p1"}, "field 'id' is not in the vocabulary"),
     ({"t": "lab"}, "t must be one of"),
-    ({"t": "condition", "value_set": "headache"}, "is not one of"),
+    ({"t": "condition", "clinical": "current", "value_set": "headache"}, "is not one of"),
 ])
 def test_facts_outside_the_vocabulary_are_refused(engine: RuleEngine, fact: dict[str, Any], message: str) -> None:
     with pytest.raises(EngineError, match=message):
@@ -149,7 +151,7 @@ def test_precedence_resolution_on_its_own() -> None:
 def test_facts_come_back_from_the_engine_as_they_were_given(engine: RuleEngine) -> None:
     """The engine's JSON (orjson, in cds/engine/host.py) keeps text beyond ASCII and every digit of a number: the
     facts a finding matched are the facts given."""
-    condition = {"t": "condition", "value_set": "cauda-equina", "code": "Cauda équina ✓ “192970008”",
+    condition = {"t": "condition", "clinical": "current", "value_set": "cauda-equina", "code": "Cauda équina ✓ “192970008”",
                  "days_since_recorded": 2}
     vitals = {"t": "vitals", "systolic": 190.12345678901234, "diastolic": 100.0, "temperature_max": 38.4}
     evaluation = engine.evaluate("pacing-review", [ON_TRACK, vitals, condition], NOW)

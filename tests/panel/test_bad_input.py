@@ -55,7 +55,7 @@ def test_damage_is_reported_with_file_and_line_and_the_rest_runs(tmp_path: Path,
                      "Observation.001.ndjson:44: malformed: not a FHIR resource",
                      "Observation.001.ndjson:45: no-patient: Observation whose subject is not a Patient reference",
                      "Observation.002.ndjson.gz:",
-                     "no Goal file in the export: every row says Goal could not be read"):
+                     "no Goal file in the export: none recorded for any patient"):
         assert expected in err, expected
     assert "cut-short: gzip stream broken after" in err
     with open(run.out / "problems.csv", newline="") as handle:

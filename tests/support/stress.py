@@ -39,7 +39,7 @@ def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
         "weekly_minutes": round(rng.uniform(0, 200), 1), "mean_daily_steps": round(rng.uniform(500, 11000), 1),
         "pain_delta": round(rng.uniform(-2, 3), 2), "pain_known": True, "peg_unconfirmed": rng.random() < 0.05,
         "low_adherence_weeks": rng.randint(0, 3), "boom_above_plan": rng.random() < 0.05,
-        "goals_unread": rng.random() < 0.05, "days_on_dose": rng.randint(0, 60), "set_aside": rng.random() < 0.1}
+        "plan_unread": rng.random() < 0.05, "data_unread": rng.random() < 0.02, "days_on_dose": rng.randint(0, 60), "set_aside": rng.random() < 0.1}
     if rng.random() < 0.2:
         patient["days_since_step_back"] = rng.randint(0, 14)
     if rng.random() < 0.1:
@@ -56,7 +56,7 @@ def patient_case(i: int) -> tuple[str, list[dict[str, Any]]]:
         facts.append({"t": "vitals", "systolic": float(rng.randint(100, 200)),
                       "diastolic": float(rng.randint(60, 120)), "temperature_max": round(rng.uniform(36, 39), 1)})
     if rng.random() < 0.1:
-        facts.append({"t": "condition", "value_set": rng.choice(RED_FLAGS), "code": str(rng.randint(10**6, 10**9)),
+        facts.append({"t": "condition", "clinical": "current", "value_set": rng.choice(RED_FLAGS), "code": str(rng.randint(10**6, 10**9)),
                       "days_since_recorded": rng.randint(0, 90)})
     if service != "pacing-review":
         for k in range(rng.randint(1, 3)):
