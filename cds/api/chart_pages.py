@@ -55,7 +55,8 @@ def chart(token: str) -> Response:
 @bp.get("/charts/<token>/plan")
 def plan(token: str) -> Response:
     series, _ = _series(token)
-    return _html(plan_page(series, runtime().plan_text))
+    accepted = series.lead_card is not None and runtime().store.card_accepted(series.lead_card)
+    return _html(plan_page(series, runtime().plan_text, accepted))
 
 
 @bp.after_request

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from cds.charts.series import CHART_PARAMS, card_series, chart_series, has_data
+from cds.charts.series import CHART_PARAMS, call_series, card_series, chart_series, has_data
 from cds.hooks.models import Link
 from cds.services.pipeline import Outcome
 
@@ -29,6 +29,7 @@ def add_chart_links(outcome: Outcome, parameters: Mapping[str, Any], base_url: s
     shared = chart_series(outcome.features, outcome.record, outcome.evaluation, params)
     if not has_data(shared):
         return []
+    shared = call_series(shared, cards, outcome.evaluation)
     rows = []
     for card in cards:
         token = new_token()

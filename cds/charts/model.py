@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{0,39}$")]
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+){0,9}$", max_length=64)]
+CardId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -59,6 +61,13 @@ class Series(Frozen):
     params: Thresholds
     code: Code
     proposed: Dose | None
+    # The call's leading card (the dose card, or the first order card), which the take-home plan follows: its
+    # rule, the dose it proposes, and its uuid (the plan shows the proposal as agreed once feedback accepts it).
+    # `plan` is the plan in force only: a starting quota that nobody agreed is a proposal, not a plan.
+    codes: list[Code] = Field(default_factory=list, max_length=16)
+    lead_rule: RuleId | None = None
+    lead_proposed: Dose | None = None
+    lead_card: CardId | None = None
 
     @field_validator("sessions", "steps", "pain", "orders", "red_flags")
     @classmethod

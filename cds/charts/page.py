@@ -31,16 +31,19 @@ def dose_words(series: Series, dose: Dose | None) -> str | None:
 
 
 def headline(series: Series) -> str:
-    """The card's recommendation in one sentence, with the dose now and the dose proposed."""
+    """The card's recommendation in one sentence, with the plan in force (or that there is none) and the dose
+    proposed."""
     name = series.code.replace("-", " ").capitalize()
     current, proposed = dose_words(series, series.plan), dose_words(series, series.proposed)
     if proposed and current and proposed != current:
         return f"{name}: from {current} to {proposed} (the dashed step at the right of the chart)."
+    if proposed and current:
+        return f"{name}: keep {current} (the dashed step at the right of the chart)."
     if proposed:
-        return f"{name}: {proposed} (the dashed step at the right of the chart)."
+        return f"{name}: no plan in force; {proposed} proposed (the dashed step at the right of the chart)."
     if current:
         return f"{name}: no new dose proposed; the plan in force is {current}."
-    return f"{name}: no dose is planned yet."
+    return f"{name}: no plan in force and no dose proposed."
 
 
 def _cells(series: Series, week: Week) -> dict[str, str]:
@@ -71,7 +74,10 @@ def chart_page(series: Series, expires: datetime, token: str) -> str:
         expires=f"{expires:%Y-%m-%d %H:%M} UTC", token=token)
 
 
-def plan_page(series: Series, plan: PlanText) -> str:
-    dose = series.proposed or series.plan  # a card that proposes no dose keeps the plan
-    return _templates().get_template("plan.html").render(
-        plan=plan, this_week=plan.week(series.code, series.measure, dose))
+def plan_page(series: Series, plan: PlanText, accepted: bool = False) -> str:
+    """The take-home plan of the call the card belongs to: it follows the call's leading card (`accepted`: the
+    clinician accepted that card, so its proposed dose is the plan)."""
+    codes = series.codes or [series.code]
+    proposed = series.lead_proposed if series.codes else series.proposed
+    this_week, sections = plan.page(codes, series.lead_rule, series.measure, series.plan, proposed, accepted)
+    return _templates().get_template("plan.html").render(plan=plan, this_week=this_week, sections=sections)

@@ -37,7 +37,7 @@ def chart_series(features: Features, record: PatientRecord, evaluation: Evaluati
         "pain_baseline": features.pain_baseline if features.pain_scale == "NRS" else None,
         "orders": [(o.authored, o.dose.minutes, o.dose.per_week) for o in record.orders
                    if o.dose is not None and o.authored is not None and o.authored <= now],
-        "plan": _dose(features),
+        "plan": _dose(features) if features.has_prescription else None,  # the plan in force, never a proposal
         "red_flags": red_flag_marks(record, evaluation, now),
         "params": {name: params[name] for name in CHART_PARAMS if name in params},
     }
@@ -120,6 +120,16 @@ def first_proposed(cards: Iterable[Card]) -> str | None:
 def has_data(series: Mapping[str, Any]) -> bool:
     """Whether a chart would show anything: activity or pain within the 12 weeks."""
     return bool(series["sessions"] or series["steps"] or series["pain"])
+
+
+def call_series(shared: Mapping[str, Any], cards: list[Card], evaluation: Evaluation) -> dict[str, Any]:
+    """The shared part with what the take-home plan follows: the call's cards in order, and its leading card (the
+    dose card, else the first order card): its rule, its proposed dose and its uuid."""
+    lead = cards[0] if cards else None
+    return {**shared, "codes": [c.source.topic.code for c in cards if c.source.topic is not None],
+            "lead_rule": evaluation.findings[0].rule_id if evaluation.findings else None,
+            "lead_proposed": proposed_dose(lead) if lead is not None else None,
+            "lead_card": lead.uuid if lead is not None else None}
 
 
 def card_series(shared: Mapping[str, Any], card: Card) -> dict[str, Any]:

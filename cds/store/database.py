@@ -404,6 +404,14 @@ class Store:
         expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
         return row.series, expires
 
+    def card_accepted(self, card_uuid: str) -> bool:
+        """Whether the latest feedback on a card (newest outcomeTimestamp, then the later arrival) accepted it."""
+        table = FeedbackItem.__table__
+        query = (select(table.c.outcome).where(table.c.card_uuid == card_uuid)
+                 .order_by(table.c.outcome_timestamp.desc(), table.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar() == "accepted"
+
     def audit_events(self, hook_instance: str | None = None) -> list[dict[str, Any]]:
         query = select(*AuditEvent.__table__.c).order_by(AuditEvent.id)
         if hook_instance is not None:

@@ -121,10 +121,13 @@ def test_what_is_stored_is_dates_numbers_and_codes(chart_service: LiveService, h
             assert value is None or isinstance(value, int | float), value
 
     walk(stored)
-    codes = {"minutes", "steps", "progress", "precaution", "blood-pressure"}
+    # The service's own words: codes, the rule behind the card, and the card's uuid (made by this service).
+    codes = {"minutes", "steps", "progress", "precaution", "blood-pressure", "precaution-blood-pressure",
+             cards[0]["uuid"]}
     assert words - codes <= {"v", "measure", "now", "sessions", "steps", "pain", "pain_baseline", "orders", "plan",
                              "red_flags", "params", "code", "proposed", "minutes", "per_week", "quota",
-                             "flare_delta", "boom_day_ratio", "bust_day_ratio", "boom_bust_window_hours"}
+                             "flare_delta", "boom_day_ratio", "bust_day_ratio", "boom_bust_window_hours",
+                             "codes", "lead_rule", "lead_proposed", "lead_card"}
     text = json.dumps(stored)
     for secret in {body["context"]["patientId"], *re.findall(r'"id": "([^"]+)"', json.dumps(body["prefetch"]))}:
         assert secret not in text
@@ -161,6 +164,8 @@ def test_plan_sentences_all_come_from_the_rules_folder(chart_service: LiveServic
     templates = [source["title"], source["this_week_heading"], *source["intro"]]
     templates += [s for section in source["sections"] for s in (section["heading"], *section["sentences"])]
     templates += [s for entry in source["this_week"].values() for kind in entry.values() for s in kind]
+    templates += [source["no_plan_in_force"], *source["proposed"].values(), *source["agreed"].values()]
+    templates += [s for entry in source["by_rule"].values() for s in entry["this_week"]]
     patterns = [re.compile(re.escape(t).replace(r"\{minutes\}", r"\d+").replace(r"\{per_week\}", r"\d+")
                            .replace(r"\{steps\}", r"[\d,]+") + "$") for t in templates]
     for name, dose in (("progress-walking", "22 minutes, 3 times"), ("progress-steps", "5,500 steps")):
@@ -230,3 +235,23 @@ def test_a_broken_plan_text_stops_rules_check(edit: Callable[[dict[str, Any]], N
                             text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PACING_CDS_RULES_DIR": str(rules)})
     assert result.returncode == 1
     assert "patient-plan.yaml" in result.stderr and problem in result.stderr
+
+
+def test_the_plan_shows_a_proposal_until_the_card_is_accepted(chart_service: LiveService, http: httpx.Client) -> None:
+    """Before the clinician accepts the card the plan keeps the agreed dose and calls the new one a proposal; once
+    the EHR reports the card accepted (CDS Hooks feedback), the proposal is the plan."""
+    service = chart_service
+    [card] = cards_for(service, http, "progress-walking")
+    plan_url = local(card["links"][1]["url"], service)
+    before = http.get(plan_url).text
+    assert "Keep to 20 minutes, 3 times a week until you agree the next step." in before
+    assert "Your care team suggests 22 minutes, 3 times a week. This is a proposal" in before
+    assert "agreed with your clinician" not in before
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
+                              "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+                              "outcomeTimestamp": "2026-11-20T10:00:00Z"}]}
+    assert http.post(f"{service.url}/cds-services/pacing-review/feedback", json=feedback).status_code == 200
+    after = http.get(plan_url).text
+    assert "Your new plan, agreed with your clinician, is 22 minutes, 3 times a week." in after
+    assert "Keep to 22 minutes, 3 times a week until you agree the next step." in after
+    assert "This is a proposal" not in after
