@@ -167,8 +167,10 @@ def _since(start: datetime | None) -> str:
 def _plan_words(ctx: CardContext) -> str:
     """Where the plan comes from, in words: never a FHIR id."""
     f, record = ctx.features, ctx.record
-    if f.measure == "minutes" and record.current_order is not None and f.plan_source == record.current_order.reference:
-        return f"the current order{_since(record.current_order.start)}"
+    current = record.current_order
+    if f.measure == "minutes" and current is not None and (f.plan_source == current.reference or f.dose_unread):
+        what = "the care plan" if current.reference.startswith("CarePlan/") else "the current order"
+        return f"{what}{_since(current.start)}"
     if f.measure == "steps" and record.step_goal is not None and f.plan_source == record.step_goal.reference:
         return f"the step goal{_since(record.step_goal.start)}"
     return f.plan_source or "no plan"
@@ -180,7 +182,7 @@ def _activity_line(ctx: CardContext) -> str | None:
     if f.measure == "minutes":
         current = ctx.record.current_order
         if f.dose_unread and current is not None:
-            plan = f"Plan {current.reference.split('#')[0]}: no dose that can be read"
+            plan = f"Plan: {_plan_words(ctx)} has no dose that can be read"
         elif f.has_prescription and f.plan:
             plan = f"Plan {f.plan.words()} ({f.plan.weekly} min; {_plan_words(ctx)})"
         else:
@@ -195,7 +197,11 @@ def _activity_line(ctx: CardContext) -> str | None:
             done = f"{f.weekly_minutes:.0f} min/week (Exercise Vital Sign)"
         share = f" ({f.adherence:.0%})" if f.adherence is not None and f.has_prescription else ""
         return f"- {plan}; done {week}: {done}{share}"
-    plan = f"Quota {round(f.quota):,} steps/day ({_plan_words(ctx)})" if f.has_prescription and f.quota else "No plan"
+    if f.dose_unread and ctx.record.step_goal is not None:
+        plan = f"Plan: the step goal{_since(ctx.record.step_goal.start)} names no number of steps that can be read"
+    else:
+        plan = f"Quota {round(f.quota):,} steps/day ({_plan_words(ctx)})" if f.has_prescription and f.quota \
+            else "No plan"
     if f.mean_daily_steps is None:
         return f"- {plan}; no steps recorded {week}" if f.has_prescription else None
     share = f" ({f.adherence:.0%})" if f.adherence is not None and f.has_prescription else ""

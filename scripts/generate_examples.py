@@ -429,6 +429,98 @@ def goal_unreadable(p: Patient) -> None:
     p.failed.add("step-goals")  # the EHR's search failed, and there is no FHIR server to ask again
 
 
+# ---------------------------------------------------------------- version 2.1: FHIR's own fields, absent data, once
+
+
+def no_birth_date(p: Patient) -> None:
+    """US Core allows a Patient without birthDate: taken for an adult, and a lung cancer recorded last week."""
+    on_plan(p, 20, 3)
+    del p.patient["birthDate"]
+    p.condition("cancer", "C34.90", "Malignant neoplasm of unspecified part of unspecified bronchus or lung",
+                "2026-11-12", system=ICD10CM)
+
+
+def metastasis_in_remission(p: Patient) -> None:
+    """Bone metastasis in remission: bone at risk stays at risk, whatever the clinical status."""
+    on_plan(p, 20, 3)
+    p.condition("metastasis", "94222008", "Secondary malignant neoplasm of bone", "2024-06-12", clinical="remission")
+
+
+def basal_cell_carcinoma(p: Patient) -> None:
+    """A basal cell carcinoma of the skin recorded this month: not a malignancy red flag."""
+    on_plan(p, 20, 3)
+    p.condition("bcc", "C44.311", "Basal cell carcinoma of skin of nose", "2026-11-06", system=ICD10CM)
+
+
+def fracture_resolved_without_date(p: Patient) -> None:
+    """A vertebral fracture marked resolved three weeks after it was recorded, with no abatement date."""
+    on_plan(p, 20, 3)
+    p.condition("fracture", "S32.010A", "Wedge compression fracture of first lumbar vertebra, initial encounter",
+                "2026-10-30", clinical="resolved", system=ICD10CM)
+
+
+def severe_blood_pressure_then_normal(p: Patient) -> None:
+    """186/112 three days ago, one normal reading since: not yet cleared."""
+    on_plan(p, 20, 3)
+    p.blood_pressure(40, 134, 84)
+    p.blood_pressure(3, 186, 112)
+    p.blood_pressure(1, 128, 82)
+
+
+def two_totals_one_day(p: Patient) -> None:
+    """A phone that re-sends a partial count late at night, with no device named: the day's largest total stands."""
+    p.step_goal(5000)
+    p.steps(range(0, 30), lambda d: 5600 + p.rng.randint(-200, 200))
+    for d in (1, 3, 5):
+        p.obs("activity", "41950-7", "Number of steps in 24 hour Measured", at(d, 23, 58), 1200, "/d",
+              category="activity")
+    p.pain(range(0, 28), 4, 5)
+
+
+def session_sent_three_times(p: Patient) -> None:
+    """One session of three this week, sent three times under three ids: it counts once, so the dose holds."""
+    p.order("order", 20, 3, "2026-10-01")
+    p.sessions(range(7, 35), lambda d: 20)
+    for _ in range(3):
+        p.obs("activity", "55411-3", "Exercise duration", at(3, 7, 30), 20, "min", category="activity")
+    p.pain(range(0, 28), 4, 5)
+
+
+def three_durations_one_session(p: Patient) -> None:
+    """Each session sent as three exercise durations from the same start (total, moderate, vigorous), the Physical
+    Activity IG's shape, with no panel: one session of the longest."""
+    p.order("order", 20, 3, "2026-10-01")
+    for d in range(0, 35):
+        if d % 7 in (1, 3, 5):
+            for minutes in (20, 12, 8):
+                p.obs("activity", "55411-3", "Exercise duration", at(d, 7, 30), minutes, "min", category="activity")
+    p.pain(range(0, 28), 4, 5)
+
+
+def twice_the_plan(p: Patient) -> None:
+    """Four steady weeks of 20 min x 3, then twice the plan this week: one dose card (hold), beside the warning."""
+    p.order("order", 20, 3, "2026-10-01")
+    p.sessions(range(7, 35), lambda d: 20)
+    p.sessions(range(0, 7), lambda d: 40)
+    p.pain(range(0, 28), 4, 5)
+
+
+def step_goal_without_quota(p: Patient) -> None:
+    """A step goal in force whose target has no quantity and whose description names no number."""
+    p.step_goal(5000)
+    goal = p.keys["step-goals"][0]
+    del goal["target"][0]["detailQuantity"]
+    goal["description"] = {"text": "More steps each day"}
+    p.steps(range(0, 30), lambda d: 5300 + p.rng.randint(-200, 200))
+    p.pain(range(0, 28), 4, 5)
+
+
+def goal_search_failed_minutes(p: Patient) -> None:
+    """The Goal search failed, but this patient's dose is an exercise order: the goals are not needed, not named."""
+    on_plan(p, 20, 3)
+    p.failed.add("step-goals")
+
+
 def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "PractitionerRole/pcp-1", "patientId": p.pid, "encounterId": "enc-1",
                                "draftOrders": {"resourceType": "Bundle", "type": "collection",
@@ -480,6 +572,17 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("order-in-a-flare", "order-during-flare", "exercise-order-sign", order_in_a_flare),
     ("me-cfs-on-progress-week", "energy-management", "pacing-review", me_cfs),
     ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),
+    ("no-birth-date", "red-flag", "pacing-review", no_birth_date),
+    ("metastasis-in-remission", "red-flag", "pacing-review", metastasis_in_remission),
+    ("basal-cell-carcinoma", "progress", "pacing-review", basal_cell_carcinoma),
+    ("fracture-resolved-without-date", "red-flag", "pacing-review", fracture_resolved_without_date),
+    ("severe-blood-pressure-then-normal", "precaution", "pacing-review", severe_blood_pressure_then_normal),
+    ("two-totals-one-day", "progress", "pacing-review", two_totals_one_day),
+    ("session-sent-three-times", "hold", "pacing-review", session_sent_three_times),
+    ("three-durations-one-session", "progress", "pacing-review", three_durations_one_session),
+    ("twice-the-plan", "hold", "pacing-review", twice_the_plan),
+    ("step-goal-without-quota", "data-quality", "pacing-review", step_goal_without_quota),
+    ("goal-search-failed-minutes", "progress", "pacing-review", goal_search_failed_minutes),
 ]
 
 
