@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,11) <= sys.version_info[:2] < (3,13)))'; \
 	then echo $$p; break; fi; done)
 
-.PHONY: run test lint venv clean screenshot
+.PHONY: run test lint venv clean screenshot fuzz
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ test: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The invariants of docs/clinical.md on many more generated cases than `make test` runs, at random (the examples
+# hypothesis finds failing are kept in .hypothesis/ and tried first next time). FUZZ_CASES per example and test.
+FUZZ_CASES ?= 1500
+fuzz: venv
+	PACING_CDS_FUZZ=1 PACING_CDS_FUZZ_CASES=$(FUZZ_CASES) $(VENV)/bin/python -m pytest tests/invariants $(PYTEST_ARGS)
 
 # The README's chart screenshot (docs/chart.png), taken by headless Chromium from a real card link.
 screenshot: venv

@@ -125,6 +125,8 @@ def live_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
         env.update({"PACING_CDS_PORT": str(port), "PACING_CDS_HOST": "127.0.0.1", "PACING_CDS_WORKERS": "2",
                     "PACING_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}", "PYTHONUNBUFFERED": "1"})
+        if "now" not in settings and settings.get("env") != "production":
+            env["PACING_CDS_NOW"] = data.NOW.isoformat()  # the day the test data are written for
         env.update({f"PACING_CDS_{k.upper()}": v for k, v in settings.items()})
         service = LiveService(tmp_path, env, port).start()
         started.append(service)

@@ -30,16 +30,23 @@ def live_store(service: LiveService) -> Store:
 
 
 def declared_services() -> list[dict[str, Any]]:
-    """rules/services.yaml as discovery must list it: each {loinc:...}/{snomed:...}/{pa:...} written out from codes.yaml."""
+    """rules/services.yaml as discovery must list it: each {loinc:...}/{snomed:...}/{pa:...} written out from codes.yaml,
+    each {status:table} from statuses.yaml (the codes that are current, history or unconfirmed)."""
     rules = ROOT / "rules"
-    spec, codes = (yaml.safe_load((rules / name).read_text()) for name in ("services.yaml", "codes.yaml"))
+    spec, codes, statuses = (yaml.safe_load((rules / name).read_text())
+                             for name in ("services.yaml", "codes.yaml", "statuses.yaml"))
 
     def expand(match: re.Match[str]) -> str:
         system = match.group(1)
         lists = [codes["observations"][n] if system == "loinc" else codes[n] for n in match.group(2).split(",")]
         return ",".join(f"{codes['systems'][system]}|{code}" for listed in lists for code in listed)
 
-    prefetch = {key: re.sub(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}", expand, query)
+    def status(match: re.Match[str]) -> str:
+        return ",".join(code for code, meaning in statuses["tables"][match.group(1)]["codes"].items()
+                        if meaning != "ignored")
+
+    prefetch = {key: re.sub(r"\{status:([a-z-]+)\}", status,
+                            re.sub(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}", expand, query))
                 for key, query in spec["prefetch"].items()}
     return [{**{k: entry[k] for k in ("hook", "title", "description", "id")}, "prefetch": prefetch,
              "usageRequirements": spec["usage"]} for entry in spec["services"]]
