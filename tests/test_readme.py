@@ -60,3 +60,10 @@ def test_integration_guide_covers_every_setting() -> None:
     guide = (ROOT / "docs/integration.md").read_text()
     missing = [name for name, _, _ in settings_table() if f"`{name}`" not in guide]
     assert missing == []
+
+
+def test_the_examples_table_is_generated_from_the_examples() -> None:
+    """Every example of rules/, as scripts/update_readme.py writes the table from their expected.json files."""
+    from scripts.update_readme import examples_table
+
+    assert examples_table() in README
