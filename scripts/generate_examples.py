@@ -15,7 +15,7 @@ import random
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -521,6 +521,35 @@ def goal_search_failed_minutes(p: Patient) -> None:
     p.failed.add("step-goals")
 
 
+# Counterexamples the invariant suite (tests/invariants) found, kept as examples with their expected answers.
+
+
+def times_with_offsets(p: Patient) -> None:
+    """The progress-walking week with every moment written in the clinic's or the device's own UTC offset: the same
+    instants, the same answer."""
+    on_plan(p, 20, 3)
+    for index, resource in enumerate(r for key in ("pain", "activity") for r in p.keys[key]):
+        offset = timedelta(hours=(9, -5, 5, -8)[index % 4], minutes=30 if index % 4 == 2 else 0)
+        moment = datetime.fromisoformat(resource["effectiveDateTime"].replace("Z", "+00:00"))
+        resource["effectiveDateTime"] = moment.astimezone(timezone(offset)).isoformat()
+
+
+def goal_accepted(p: Patient) -> None:
+    """A step goal the patient accepted (lifecycleStatus accepted): a goal in force, as an active one is."""
+    progress_steps(p)
+    p.keys["step-goals"][0]["lifecycleStatus"] = "accepted"
+
+
+def pain_scores_sent_twice(p: Patient) -> None:
+    """Every pain score sent twice by an interface engine (two ids, the same score at the same moment): counted once."""
+    on_plan(p, 20, 3)
+    for resource in list(p.keys["pain"]):
+        copy = json.loads(json.dumps(resource))
+        copy["id"] = resource["id"] + "-relayed"
+        copy["meta"] = {"source": "urn:example:interface-engine"}
+        p.keys["pain"].append(copy)
+
+
 def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "PractitionerRole/pcp-1", "patientId": p.pid, "encounterId": "enc-1",
                                "draftOrders": {"resourceType": "Bundle", "type": "collection",
@@ -583,6 +612,9 @@ SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # na
     ("twice-the-plan", "hold", "pacing-review", twice_the_plan),
     ("step-goal-without-quota", "data-quality", "pacing-review", step_goal_without_quota),
     ("goal-search-failed-minutes", "progress", "pacing-review", goal_search_failed_minutes),
+    ("times-with-offsets", "progress", "pacing-review", times_with_offsets),
+    ("goal-accepted", "progress", "pacing-review", goal_accepted),
+    ("pain-scores-sent-twice", "progress", "pacing-review", pain_scores_sent_twice),
 ]
 
 

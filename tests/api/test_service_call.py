@@ -308,3 +308,18 @@ def test_a_patient_the_rules_are_not_for_gets_no_cards_and_the_audit_says_why(
     assert response.status_code == 200 and response.get_json() == {"cards": []}
     [event] = [e for e in audit(app) if e["hook_instance"] == body["hookInstance"]]
     assert event["status"] == 200 and why in (event["message"] or "")
+
+
+def test_a_call_with_no_card_says_why_in_its_audit_record(app: Flask, client: FlaskClient) -> None:
+    """An answer without a card is never silent about why: an order that fits the plan, a child out of scope."""
+    fits = data.order_request("order-sign", "p-fits", minutes=22)  # plan 20 min x 3: +10 % fits
+    response = post(client, fits, "/cds-services/exercise-order-sign")
+    assert response.status_code == 200 and response.get_json()["cards"] == []
+    child = data.patient_view("p-child", data.full_prefetch("p-child"))
+    child["prefetch"]["patient"]["birthDate"] = "2015-03-01"
+    response = post(client, child)
+    assert response.status_code == 200 and response.get_json()["cards"] == []
+    messages = {event["hook_instance"]: event["message"] for event in audit(app)}
+    assert messages[fits["hookInstance"]] == ("no cards: the order fits the pacing plan: ServiceRequest/draft-1 "
+                                              "(22 min x 3/week)")
+    assert "younger than 18 years: out of scope" in messages[child["hookInstance"]]
