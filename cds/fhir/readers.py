@@ -869,6 +869,13 @@ class RecordBuilder(_Tables):
         code = next(iter(value_sets.values()), snomed[0] if snomed else (icd or ["?"])[0])
         self.record.conditions.append(ConditionRecord(code, value_sets, chronic, recorded, reference, history))
 
+    def _activity_goal(self, resource: dict[str, Any]) -> bool:
+        """A Goal in the PA IG's PhysicalActivity category."""
+        pa = self._knowledge.codes.pa_category
+        system = self._knowledge.codes.systems.get(pa.system)
+        return any(pa.code in codes_of(concept, system) for concept in resource.get("category") or []
+                   if isinstance(concept, dict))
+
     def _over(self, value_set: str, abated: bool) -> bool:
         """Whether a condition whose clinical status says it is over counts as over in this value set."""
         policy = self.clinical_policy.get(value_set, "current")
@@ -959,9 +966,11 @@ class RecordBuilder(_Tables):
                     break
         if quota is None and (step_target or not measures):
             quota = _described_quota(resource.get("description"), self.quota_patterns)
-            # A goal with no target whose description speaks of steps is a step goal, readable or not.
+            # A goal with no target whose description speaks of steps is a step goal, readable or not; so is a
+            # physical-activity goal (the PA IG's category) with no target at all: a plan whose dose is not written.
             step_target = step_target or quota is not None or _mentions(resource.get("description"),
-                                                                        self.step_goal_words)
+                                                                        self.step_goal_words) \
+                or (not targets and self._activity_goal(resource))
         if not step_target:
             return
         kept = self.record.step_goal

@@ -76,7 +76,7 @@ def _cell(value: Any) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = ("patient", "recommendations", "dose now", "proposed", "adherence", "pain Δ", "flare weeks",
-            "last data", "red flags")
+            "last data", "red flags", "note")
     body = []
     for r in rows:
         body.append(
@@ -84,7 +84,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"<td>{_cell(r['dose_now'])}</td><td>{_cell(r['dose_proposed'])}</td>"
             f"<td class=n>{_cell(r['adherence'])}</td><td class=n>{_cell(r['pain_delta'])}</td>"
             f"<td class=n>{_cell(r['flare_weeks'])}</td><td>{_cell(r['last_data_day'])}</td>"
-            f"<td>{_cell(r['red_flags'])}</td></tr>")
+            f"<td>{_cell(r['red_flags'])}</td><td>{_cell(r.get('note'))}</td></tr>")
     return "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
 
 

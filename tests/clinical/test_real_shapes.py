@@ -164,3 +164,42 @@ def test_an_order_hook_draft_for_pain_makes_an_adult_eligible(engine: RuleEngine
     with_reason = evaluate_patient(engine, "exercise-order-select", "order-select", "h", "p", resources, data.NOW,
                                    {"ServiceRequest/d1": draft})
     assert with_reason.eligibility.eligible and with_reason.response.cards
+
+
+def goal(**fields: Any) -> dict[str, Any]:
+    base = {"resourceType": "Goal", "id": "g", "lifecycleStatus": "active", "subject": {"reference": "Patient/p"},
+            "description": {"text": "Daily steps"},
+            "target": [{"measure": {"coding": [{"system": LOINC, "code": "41950-7"}]},
+                        "detailQuantity": {"value": 5000, "unit": "steps/day", "code": "/d"}}]}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+@pytest.mark.parametrize(("fields", "quota"), [
+    ({}, 5000.0),
+    ({"lifecycleStatus": "accepted"}, 5000.0),  # rules/statuses.yaml: accepted and on-hold are goals in force too
+    ({"lifecycleStatus": "on-hold"}, 5000.0),
+    ({"target": [{"measure": {"coding": [{"system": LOINC, "code": "41950-7"}]}}]}, None),  # a step goal, no quota
+    ({"target": None, "description": {"text": "Walk 6,500 steps a day"}}, 6500.0),  # the quota written in words
+    ({"target": None, "description": {"text": "More steps each day"}}, None),  # steps, no number
+    ({"target": None, "description": {"text": "Move more"},
+      "category": [{"coding": [{"system": PA, "code": "PhysicalActivity"}]}]}, None),  # a PA goal with no dose
+])
+def test_a_step_goal_in_force_and_its_quota(knowledge: Knowledge, fields: dict[str, Any], quota: float | None) -> None:
+    record = read(knowledge, goal(**fields))
+    assert record.step_goal is not None and record.step_goal.steps_per_day == quota
+
+
+@pytest.mark.parametrize("fields", [{"lifecycleStatus": "proposed"}, {"lifecycleStatus": "completed"},
+                                    {"lifecycleStatus": "entered-in-error"},
+                                    {"target": None, "description": {"text": "Lose weight"}}])
+def test_goals_that_are_no_step_quota_in_force(knowledge: Knowledge, fields: dict[str, Any]) -> None:
+    assert read(knowledge, goal(**fields)).step_goal is None
+
+
+def test_a_status_no_table_knows_is_set_aside_and_reported(knowledge: Knowledge) -> None:
+    record = read(knowledge, goal(lifecycleStatus="in-force"), obs("o", "72514-3", 5, "{score}", status="done"))
+    assert record.step_goal is None and record.pain == []
+    assert sorted((s.source, s.reason) for s in record.set_aside) == [
+        ("Goal/g", "status not understood"), ("Observation/o", "status not understood")]
+    assert record.readings_set_aside() == [("status not understood", 2)]
