@@ -92,9 +92,11 @@ def test_call_without_prefetch_is_answered_from_the_fhir_server(live_service: St
     body = data.patient_view(pid, fhir_server=fhir_server.base_url, token=TOKEN)
     response = http.post(f"{service.url}/cds-services/pacing-review", json=body)
     assert response.status_code == 200, response.text
-    # Steps and pain from the FHIR server, under an exercise order with no session this week: the dose is held.
-    [card] = response.json()["cards"]
+    # Steps and pain from the FHIR server, under an exercise order with no session this week: the dose is held, and
+    # 3,000 steps a day is inactivity.
+    card, pattern = response.json()["cards"]
     assert card["source"]["topic"]["code"] == "hold" and "nothing of the plan recorded" in card["summary"]
+    assert pattern["source"]["topic"]["code"] == "inactivity"
     store = live_store(service)
     try:
         [event] = store.audit_events(body["hookInstance"])
