@@ -46,7 +46,6 @@ from cds.fhir import typed
 from cds.fhir.steps import LONGEST_DAY, SHORTEST_DAY, UNKNOWN_SOURCE, StepPart, day_totals, source_of
 from cds.knowledge import Knowledge
 
-ZERO = timedelta(0)
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
@@ -101,7 +100,7 @@ def parse_time(value: Any) -> datetime | None:
             return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed if parsed.utcoffset() == ZERO else parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def codes_of(concept: Any, system: str | tuple[str, ...] | None = None) -> list[str]:
@@ -317,6 +316,9 @@ class _Tables:
         observation = knowledge.statuses.tables["observation"] if knowledge.statuses else None
         self.observation_status: dict[Any, str] = dict(observation.codes) if observation else {}
         self.observation_status[None] = observation.absent if observation else "ignored"
+        # The codes that count as current, for the one-pass readers: one set lookup a reading.
+        self.current_observation = frozenset(code for code, meaning in self.observation_status.items()
+                                             if meaning == CURRENT and code is not None)
         self.status_of = knowledge.status_of
         self.clinical_policy = {vs.id: vs.clinical_status for vs in knowledge.value_sets.values()}
         self._knowledge = knowledge
@@ -465,7 +467,7 @@ class RecordBuilder(_Tables):
         which gives the same reading for what this accepts. `lean_typed` is the same reading of a typed
         Observation: both take their elements out and leave the decision to `_lean_moment`, `_lean_value` and
         `_lean_panel`."""
-        if self.observation_status.get(obs.get("status")) != CURRENT:
+        if obs.get("status") not in self.current_observation:
             return False
         loinc = _only_loinc(obs.get("code"))
         kind = self.lean_kind.get(loinc) if loinc is not None else None
@@ -499,8 +501,7 @@ class RecordBuilder(_Tables):
     def lean_typed(self, obs: typed.Observation) -> bool:
         """`_lean` of an Observation decoded typed (cds/fhir/typed.py), whose elements already have their JSON
         types; False for what `_lean` would leave to the general path."""
-        if self.observation_status.get(None if obs.status is UNSET else obs.status) != CURRENT \
-                or obs.hasMember is not UNSET:
+        if obs.status not in self.current_observation or obs.hasMember is not UNSET:
             return False
         loinc = _typed_loinc(obs.code)
         kind = self.lean_kind.get(loinc) if loinc is not None else None
@@ -531,10 +532,9 @@ class RecordBuilder(_Tables):
             when = datetime.fromisoformat(moment)
         except ValueError:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        elif when.utcoffset() != ZERO:
-            when = when.astimezone(UTC)
+        zone = when.tzinfo
+        if zone is not UTC:  # "Z" reads as UTC itself: the usual moment costs no more than this test
+            when = when.replace(tzinfo=UTC) if zone is None else when.astimezone(UTC)
         return None if self.now is not None and when > self.now else when
 
     def _lean_value(self, kind: int, when: datetime, label: str, value: float, unit: str, detail: Any) -> bool:
@@ -694,45 +694,46 @@ class RecordBuilder(_Tables):
         """One session per activity: the sessions of one source that overlap in time are one session, their union
         (three durations of one activity sent from the same start count as the longest); the same session sent
         twice counts once. A session without a duration inside a timed one of its source is that session."""
-        record = self.record
         by_origin: dict[str, list[SessionPart]] = {}
         for part in self.session_parts:
-            by_origin.setdefault(part.origin, []).append(part)
-        for origin in sorted(by_origin):
-            timed = sorted((p for p in by_origin[origin] if p.minutes is not None),
-                           key=lambda p: (p.start, -(p.minutes or 0.0)))
-            spans: list[tuple[datetime, datetime]] = []
-            cluster: list[SessionPart] = []
-            end = start = None
-            for part in timed:
-                part_end = part.start + timedelta(minutes=part.minutes or 0.0)
-                if cluster and start is not None and end is not None and (part.start < end or part.start == start):
-                    cluster.append(part)
-                    end = max(end, part_end)
-                    continue
-                if cluster and start is not None and end is not None:
-                    self._add_session(cluster, start, end, spans)
-                cluster, start, end = [part], part.start, part_end
-            if cluster and start is not None and end is not None:
-                self._add_session(cluster, start, end, spans)
-            untimed: set[datetime] = set()
-            for part in sorted((p for p in by_origin[origin] if p.minutes is None), key=lambda p: p.start):
-                if part.start in untimed or any(a <= part.start <= b for a, b in spans):
-                    self.record.duplicates.append(f"{part.label}: a session already counted")
-                    continue
-                untimed.add(part.start)
-                record.untimed_sessions.append(Reading(part.start, 0.0, part.label))
+            listed = by_origin.get(part[2])
+            if listed is None:
+                by_origin[part[2]] = [part]
+            else:
+                listed.append(part)
+        for origin in sorted(by_origin) if len(by_origin) > 1 else by_origin:
+            self._unite(by_origin[origin])
 
-    def _add_session(self, cluster: list[SessionPart], start: datetime, end: datetime,
-                     spans: list[tuple[datetime, datetime]]) -> None:
-        """One session of the union of a cluster's intervals."""
-        spans.append((start, end))
-        minutes = round((end - start).total_seconds() / 60, DECIMALS)
-        kept = max(cluster, key=lambda p: p.minutes or 0.0)  # the first of the longest, as read
-        self.record.sessions.append(_new(Reading, (start, minutes, kept.label)))
-        for part in cluster:
-            if part is not kept:
-                self.record.duplicates.append(f"{part.label}: the same session as {kept.label}")
+    def _unite(self, parts: list[SessionPart]) -> None:
+        """The sessions of one source, united where they overlap."""
+        sessions, duplicates = self.record.sessions, self.record.duplicates
+        timed = sorted((p for p in parts if p[1] is not None), key=_by_start_longest_first)
+        spans: list[tuple[datetime, datetime]] = []
+        index, count = 0, len(timed)
+        while index < count:
+            first = timed[index]
+            start, end = first[0], first[0] + timedelta(minutes=first[1] or 0.0)
+            kept, stop = first, index + 1
+            while stop < count and (timed[stop][0] < end or timed[stop][0] == start):
+                other = timed[stop]
+                other_end = other[0] + timedelta(minutes=other[1] or 0.0)
+                if other_end > end:
+                    end = other_end
+                if (other[1] or 0.0) > (kept[1] or 0.0):
+                    kept = other
+                stop += 1
+            minutes = first[1] if stop == index + 1 else round((end - start).total_seconds() / 60, DECIMALS)
+            sessions.append(_new(Reading, (start, minutes, kept[3])))
+            duplicates.extend(f"{p[3]}: the same session as {kept[3]}" for p in timed[index:stop] if p is not kept)
+            spans.append((start, end))
+            index = stop
+        untimed: set[datetime] = set()
+        for part in sorted((p for p in parts if p[1] is None), key=_by_start):
+            if part[0] in untimed or any(a <= part[0] <= b for a, b in spans):
+                duplicates.append(f"{part[3]}: a session already counted")
+                continue
+            untimed.add(part[0])
+            self.record.untimed_sessions.append(Reading(part[0], 0.0, part[3]))
 
     def _worn_too_little(self, obs: dict[str, Any], source: str) -> bool:
         """A reading whose device-wear component is below wear_min_percent is set aside."""
@@ -1112,6 +1113,14 @@ def build_record(patient_id: str, resources: list[Any], knowledge: Knowledge,
     record.untimed_sessions.sort(key=_moment_and_value)
     record.blood_pressure = _pressures_once(record.blood_pressure, record.duplicates)
     return record
+
+
+def _by_start_longest_first(part: SessionPart) -> tuple[datetime, float]:
+    return part[0], -(part[1] or 0.0)
+
+
+def _by_start(part: SessionPart) -> datetime:
+    return part[0]
 
 
 def _moment_and_value(reading: Reading) -> tuple[datetime, float]:
