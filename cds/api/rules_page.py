@@ -59,6 +59,26 @@ def _note(vs: ValueSet, knowledge: Knowledge) -> str:
     return f"<br>Card line{when}{unless}: <q>{_e(vs.note)}</q>"
 
 
+POLICY = {"current": "counts while current; over (history) as the status table says",
+          "any": "counts whatever its clinical status, remission and inactive included",
+          "until-abated": "over only when its status says so and an abatement date is recorded"}
+MEANINGS = ("current", "history", "unconfirmed", "ignored")
+
+
+def _statuses(knowledge: Knowledge) -> str:
+    """rules/statuses.yaml as a table: per status element, its codes by meaning, and what absence means."""
+    if knowledge.statuses is None:
+        return ""
+    rows = []
+    for table in knowledge.statuses.tables.values():
+        cells = "".join(f"<td>{_e(', '.join(code for code, m in table.codes.items() if m == meaning))}</td>"
+                        for meaning in MEANINGS)
+        rows.append(f"<tr><td><code>{_e(table.element)}</code></td>{cells}<td>{_e(table.absent)}</td></tr>")
+    head = "".join(f"<th>{_e(m.capitalize())}</th>" for m in MEANINGS)
+    return (f"<h2 id=\"statuses\">What each FHIR status means</h2><p>A code not listed here is set aside and "
+            f"reported on the card.</p><table><tr><th>Element</th>{head}<th>Absent</th></tr>{''.join(rows)}</table>")
+
+
 def render(knowledge: Knowledge) -> str:
     """The whole page: each recommendation with its rules, then every parameter and code list."""
     info = knowledge.info
@@ -73,7 +93,7 @@ def render(knowledge: Knowledge) -> str:
                     for name, items in codes.observations.items())
     sets = "".join(
         f"<tr id=\"value-set-{_e(vs.id)}\"><td><code>{_e(vs.id)}</code><br>{_e(vs.title)}</td><td>{_e(vs.purpose)}"
-        f"{_note(vs, knowledge)}</td>"
+        f"{_note(vs, knowledge)}<br>Clinical status: {_e(POLICY[vs.clinical_status])}</td>"
         f"<td>{_e(vs.source.name)}{'<br>' + _e(vs.source.reference) if vs.source.reference else ''}"
         f"{' (' + _e(vs.source.version) + ')' if vs.source.version else ''}</td>"
         f"<td>{len(vs.snomed)} SNOMED CT, {len(vs.icd10cm)} ICD-10-CM prefixes</td></tr>"
@@ -87,6 +107,7 @@ def render(knowledge: Knowledge) -> str:
             f"<h2 id=\"parameters\">All parameters</h2>{_parameters(sorted(knowledge.parameters), knowledge)}"
             f"<h2 id=\"value-sets\">Value sets (red flags and conditions that change the plan)</h2><table><tr>"
             f"<th>Value set</th><th>What a match means</th><th>Source</th><th>Codes</th></tr>{sets}</table>"
+            f"{_statuses(knowledge)}"
             f"<h2 id=\"codes\">Observation codes (LOINC)</h2><table><tr><th>List</th><th>Codes</th></tr>{lists}"
             f"</table></body></html>")
 

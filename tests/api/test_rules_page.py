@@ -40,6 +40,10 @@ def test_rules_page_lists_every_rule_parameter_and_value_set(live_service: Calla
     assert "derived" in page and "<script" not in page
     pregnancy = knowledge.value_sets["pregnancy"]
     assert pregnancy.note and f"not on red-flag, precaution cards: <q>{pregnancy.note}</q>" in page
+    assert "statuses" in anchors.ids, "the status table is on the page"
+    assert re.search(r"<code>Condition.clinicalStatus</code></td><td>active, recurrence, relapse</td>"
+                     r"<td>inactive, remission, resolved</td>", page)
+    assert "counts whatever its clinical status, remission and inactive included" in page  # metastatic disease
 
 
 def test_every_card_links_to_its_rule_on_the_page(live_service: Callable[..., LiveService],
