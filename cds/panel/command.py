@@ -88,7 +88,7 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
         return 1
     meta = {"now": now_text(now), "version": knowledge.version, "export": str(folder),
             "needs_action": list(knowledge.info.needs_action),
-            "generated": now_text(datetime.now(UTC).replace(microsecond=0)), "notes": notes,
+            "generated": now_text(datetime.now(UTC).replace(microsecond=0)), "notes": notes + result.notes,
             "seconds": result.seconds, "workers": result.workers, "partitions": result.partitions}
     files = write_outputs(Path(out_dir), result.rows, result.problems, meta)
     summary(console, result.rows, result.problems, meta, files)

@@ -21,7 +21,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from cds.panel.source import Export, Part, Problem, read_part
+from cds.panel.source import Export, Part, Problem, read_part, resource_type_of
 from cds.panel.workers import OUTPUT_META, RulesPlugin, evaluate_partition
 
 READ_META = {"patient": "str", "file": "str", "line": "int64", "resource": "str"}
@@ -90,26 +90,42 @@ def _quiet_cancellation(record: logging.LogRecord) -> bool:
 
 def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, progress: Any = None) -> Result:
     """Evaluate every patient of the export on the client's cluster."""
-    import dask.dataframe as dd
-
     started = time.perf_counter()
     plugin = RulesPlugin(bundle)
     client.register_plugin(plugin)
     workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    frame = dd.from_map(read_frame, export.parts, meta=_empty(READ_META), enforce_metadata=False)
     n_out = output_partitions(export, max(workers, 1))
+    # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): not unread.
+    rows, problems = _evaluate(client, export, plugin, now, n_out, (), progress)
+    notes = []
+    broken = unread_types(problems)
+    if broken:
+        # A file cut short or unreadable lost lines of patients no one can name: every patient is evaluated again
+        # with that type as could not be read, so that no dose is changed on what is left of it.
+        rows, problems = _evaluate(client, export, plugin, now, n_out, broken, None)
+        notes = [f"{t} could not be read whole (a file was cut short or unreadable): every row says so, and no dose "
+                 f"is changed on what is left" for t in broken]
+    return Result(rows, problems, time.perf_counter() - started, workers, (len(export.parts), n_out), notes)
+
+
+def unread_types(problems: list[Problem]) -> tuple[str, ...]:
+    """The resource types of the files that could not be read whole."""
+    return tuple(sorted({t for p in problems if p.kind in ("cut-short", "unreadable")
+                         for t in (resource_type_of(p.file),) if t is not None}))
+
+
+def _evaluate(client: Any, export: Export, plugin: RulesPlugin, now: datetime, n_out: int, unread: tuple[str, ...],
+              progress: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
+    import dask.dataframe as dd
+
+    frame = dd.from_map(read_frame, export.parts, meta=_empty(READ_META), enforce_metadata=False)
     shuffled = frame.shuffle("patient", npartitions=n_out)
-    # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): no type is
-    # passed as unread.
-    evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest,
-                                        "", meta=_empty(OUTPUT_META),
-                                        enforce_metadata=False)
+    evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest, ",".join(unread),
+                                        meta=_empty(OUTPUT_META), enforce_metadata=False)
     future = client.compute(evaluated)
     if progress is not None:
         progress(future)
-    output = future.result()
-    rows, problems = collect(output)
-    return Result(rows, problems, time.perf_counter() - started, workers, (len(export.parts), n_out))
+    return collect(future.result())
 
 
 def collect(output: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Problem]]:

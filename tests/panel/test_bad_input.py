@@ -63,7 +63,13 @@ def test_damage_is_reported_with_file_and_line_and_the_rest_runs(tmp_path: Path,
     assert sorted(p["kind"] for p in problems) == ["cut-short", "malformed", "malformed", "no-patient", "no-patient",
                                                    "unknown-patient"]
     with open(run.out / "worklist.csv", newline="") as handle:
-        assert {r["patient"] for r in csv.DictReader(handle)} == {f"Patient/{pid}" for pid in good}
+        rows = list(csv.DictReader(handle))
+    assert {r["patient"] for r in rows} == {f"Patient/{pid}" for pid in good}
+    # An Observation file cut short lost lines of patients no one can name: every row says Observation could not be
+    # read, and none changes a dose on what is left.
+    assert all(r["note"] == "could not be read: Observation" for r in rows), [r["note"] for r in rows]
+    assert not any(code in r["recommendations"].split() for r in rows for code in ("progress", "start"))
+    assert "Observation could not be read whole" in err
     assert re.search(r"problems in the export\s+│\s+6 │", run.stderr)
     assert "Problems in the export (6:" in (run.out / "worklist.html").read_text()
 
