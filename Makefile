@@ -40,4 +40,4 @@ screenshot: venv
 	$(VENV)/bin/python -m tests.support.screenshot docs/chart.png
 
 clean:
-	rm -rf $(VENV) .venv-fhir var .pytest_cache
+	rm -rf $(VENV) .venv-fhir var .pytest_cache .hypothesis
