@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,11 @@ def outside_pattern(parent: Path, root_name: str) -> re.Pattern[str]:
     siblings = sorted(p.name for p in parent.iterdir() if p.is_dir() and p.name != root_name and
                       not p.name.startswith("."))
     names = "|".join(re.escape(name) for name in siblings) or r"(?!)"
-    return re.compile(rf"{re.escape(str(parent))}/|{re.escape(os.pardir)}/(?:{names})\b|[/ ]\"(?:{names})\"")
+    # A checkout made in a shared folder (the system's temporary folder, the root, a home) has that folder as its
+    # parent: a path into it (/tmp/pacing-export in a walk-through) is no reference to what lies beside the checkout.
+    shared = {Path(tempfile.gettempdir()).resolve(), Path("/"), Path.home().resolve()}
+    absolute = r"(?!)" if parent.resolve() in shared else f"{re.escape(str(parent))}/"
+    return re.compile(rf"{absolute}|{re.escape(os.pardir)}/(?:{names})\b|[/ ]\"(?:{names})\"")
 
 
 def outside_references(text: str, pattern: re.Pattern[str], documents: set[str]) -> bool:
