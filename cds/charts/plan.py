@@ -39,13 +39,19 @@ class ThisWeek(Strict):
 
     @model_validator(mode="after")
     def _placeholders(self) -> ThisWeek:
-        for kind, allowed in PLACEHOLDERS.items():
-            for sentence in getattr(self, kind):
-                names = {name for _, name, _, _ in string.Formatter().parse(sentence) if name is not None}
-                if names - allowed:
-                    raise ValueError(f"{kind}: {sentence!r} uses {sorted(names - allowed)}; "
-                                     f"allowed: {sorted(allowed) or 'none'}")
+        for kind in PLACEHOLDERS:
+            _check_placeholders(kind, getattr(self, kind))
         return self
+
+
+def _check_placeholders(kind: str, sentences: list[str]) -> None:
+    """Each sentence of a kind of plan fills in only the names that kind has (PLACEHOLDERS)."""
+    allowed = PLACEHOLDERS[kind]
+    for sentence in sentences:
+        names = {name for _, name, _, _ in string.Formatter().parse(sentence) if name is not None}
+        if names - allowed:
+            raise ValueError(f"{kind}: {sentence!r} uses {sorted(names - allowed)}; "
+                             f"allowed: {sorted(allowed) or 'none'}")
 
 
 class DoseLine(Strict):
@@ -57,14 +63,13 @@ class DoseLine(Strict):
     @model_validator(mode="after")
     def _placeholders(self) -> DoseLine:
         for kind in ("minutes", "steps"):
-            names = {name for _, name, _, _ in string.Formatter().parse(getattr(self, kind)) if name is not None}
-            if names - PLACEHOLDERS[kind]:
-                raise ValueError(f"{kind}: uses {sorted(names - PLACEHOLDERS[kind])}; allowed: "
-                                 f"{sorted(PLACEHOLDERS[kind])}")
+            _check_placeholders(kind, [getattr(self, kind)])
         return self
 
     def fill(self, measure: str, dose: Dose) -> str | None:
-        return _filled([self.steps] if measure == "steps" else [self.minutes], measure, dose)[0] or None
+        """The sentence with the dose written in; None when the dose lacks what the measure needs."""
+        filled = _filled([self.steps] if measure == "steps" else [self.minutes], measure, dose)
+        return filled[0] if filled else None
 
 
 class RuleWeek(Strict):

@@ -61,8 +61,8 @@ class Features:
     peg_unconfirmed: bool = False  # one PEG rise, not yet confirmed
     boom_above_plan: bool = False  # the boom days go above the plan or quota
     pattern_measure: Literal["minutes", "steps"] = "minutes"
-    unread: list[str] = field(default_factory=list)  # resource types whose data was asked for and could not be read
-    unread_needed: list[str] = field(default_factory=list)  # of those, the ones this patient's dose could rest on
+    # The resource types asked for whose request failed ("could not be read") that this patient's dose could rest on.
+    unread_needed: list[str] = field(default_factory=list)
     age_assumed: bool = False  # no birth date: taken for an adult
     set_aside: int = 0  # readings the data hygiene set aside
     untimed_last7: int = 0  # sessions of the last 7 days recorded without a duration
@@ -138,7 +138,7 @@ def compute(record: PatientRecord, now: datetime, params: Params, unread: tuple[
     if not sessions and order is None and (record.steps or record.step_goal is not None):
         measure = "steps"
     has_prescription = order is not None if measure == "minutes" else record.step_goal is not None
-    f = Features(now=now, measure=measure, has_prescription=has_prescription, unread=list(unread),
+    f = Features(now=now, measure=measure, has_prescription=has_prescription,
                  set_aside=sum(count for _, count in record.readings_set_aside()))
     f.unread_needed = unread_needed(unread, measure, order is not None, bool(sessions))
     f.tolerated = [o.dose for o in record.past_orders if o.dose is not None]

@@ -146,7 +146,6 @@ class PatientRecord:
     step_goal: StepGoal | None = None
     minute_goal: MinuteGoal | None = None
     birth_date: date | None = None
-    patient_read: bool = False  # a Patient resource was read (its birthDate may still be absent)
     pain_orders: list[str] = field(default_factory=list)  # exercise orders whose reason is chronic pain
     weight_goals: list[str] = field(default_factory=list)  # active weight-management Goals (Goal/id)
     set_aside: list[SetAside] = field(default_factory=list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -241,10 +242,7 @@ def _fingerprint(obs: dict[str, Any]) -> bytes:
     measured = {k: v for k, v in obs.items() if k not in NOT_THE_MEASUREMENT}
     if isinstance(meta, dict) and "source" in meta:
         measured["meta.source"] = meta["source"]
-    try:
-        return orjson.dumps(measured, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    except (TypeError, orjson.JSONEncodeError):  # not JSON any more (a typed element): never a duplicate
-        return repr(id(obs)).encode()
+    return orjson.dumps(measured, option=orjson.OPT_SORT_KEYS)
 
 
 def _reference_id(reference: Any) -> str | None:
@@ -312,13 +310,10 @@ class _Tables:
         self.dose_patterns = instruction_patterns(tuple(codes.instruction_dose))
         self.quota_patterns = instruction_patterns(tuple(codes.goal_quota))
         self.step_goal_words = re.compile(codes.step_goal_words, re.IGNORECASE) if codes.step_goal_words else None
-        # rules/statuses.yaml: what an Observation's status means, looked up once per reading.
-        observation = knowledge.statuses.tables["observation"] if knowledge.statuses else None
-        self.observation_status: dict[Any, str] = dict(observation.codes) if observation else {}
-        self.observation_status[None] = observation.absent if observation else "ignored"
-        # The codes that count as current, for the one-pass readers: one set lookup a reading.
-        self.current_observation = frozenset(code for code, meaning in self.observation_status.items()
-                                             if meaning == CURRENT and code is not None)
+        # The Observation statuses that count as current (rules/statuses.yaml), for the one-pass readers: one set
+        # lookup a reading.
+        self.current_observation = knowledge.statuses.codes("observation", CURRENT) if knowledge.statuses \
+            else frozenset()
         self.status_of = knowledge.status_of
         self.clinical_policy = {vs.id: vs.clinical_status for vs in knowledge.value_sets.values()}
         self._knowledge = knowledge
@@ -392,7 +387,6 @@ class RecordBuilder(_Tables):
             self.care_plan(resource)
         elif kind == "Patient":
             self.record.birth_date = _birth_date(resource.get("birthDate"))
-            self.record.patient_read = True
 
     # ------------------------------------------------------------ Observation
 
@@ -974,27 +968,33 @@ class RecordBuilder(_Tables):
                 or (not targets and self._activity_goal(resource))
         if not step_target:
             return
-        kept = self.record.step_goal
-        if kept is None or (kept.steps_per_day is None and quota is not None) or \
-                (quota is not None and kept.steps_per_day is not None
-                 and (start or datetime.min.replace(tzinfo=UTC), quota)
-                 > (kept.start or datetime.min.replace(tzinfo=UTC), kept.steps_per_day)):
-            self.record.step_goal = StepGoal(reference, quota, resource, start)
+        goal = StepGoal(reference, quota, resource, start)
+        if self.record.step_goal is None or _goal_rank(goal) > _goal_rank(self.record.step_goal):
+            self.record.step_goal = goal
+
+
+def _goal_rank(goal: StepGoal) -> tuple[bool, datetime, float]:
+    """Of several step goals in force, the one that stands: a readable quota first, then the latest start, then the
+    larger quota (whatever order the EHR listed them in)."""
+    return (goal.steps_per_day is not None, goal.start or datetime.min.replace(tzinfo=UTC), goal.steps_per_day or 0.0)
+
+
+def _text(description: Any) -> str:
+    """A CodeableConcept's text (a Goal's description), at most its first 2,000 characters."""
+    text = description.get("text") if isinstance(description, dict) else None
+    return text[:2000] if isinstance(text, str) else ""
 
 
 def _mentions(description: Any, pattern: re.Pattern[str] | None) -> bool:
-    text = description.get("text") if isinstance(description, dict) else None
-    return pattern is not None and isinstance(text, str) and pattern.search(text[:2000]) is not None
+    return pattern is not None and pattern.search(_text(description)) is not None
 
 
 def _described_quota(description: Any, patterns: list[re.Pattern[str]]) -> float | None:
     """A number of steps a day written in a Goal's description ("Walk 5,000 steps a day"), by the goal_quota
     patterns of codes.yaml; None when none matches."""
-    text = description.get("text") if isinstance(description, dict) else None
-    if not isinstance(text, str):
-        return None
+    text = _text(description)
     for pattern in patterns:
-        match = pattern.search(text[:2000])
+        match = pattern.search(text)
         if match:
             steps = float(match.group("steps").replace(",", ""))
             if steps > 0:
@@ -1108,10 +1108,10 @@ def build_record(patient_id: str, resources: list[Any], knowledge: Knowledge,
     record.steps, implausible_days = day_totals(builder.step_parts, knowledge.values["steps_day_max"])
     record.set_aside.extend(implausible_days)
     for name in ("pain", "peg", "evs_minutes", "temperature", "temperature_unconfirmed", "weight"):
-        setattr(record, name, _once(getattr(record, name), record.duplicates))
+        setattr(record, name, _once(getattr(record, name), _moment_and_value, record.duplicates))
     record.sessions.sort(key=_moment_and_value)
     record.untimed_sessions.sort(key=_moment_and_value)
-    record.blood_pressure = _pressures_once(record.blood_pressure, record.duplicates)
+    record.blood_pressure = _once(record.blood_pressure, _pressure_key, record.duplicates)
     return record
 
 
@@ -1127,32 +1127,22 @@ def _moment_and_value(reading: Reading) -> tuple[datetime, float]:
     return reading[0], reading[1]
 
 
-def _once(readings: list[Reading], duplicates: list[str]) -> list[Reading]:
-    """The readings in time order (at one moment, by value), each measurement once: the same value at the same
-    moment is the same reading, whatever Observation carried it."""
-    readings.sort(key=_moment_and_value)
-    kept: list[Reading] = []
-    last: tuple[datetime, float] | None = None
-    for reading in readings:
-        key = (reading[0], reading[1])
-        if key == last:
-            duplicates.append(f"{reading.source}: the same reading as {kept[-1].source}")
-            continue
-        kept.append(reading)
-        last = key
-    return kept
+def _pressure_key(b: BloodPressure) -> tuple[datetime, bool, float, float]:
+    """A blood pressure's moment, then its values: at one moment the higher reading comes last (the latest)."""
+    return (b.when, b.confirmed, -1.0 if b.systolic is None else b.systolic,
+            -1.0 if b.diastolic is None else b.diastolic)
 
 
-def _pressures_once(readings: list[BloodPressure], duplicates: list[str]) -> list[BloodPressure]:
-    """Blood pressures in time order (at one moment, the higher first read last), each measurement once."""
-    def key(b: BloodPressure) -> tuple[datetime, bool, float, float]:
-        return (b.when, b.confirmed, -1.0 if b.systolic is None else b.systolic,
-                -1.0 if b.diastolic is None else b.diastolic)
-
-    kept: list[BloodPressure] = []
+def _once(readings: list[Any], key: Callable[[Any], Any], duplicates: list[str]) -> list[Any]:
+    """The readings in the order of `key` (time, then value), each measurement once: the same key (the same value at
+    the same moment) is the same reading, whatever Observation carried it."""
+    kept: list[Any] = []
+    last: Any = None
     for reading in sorted(readings, key=key):
-        if kept and key(kept[-1]) == key(reading):
+        current = key(reading)
+        if kept and current == last:
             duplicates.append(f"{reading.source}: the same reading as {kept[-1].source}")
             continue
         kept.append(reading)
+        last = current
     return kept

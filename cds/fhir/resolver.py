@@ -261,16 +261,13 @@ NOT_ASKED = "none recorded (optional, not prefetched and no FHIR server to ask)"
 BLOCKED_NOTE = "prefetch held an OperationOutcome"
 
 
-def _without(data: PrefetchData, key: str, reason: str) -> None:
-    """An optional key whose data cannot be had: evaluated without it, and said so in the audit. A key the EHR
-    neither sent nor can be asked for was never asked for: none recorded; one whose request failed (an
-    OperationOutcome, a server that failed) could not be read, and the cards that need it say so."""
-    asked = reason != NOT_ASKED_REASON or BLOCKED_NOTE in data.notes.get(key, [])
-    data.resources[key], data.sources[key] = None, UNOBTAINABLE if asked else NOT_ASKED
+def _without(data: PrefetchData, key: str, reason: str, failed: bool = True) -> None:
+    """An optional key whose data cannot be had: evaluated without it, and said so in the audit. A key whose
+    request failed (an OperationOutcome, a server that failed or was refused) could not be read, and the cards
+    that need it say so; a key the EHR neither sent nor can be asked for (`failed` False) was never asked for:
+    none recorded."""
+    data.resources[key], data.sources[key] = None, UNOBTAINABLE if failed else NOT_ASKED
     data.notes.setdefault(key, []).append(reason)
-
-
-NOT_ASKED_REASON = "not in the request and no fhirServer"
 
 
 def _url(template: PrefetchTemplate, request: CdsRequest) -> str:
@@ -350,7 +347,8 @@ def _fetch_missing(templates: tuple[PrefetchTemplate, ...], request: CdsRequest,
         return
     if request.fhirServer is None:
         for key in sorted(optional & (set(to_fetch) - continuing)):
-            _without(data, key, NOT_ASKED_REASON)
+            _without(data, key, "not in the request and no fhirServer",
+                     failed=BLOCKED_NOTE in data.notes.get(key, []))
         missing = sorted(set(to_fetch) - continuing - optional)
         for key in continuing:
             data.notes.setdefault(key, []).append("more pages exist but the request has no fhirServer")

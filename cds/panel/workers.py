@@ -104,7 +104,8 @@ def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime,
 
 
 def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str, unread: str = "") -> pd.DataFrame:
-    """The Dask task over one output partition of the shuffle (`unread`: the missing resource types, by comma)."""
+    """The Dask task over one output partition of the shuffle (`unread`: the resource types whose files could not
+    be read whole, by comma)."""
     missing = tuple(t for t in unread.split(",") if t)
     columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso), missing) if len(frame) \
         else {}

@@ -12,7 +12,7 @@ from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend
-from cds.clinical.records import Eligibility, OrderRecord, PatientRecord, eligibility
+from cds.clinical.records import DRAFT, Eligibility, OrderRecord, PatientRecord, eligibility
 from cds.engine import Evaluation, RuleEngine
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList
@@ -169,7 +169,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         activity = has_activity_data(record, now, params)
         patterns = instruction_patterns(tuple(knowledge.codes.instruction_dose))
         for reference, resource in drafts.items():
-            draft = OrderRecord(reference, "draft", parse_time(resource.get("authoredOn")),
+            draft = OrderRecord(reference, DRAFT, parse_time(resource.get("authoredOn")),
                                 order_dose(resource, patterns), resource)
             reviews[reference] = review(draft, features, params)
             facts.append(reviews[reference].fact(activity, features))

@@ -212,34 +212,43 @@ def change_codings(draw: Draw, request: dict[str, Any]) -> Step | None:
     return Step(REPRESENTATION, f"{site.label} an extra local coding")
 
 
-def add_extension(draw: Draw, request: dict[str, Any]) -> Step | None:
+def _on_a_site(draw: Draw, request: dict[str, Any], change: Callable[[Draw, dict[str, Any]], str]) -> Step | None:
+    """A representation-only change to one resource of the request, its type drawn first."""
     candidates = list(sites(request))
     if not candidates:
         return None
     site = pick(draw, candidates)
-    site.resource.setdefault("extension", []).append({"url": EXTENSION, "valueString": "entered by the front desk"})
-    return Step(REPRESENTATION, f"{site.label} an extension")
+    return Step(REPRESENTATION, f"{site.label} {change(draw, site.resource)}")
+
+
+def _extension(draw: Draw, resource: dict[str, Any]) -> str:
+    resource.setdefault("extension", []).append({"url": EXTENSION, "valueString": "entered by the front desk"})
+    return "an extension"
+
+
+def _narrative(draw: Draw, resource: dict[str, Any]) -> str:
+    resource["text"] = {"status": "generated",
+                        "div": '<div xmlns="http://www.w3.org/1999/xhtml">A reading of the record.</div>'}
+    return "narrative"
+
+
+def _meta(draw: Draw, resource: dict[str, Any]) -> str:
+    meta = resource.setdefault("meta", {})
+    meta["versionId"] = str(draw(st.integers(2, 9)))
+    meta["lastUpdated"] = "2026-11-19T22:14:05.120+00:00"
+    return "meta"
+
+
+def add_extension(draw: Draw, request: dict[str, Any]) -> Step | None:
+    return _on_a_site(draw, request, _extension)
 
 
 def add_narrative(draw: Draw, request: dict[str, Any]) -> Step | None:
-    candidates = list(sites(request))
-    if not candidates:
-        return None
-    site = pick(draw, candidates)
-    site.resource["text"] = {"status": "generated",
-                             "div": '<div xmlns="http://www.w3.org/1999/xhtml">A reading of the record.</div>'}
-    return Step(REPRESENTATION, f"{site.label} narrative")
+    return _on_a_site(draw, request, _narrative)
 
 
 def add_meta(draw: Draw, request: dict[str, Any]) -> Step | None:
-    candidates = list(sites(request))
-    if not candidates:
-        return None
-    site = pick(draw, candidates)
-    meta = site.resource.setdefault("meta", {})
-    meta["versionId"] = str(draw(st.integers(2, 9)))
-    meta["lastUpdated"] = "2026-11-19T22:14:05.120+00:00"
-    return Step(REPRESENTATION, f"{site.label} meta")
+    return _on_a_site(draw, request, _meta)
 
 
 def reorder_entries(draw: Draw, request: dict[str, Any]) -> Step | None:
@@ -323,7 +332,7 @@ def promoted(was: str | None, meaning: str) -> bool:
 
 
 def change_status(draw: Draw, request: dict[str, Any]) -> Step | None:
-    """A status code changed: to another of the same meaning, or to another meaning."""
+    """A status code changed: to another of the same meaning, or to another meaning (never made current)."""
     candidates = [s for s in sites(request) if s.key != "draftOrders" and (
         (s.resource.get("resourceType") in TABLE_OF
          and _meaning(TABLE_OF[s.resource["resourceType"]],
@@ -331,39 +340,26 @@ def change_status(draw: Draw, request: dict[str, Any]) -> Step | None:
         or s.resource.get("resourceType") == "Condition")]
     if not candidates:
         return None
-    site = pick(draw, candidates)
-    resource = site.resource
+    resource = pick(draw, candidates).resource
     if resource["resourceType"] == "Condition":
-        return _condition_status(draw, site)
+        element, system, table = draw(st.sampled_from(CONDITION_TABLES))
+        was = _condition_was(resource, element, system, table)
+        meaning = draw(st.sampled_from(sorted(m for m in table if not promoted(was, m))))
+        return _set_condition_status(element, system, table, meaning, draw(st.sampled_from(table[meaning])))(resource)
     table, element = TABLE_OF[resource["resourceType"]], ELEMENT_OF.get(resource["resourceType"], "status")
     was = _meaning(table, resource[element])
-    meaning = draw(st.sampled_from(sorted(m for m in STATUS[table] if promoted(was, m) is False)))
-    code = draw(st.sampled_from(STATUS[table][meaning]))
-    resource[element] = code
-    if meaning == was:
-        kind = SAME_MEANING
-    elif resource["resourceType"] == "Observation":
-        kind = READING_REMOVED
-    else:
-        kind = OTHER_REMOVED
-    return Step(kind, f"{site.label} {element} {code} ({was} -> {meaning})")
+    meaning = draw(st.sampled_from(sorted(m for m in STATUS[table] if not promoted(was, m))))
+    return _set_status(table, element, meaning, draw(st.sampled_from(STATUS[table][meaning])))(resource)
 
 
-def _condition_status(draw: Draw, site: Site) -> Step:
-    resource = site.resource
-    element, system, table = draw(st.sampled_from([("clinicalStatus", CLINICAL_SYSTEM, CLINICAL),
-                                                   ("verificationStatus", VERIFICATION_SYSTEM, VERIFICATION)]))
-    current = resource.get(element)
-    codes = [c.get("code") for c in (current or {}).get("coding") or [] if c.get("system") == system]
-    was = next((m for m, listed in table.items() if (codes[0] if codes else None) in listed), "current")
-    meaning = draw(st.sampled_from(sorted(m for m in table if promoted(was, m) is False)))
-    code = draw(st.sampled_from(table[meaning]))
-    if code is None:
-        resource.pop(element, None)
-    else:
-        resource[element] = {"coding": [{"system": system, "code": code}]}
-    kind = SAME_MEANING if meaning == was else CONDITION_OVER if meaning in ("history", "ignored") else OTHER_REMOVED
-    return Step(kind, f"{site.label} {element} {code} ({was} -> {meaning})", resource)
+CONDITION_TABLES = [("clinicalStatus", CLINICAL_SYSTEM, CLINICAL), ("verificationStatus", VERIFICATION_SYSTEM,
+                                                                    VERIFICATION)]
+
+
+def _condition_was(resource: dict[str, Any], element: str, system: str, table: dict[str, list[str | None]]) -> str:
+    """The meaning of a Condition's status as it stands (absent: current)."""
+    codes = [c.get("code") for c in (resource.get(element) or {}).get("coding") or [] if c.get("system") == system]
+    return next((m for m, listed in table.items() if (codes[0] if codes else None) in listed), "current")
 
 
 # ---------------------------------------------------------------- an optional element removed
@@ -413,11 +409,8 @@ def single_changes(request: dict[str, Any]) -> Iterator[tuple[dict[str, Any], St
             continue
         changes: list[Callable[[dict[str, Any]], Step]] = []
         if kind == "Condition":
-            for element, system, table in (("clinicalStatus", CLINICAL_SYSTEM, CLINICAL),
-                                           ("verificationStatus", VERIFICATION_SYSTEM, VERIFICATION)):
-                codes = [c.get("code") for c in (site.resource.get(element) or {}).get("coding") or []
-                         if c.get("system") == system]
-                was = next((m for m, listed in table.items() if (codes[0] if codes else None) in listed), "current")
+            for element, system, table in CONDITION_TABLES:
+                was = _condition_was(site.resource, element, system, table)
                 for meaning, listed in table.items():
                     for code in listed if not promoted(was, meaning) else []:
                         changes.append(_set_condition_status(element, system, table, meaning, code))
@@ -438,9 +431,7 @@ def single_changes(request: dict[str, Any]) -> Iterator[tuple[dict[str, Any], St
 def _set_condition_status(element: str, system: str, table: dict[str, list[str | None]], meaning: str,
                           code: str | None) -> Callable[[dict[str, Any]], Step]:
     def change(resource: dict[str, Any]) -> Step:
-        codes = [c.get("code") for c in (resource.get(element) or {}).get("coding") or []
-                 if c.get("system") == system]
-        was = next((m for m, listed in table.items() if (codes[0] if codes else None) in listed), "current")
+        was = _condition_was(resource, element, system, table)
         if code is None:
             resource.pop(element, None)
         else:
@@ -455,7 +446,8 @@ def _set_status(table: str, element: str, meaning: str, code: str) -> Callable[[
     def change(resource: dict[str, Any]) -> Step:
         was = _meaning(table, resource.get(element))
         resource[element] = code
-        kind = SAME_MEANING if meaning == was else OTHER_REMOVED
+        kind = SAME_MEANING if meaning == was else READING_REMOVED if resource["resourceType"] == "Observation" \
+            else OTHER_REMOVED
         return Step(kind, f"{resource['resourceType']}/{resource.get('id')} {element} {code} ({was} -> {meaning})")
     return change
 
