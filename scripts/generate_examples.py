@@ -1,4 +1,4 @@
-"""Write the end-to-end examples of rules/<recommendation>/examples/<name>/: request.json, a complete CDS Hooks
+"""Write the end-to-end examples of fhir_examples/<name>/: request.json, a complete CDS Hooks
 call with weeks of realistic FHIR R4 data as of NOW (deterministic: the same script writes the same files), and
 with --answers, response.json and evaluate.txt: the answer the service gives to it now, and what `pacing-cds
 evaluate` prints for it (the rule set version left out of both).
@@ -21,6 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
+EXAMPLES_DIR = ROOT / "fhir_examples"
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 LOINC, SNOMED, UCUM = "http://loinc.org", "http://snomed.info/sct", "http://unitsofmeasure.org"
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -559,62 +560,62 @@ def order_context(p: Patient, hook: str, draft: dict[str, Any]) -> dict[str, Any
     return context
 
 
-SCENARIOS: list[tuple[str, str, str, Callable[[Patient], Any] | None]] = [  # name, folder, service, builder
-    ("progress-walking", "progress", "pacing-review", progress_walking),
-    ("progress-add-session", "progress", "pacing-review", progress_add_session),
-    ("goal-met", "goal-met", "pacing-review", goal_met),
-    ("hold-low-adherence", "hold", "pacing-review", hold_low_adherence),
-    ("step-back-flare", "step-back", "pacing-review", step_back_flare),
-    ("re-baseline", "re-baseline", "pacing-review", re_baseline),
-    ("establish-baseline", "establish-baseline", "pacing-review", establish_baseline),
-    ("start-steps", "start", "pacing-review", start_steps),
-    ("progress-steps", "progress", "pacing-review", progress_steps),
-    ("data-gap", "data-gap", "pacing-review", data_gap),
-    ("high-blood-pressure-on-progress-week", "precaution", "pacing-review", red_flag_on_progress_week),
-    ("refuted-red-flag", "red-flag", "pacing-review", refuted_red_flag),
-    ("pounds-and-fahrenheit", "precaution", "pacing-review", pounds_and_fahrenheit),
-    ("peg-only", "hold", "pacing-review", peg_only),
-    ("boom-bust", "boom-bust", "pacing-review", boom_bust),
-    ("inactivity", "inactivity", "pacing-review", inactivity),
-    ("order-dose-jump", "order-dose-jump", "exercise-order-select", None),
-    ("order-fits", "order-dose-jump", "exercise-order-sign", None),
-    ("order-no-baseline", "order-no-baseline", "exercise-order-sign", None),
-    ("order-during-fever", "precaution", "exercise-order-sign", None),
-    ("cauda-equina-undated", "red-flag", "pacing-review", cauda_equina_undated),
-    ("breast-cancer-coded-specifically", "red-flag", "pacing-review", breast_cancer_coded_specifically),
-    ("order-metastasis", "red-flag", "exercise-order-sign", order_metastasis),
-    ("preliminary-blood-pressure", "precaution", "pacing-review", preliminary_blood_pressure),
-    ("weight-loss-explained", "precaution", "pacing-review", weight_loss_explained),
-    ("weight-management-goal", "precaution", "pacing-review", weight_management_goal),
-    ("pregnancy-on-progress-week", "progress", "pacing-review", pregnancy_on_progress_week),
-    ("pregnancy-high-blood-pressure", "precaution", "pacing-review", pregnancy_high_blood_pressure),
-    ("progressed-yesterday", "hold", "pacing-review", progressed_yesterday),
-    ("stepped-back-3-days-ago", "hold", "pacing-review", stepped_back_3_days_ago),
-    ("overachiever", "goal-met", "pacing-review", overachiever),
-    ("no-pain-scores", "progress", "pacing-review", no_pain_scores),
-    ("wearable-intervals", "progress", "pacing-review", wearable_intervals),
-    ("two-devices", "progress", "pacing-review", two_devices),
-    ("outlier-day", "progress", "pacing-review", outlier_day),
-    ("sessions-without-duration", "progress", "pacing-review", sessions_without_duration),
-    ("goal-unreadable", "hold", "pacing-review", goal_unreadable),
-    ("sessions-in-kilocalories", "data-quality", "pacing-review", sessions_in_kilocalories),
-    ("order-in-a-flare", "order-during-flare", "exercise-order-sign", order_in_a_flare),
-    ("me-cfs-on-progress-week", "energy-management", "pacing-review", me_cfs),
-    ("axial-spondyloarthritis", "red-flag", "pacing-review", axial_spondyloarthritis),
-    ("no-birth-date", "red-flag", "pacing-review", no_birth_date),
-    ("metastasis-in-remission", "red-flag", "pacing-review", metastasis_in_remission),
-    ("basal-cell-carcinoma", "progress", "pacing-review", basal_cell_carcinoma),
-    ("fracture-resolved-without-date", "red-flag", "pacing-review", fracture_resolved_without_date),
-    ("severe-blood-pressure-then-normal", "precaution", "pacing-review", severe_blood_pressure_then_normal),
-    ("two-totals-one-day", "progress", "pacing-review", two_totals_one_day),
-    ("session-sent-three-times", "hold", "pacing-review", session_sent_three_times),
-    ("three-durations-one-session", "progress", "pacing-review", three_durations_one_session),
-    ("twice-the-plan", "hold", "pacing-review", twice_the_plan),
-    ("step-goal-without-quota", "data-quality", "pacing-review", step_goal_without_quota),
-    ("goal-search-failed-minutes", "progress", "pacing-review", goal_search_failed_minutes),
-    ("times-with-offsets", "progress", "pacing-review", times_with_offsets),
-    ("goal-accepted", "progress", "pacing-review", goal_accepted),
-    ("pain-scores-sent-twice", "progress", "pacing-review", pain_scores_sent_twice),
+SCENARIOS: list[tuple[str, str, Callable[[Patient], Any] | None]] = [  # name, service, builder
+    ("progress-walking", "pacing-review", progress_walking),
+    ("progress-add-session", "pacing-review", progress_add_session),
+    ("goal-met", "pacing-review", goal_met),
+    ("hold-low-adherence", "pacing-review", hold_low_adherence),
+    ("step-back-flare", "pacing-review", step_back_flare),
+    ("re-baseline", "pacing-review", re_baseline),
+    ("establish-baseline", "pacing-review", establish_baseline),
+    ("start-steps", "pacing-review", start_steps),
+    ("progress-steps", "pacing-review", progress_steps),
+    ("data-gap", "pacing-review", data_gap),
+    ("high-blood-pressure-on-progress-week", "pacing-review", red_flag_on_progress_week),
+    ("refuted-red-flag", "pacing-review", refuted_red_flag),
+    ("pounds-and-fahrenheit", "pacing-review", pounds_and_fahrenheit),
+    ("peg-only", "pacing-review", peg_only),
+    ("boom-bust", "pacing-review", boom_bust),
+    ("inactivity", "pacing-review", inactivity),
+    ("order-dose-jump", "exercise-order-select", None),
+    ("order-fits", "exercise-order-sign", None),
+    ("order-no-baseline", "exercise-order-sign", None),
+    ("order-during-fever", "exercise-order-sign", None),
+    ("cauda-equina-undated", "pacing-review", cauda_equina_undated),
+    ("breast-cancer-coded-specifically", "pacing-review", breast_cancer_coded_specifically),
+    ("order-metastasis", "exercise-order-sign", order_metastasis),
+    ("preliminary-blood-pressure", "pacing-review", preliminary_blood_pressure),
+    ("weight-loss-explained", "pacing-review", weight_loss_explained),
+    ("weight-management-goal", "pacing-review", weight_management_goal),
+    ("pregnancy-on-progress-week", "pacing-review", pregnancy_on_progress_week),
+    ("pregnancy-high-blood-pressure", "pacing-review", pregnancy_high_blood_pressure),
+    ("progressed-yesterday", "pacing-review", progressed_yesterday),
+    ("stepped-back-3-days-ago", "pacing-review", stepped_back_3_days_ago),
+    ("overachiever", "pacing-review", overachiever),
+    ("no-pain-scores", "pacing-review", no_pain_scores),
+    ("wearable-intervals", "pacing-review", wearable_intervals),
+    ("two-devices", "pacing-review", two_devices),
+    ("outlier-day", "pacing-review", outlier_day),
+    ("sessions-without-duration", "pacing-review", sessions_without_duration),
+    ("goal-unreadable", "pacing-review", goal_unreadable),
+    ("sessions-in-kilocalories", "pacing-review", sessions_in_kilocalories),
+    ("order-in-a-flare", "exercise-order-sign", order_in_a_flare),
+    ("me-cfs-on-progress-week", "pacing-review", me_cfs),
+    ("axial-spondyloarthritis", "pacing-review", axial_spondyloarthritis),
+    ("no-birth-date", "pacing-review", no_birth_date),
+    ("metastasis-in-remission", "pacing-review", metastasis_in_remission),
+    ("basal-cell-carcinoma", "pacing-review", basal_cell_carcinoma),
+    ("fracture-resolved-without-date", "pacing-review", fracture_resolved_without_date),
+    ("severe-blood-pressure-then-normal", "pacing-review", severe_blood_pressure_then_normal),
+    ("two-totals-one-day", "pacing-review", two_totals_one_day),
+    ("session-sent-three-times", "pacing-review", session_sent_three_times),
+    ("three-durations-one-session", "pacing-review", three_durations_one_session),
+    ("twice-the-plan", "pacing-review", twice_the_plan),
+    ("step-goal-without-quota", "pacing-review", step_goal_without_quota),
+    ("goal-search-failed-minutes", "pacing-review", goal_search_failed_minutes),
+    ("times-with-offsets", "pacing-review", times_with_offsets),
+    ("goal-accepted", "pacing-review", goal_accepted),
+    ("pain-scores-sent-twice", "pacing-review", pain_scores_sent_twice),
 ]
 
 
@@ -641,8 +642,8 @@ def build(name: str, service: str, builder: Callable[[Patient], Any] | None) -> 
 
 
 def write_requests(root: Path) -> None:
-    for name, folder, service, builder in SCENARIOS:
-        target = root / folder / "examples" / name
+    for name, service, builder in SCENARIOS:
+        target = root / name
         target.mkdir(parents=True, exist_ok=True)
         (target / "request.json").write_text(json.dumps(build(name, service, builder), indent=1) + "\n")
     print(f"wrote {len(SCENARIOS)} requests under {root}")
@@ -664,7 +665,7 @@ def write_answers(root: Path) -> None:
 
 
 def main() -> None:
-    write_requests(RULES)
+    write_requests(EXAMPLES_DIR)
     if "--answers" in sys.argv[1:]:
         write_answers(RULES)
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = "$ .venv/bin/pacing-cds evaluate rules/progress/examples/progress-walking/request.json " \
+COMMAND = "$ .venv/bin/pacing-cds evaluate fhir_examples/progress-walking/request.json " \
           "--now 2026-11-20T09:00:00Z\n"
 
 

@@ -19,7 +19,7 @@ from tests.support.processes import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 HADOLINT = Path(sys.executable).parent / "hadolint"
-EXAMPLE = ROOT / "rules" / "progress" / "examples" / "progress-walking" / "request.json"
+EXAMPLE = ROOT / "fhir_examples" / "progress-walking" / "request.json"
 
 
 def need(tool: str, found: bool) -> None:

@@ -1,4 +1,4 @@
-"""Golden examples: every rules/<recommendation>/examples/<name> gives its intended recommendations and dose and
+"""Golden examples: every fhir_examples/<name> gives its intended recommendations and dose and
 exactly its recorded answer, in-process and over HTTP, and the two answers are the same to the byte."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cds.charts.series import first_proposed
 from cds.engine import Knowledge
 from cds.hooks.models import Card, CdsResponse
 from tests.conftest import ROOT, LiveService
-from tests.support.examples import BASE_URL, EXAMPLES, RULES, Example, evaluate_output, run_example
+from tests.support.examples import BASE_URL, EXAMPLES, EXAMPLES_DIR, Example, evaluate_output, run_example
 
 NOW = "2026-11-20T09:00:00Z"
 
@@ -88,7 +88,7 @@ def test_example_requests_are_what_the_generator_writes(tmp_path: Path) -> None:
     shutil.copy(ROOT / "scripts" / "generate_examples.py", copy / "scripts" / "generate_examples.py")
     subprocess.run([sys.executable, str(copy / "scripts" / "generate_examples.py")], check=True,
                    capture_output=True, timeout=120)
-    written = sorted(p.relative_to(copy / "rules") for p in (copy / "rules").rglob("request.json"))
-    assert written == sorted(p.relative_to(RULES) for p in RULES.rglob("request.json"))
+    written = sorted(p.relative_to(copy / "fhir_examples") for p in (copy / "fhir_examples").rglob("request.json"))
+    assert written == sorted(p.relative_to(EXAMPLES_DIR) for p in EXAMPLES_DIR.rglob("request.json"))
     for relative in written:
-        assert (copy / "rules" / relative).read_text() == (RULES / relative).read_text(), relative
+        assert (copy / "fhir_examples" / relative).read_text() == (EXAMPLES_DIR / relative).read_text(), relative

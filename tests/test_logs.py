@@ -31,7 +31,7 @@ def test_json_logs_are_one_object_per_line_with_the_call_fields(live_service: St
     token = jwt.encode({"iss": ISS, "aud": BASE + "/cds-services/pacing-review", "exp": int(time.time()) + 60,
                         "iat": int(time.time()), "jti": jti}, key, algorithm="ES384",
                        headers={"kid": "k1", "typ": "JWT"})
-    body = json.loads((ROOT / "rules/progress/examples/progress-walking/request.json").read_text())
+    body = json.loads((ROOT / "fhir_examples/progress-walking/request.json").read_text())
     response = http.post(f"{service.url}/cds-services/pacing-review", json=body,
                          headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200

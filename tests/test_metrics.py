@@ -27,8 +27,8 @@ from tests.support.fhir_server import TOKEN, FhirServer
 from tests.support.processes import free_port
 
 Start = Callable[..., LiveService]
-PROGRESS = json.loads((ROOT / "rules/progress/examples/progress-walking/request.json").read_text())
-DOSE_JUMP = json.loads((ROOT / "rules/order-dose-jump/examples/order-dose-jump/request.json").read_text())
+PROGRESS = json.loads((ROOT / "fhir_examples/progress-walking/request.json").read_text())
+DOSE_JUMP = json.loads((ROOT / "fhir_examples/order-dose-jump/request.json").read_text())
 FEEDBACK = json.loads((ROOT / "docs/examples/feedback.json").read_text())
 ISS = "https://ehr.example.org"
 BASE = "https://cds.example.org"

@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 from tests.support.processes import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "rules" / "progress" / "examples" / "progress-walking" / "request.json"
+EXAMPLE = ROOT / "fhir_examples" / "progress-walking" / "request.json"
 SOURCE = ("cds", "rules", "pyproject.toml", "README.md")
 
 

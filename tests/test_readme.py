@@ -49,7 +49,7 @@ def test_walk_through_requests_give_the_answers_shown(tmp_path: Path) -> None:
 def test_evaluate_output_shown_is_what_the_command_printed_when_recorded() -> None:
     """The README shows the recorded `pacing-cds evaluate` output of the example; the golden tests check that the
     command still prints it."""
-    command = "$ .venv/bin/pacing-cds evaluate rules/progress/examples/progress-walking/request.json " \
+    command = "$ .venv/bin/pacing-cds evaluate fhir_examples/progress-walking/request.json " \
               "--now 2026-11-20T09:00:00Z\n"
     shown = README.split(command, 1)[1].split("\n```", 1)[0]
     version = re.search(r"^Pacing CDS rules (\S+)$", shown, re.MULTILINE).group(1)  # type: ignore[union-attr]

@@ -1,9 +1,9 @@
 """Load rules/: parse and validate every file, check every reference, substitute parameters into conditions.
 
 rules/ holds the shared files (ruleset, parameters, facts, codes, services, fixtures) and one folder per
-recommendation: rule.yaml (the rules that conclude it), scenarios.yaml, and examples/<name>/ (end-to-end requests
-with their expected answers). Every problem found is reported at once, each naming its file and place, so an
-author fixes them in one pass.
+recommendation: rule.yaml (the rules that conclude it) and scenarios.yaml. The end-to-end examples (complete
+requests with their expected answers) are in fhir_examples/ at the top of the project, beside rules/. Every problem
+found is reported at once, each naming its file and place, so an author fixes them in one pass.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ SERVICES_FILE = "services.yaml"
 FIXTURES_FILE = "fixtures.yaml"
 RULE_FILE = "rule.yaml"
 SCENARIO_FILE = "scenarios.yaml"
-EXAMPLES_DIR = "examples"
 VALUE_SETS_DIR = "value-sets"
 STATUSES_FILE = "statuses.yaml"
 PATIENT_PLAN_FILE = "patient-plan.yaml"  # the patient's take-home plan texts (cds/charts/plan.py), not rules
@@ -255,9 +254,9 @@ def rule_folders(rules_dir: Path) -> list[Path]:
     return sorted(p.parent for p in rules_dir.glob(f"*/{RULE_FILE}"))
 
 
-def example_dirs(rules_dir: Path) -> list[Path]:
-    """Every end-to-end example (a folder with request.json) of every recommendation folder, by name."""
-    return sorted((p.parent for p in rules_dir.glob(f"*/{EXAMPLES_DIR}/*/request.json")), key=lambda p: p.name)
+def example_dirs(examples_dir: Path) -> list[Path]:
+    """Every end-to-end example of fhir_examples/ (a folder with request.json), by name."""
+    return sorted((p.parent for p in examples_dir.glob("*/request.json")), key=lambda p: p.name)
 
 
 def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
@@ -467,12 +466,12 @@ def _like(fact: dict[str, Any], fixtures: FixtureFile, problems: Problems, where
 
 
 def _digest(rules_dir: Path) -> str:
-    """What the service answers with: every rules file but scenarios, fixtures and examples."""
+    """What the service answers with: every rules file but scenarios, fixtures and the patient's plan text."""
     sha = hashlib.sha256()
     for path in sorted(rules_dir.rglob("*.yaml")):
         relative = path.relative_to(rules_dir)
-        # Scenarios, fixtures, examples and the patient's plan text do not change what the service answers.
-        if relative.name in (SCENARIO_FILE, FIXTURES_FILE, PATIENT_PLAN_FILE) or EXAMPLES_DIR in relative.parts[:-1]:
+        # Scenarios, fixtures and the patient's plan text do not change what the service answers.
+        if relative.name in (SCENARIO_FILE, FIXTURES_FILE, PATIENT_PLAN_FILE):
             continue
         sha.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()

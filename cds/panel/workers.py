@@ -28,9 +28,8 @@ _ENGINES: dict[str, RuleEngine] = {}  # per worker process, by rule bundle diges
 
 
 def rule_bundle(rules_dir: Path) -> dict[str, bytes]:
-    """Every file of the rules folder a rule engine reads (not the end-to-end examples), by relative path."""
-    return {str(p.relative_to(rules_dir)): p.read_bytes() for p in sorted(rules_dir.rglob("*"))
-            if p.is_file() and "examples" not in p.relative_to(rules_dir).parts[:-1]}
+    """Every file of the rules folder, by relative path."""
+    return {str(p.relative_to(rules_dir)): p.read_bytes() for p in sorted(rules_dir.rglob("*")) if p.is_file()}
 
 
 def bundle_digest(bundle: dict[str, bytes]) -> str:

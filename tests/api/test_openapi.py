@@ -45,9 +45,8 @@ def test_document_is_valid_openapi_3_1_and_lists_every_endpoint(app: Flask, clie
 
 def test_request_schemas_accept_the_examples_and_refuse_what_the_service_refuses(client: FlaskClient) -> None:
     doc = client.get("/openapi.json").get_json()
-    for example, service in (("progress/examples/progress-walking", "pacing-review"),
-                             ("order-dose-jump/examples/order-dose-jump", "exercise-order-select")):
-        body = json.loads((ROOT / "rules" / example / "request.json").read_text())
+    for example, service in (("progress-walking", "pacing-review"), ("order-dose-jump", "exercise-order-select")):
+        body = json.loads((ROOT / "fhir_examples" / example / "request.json").read_text())
         validator = request_validator(doc, f"/cds-services/{service}")
         assert list(validator.iter_errors(body)) == []
         no_patient = {**body, "context": {k: v for k, v in body["context"].items() if k != "patientId"}}

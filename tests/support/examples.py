@@ -1,4 +1,4 @@
-"""The end-to-end examples of rules/<recommendation>/examples/<name>/, run in-process by the one call path."""
+"""The end-to-end examples of fhir_examples/<name>/, run in-process by the one call path."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from cds.services import services_of
 from cds.services.pipeline import Outcome, answer
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "fhir_examples"
 VERSION_MARK = "<rule set version>"
 BASE_URL = "http://127.0.0.1:8080"  # where the examples' answers say the service is (the default of `make run`)
 
 
 @dataclass(frozen=True)
 class Example:
-    """request.json (the call), expected.json (its intent: service, now, codes, dose), response.json (the answer
-    recorded after review)."""
+    """request.json (the call), expected.json (its intent: service, the recommendation folder of rules/ that owns it,
+    now, codes, dose), response.json (the answer recorded after review)."""
 
     folder: Path
 
@@ -33,7 +34,7 @@ class Example:
 
     @property
     def recommendation(self) -> str:
-        return self.folder.parents[1].name
+        return str(self.expected["recommendation"])
 
     @property
     def request(self) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class Example:
         return (self.folder / "evaluate.txt").read_text().replace(VERSION_MARK, version)
 
 
-EXAMPLES = [Example(folder) for folder in example_dirs(RULES)]
+EXAMPLES = [Example(folder) for folder in example_dirs(EXAMPLES_DIR)]
 BY_NAME = {e.name: e for e in EXAMPLES}
 SCENARIOS = [e.name for e in EXAMPLES]
 
