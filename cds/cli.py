@@ -87,10 +87,10 @@ def _serve(settings: Settings) -> int:
 
         def load(self) -> Any:
             from cds.heap import settle_heap
-            from cds.serving import BufferedWsgi
+            from cds.serving import BufferedWsgi, Pages
 
             app = BufferedWsgi(create_app(settings), settings.threads, settings.max_body_bytes,
-                               settings.client_timeout_s, load)
+                               settings.client_timeout_s, load, Pages(settings.chart_threads, settings.chart_queue))
             settle_heap()  # everything built so far lives as long as the worker
             return app
 

@@ -79,6 +79,19 @@ class Load:
         return any(cells[i] and i != self.slot and mine >= cells[slots + i] + 2 for i in range(slots))
 
 
+class Pages:
+    """The chart and plan pages' own threads and queue: a page is opened from a link without a token, so however
+    many are asked for at once, they wait for these threads and never for the ones that answer hook calls; past
+    `threads + queue` in hand, 503."""
+
+    prefix = "/charts/"
+
+    def __init__(self, threads: int = 1, queue: int = 8) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pages")
+        self.most = threads + queue
+        self.in_hand = 0
+
+
 class BodyTooLarge(Exception):
     """The body passed the limit while it was arriving."""
 
@@ -87,10 +100,11 @@ class BufferedWsgi:
     """ASGI application around a WSGI one: the request is complete before the WSGI application sees it."""
 
     def __init__(self, wsgi_app: Any, threads: int, max_body_bytes: int, client_timeout_s: float,
-                 load: Load | None = None) -> None:
+                 load: Load | None = None, pages: Pages | None = None) -> None:
         self.wsgi_app = wsgi_app
         self.load = load
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")
+        self.pages = pages or Pages()
         self.max_body_bytes = max_body_bytes
         self.client_timeout_s = client_timeout_s
 
@@ -118,15 +132,25 @@ class BufferedWsgi:
         if body is None:
             return  # the client went away
         environ = wsgi_environ(scope, body)
+        pages = self.pages
+        page = scope["path"].startswith(pages.prefix)
+        if page and pages.in_hand >= pages.most:
+            await _refuse(send, CdsError(503, "too many chart pages are being drawn; open the link again shortly",
+                                         headers={"Retry-After": "1"}))
+            return
         load = self.load
         if load is not None:
             load.add(1)
+        if page:
+            pages.in_hand += 1  # on the event loop: no lock needed
         try:
-            status, headers, content = await asyncio.get_running_loop().run_in_executor(self.pool, self._answer,
-                                                                                        environ)
+            status, headers, content = await asyncio.get_running_loop().run_in_executor(
+                pages.pool if page else self.pool, self._answer, environ)
         finally:
             if load is not None:
                 load.add(-1)
+            if page:
+                pages.in_hand -= 1
         if load is not None and load.busier():
             headers = [*headers, (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -237,7 +261,8 @@ def _content_length(scope: Scope) -> int | None:
 async def _refuse(send: Send, error: CdsError) -> None:
     """An OperationOutcome answer sent from the event loop; the connection is closed after it."""
     body = orjson.dumps(operation_outcome(error))
+    extra = [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *extra]})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     chart_ttl_h: float = Field(
         24, gt=0, le=24 * 30, description="hours a card's chart and plan links stay open; then they answer 410 Gone"
     )
+    chart_threads: int = Field(
+        1, ge=1, le=16, description="threads per worker that draw chart and plan pages, apart from the threads that "
+        "answer hook calls"
+    )
+    chart_queue: int = Field(
+        8, ge=0, le=1000, description="chart and plan pages waiting for a chart thread, per worker; past this, 503"
+    )
     fhir_servers: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, description="comma-separated FHIR server URLs that calls may name as fhirServer when the issuer "
         "has no fhir_servers list (default: loopback in development, none in production)"

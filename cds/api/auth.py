@@ -39,6 +39,7 @@ ALGORITHMS = {"ES256": "EC", "ES384": "EC", "ES512": "EC", "RS256": "RSA", "RS38
               "PS256": "RSA", "PS384": "RSA", "PS512": "RSA"}
 LEEWAY_S = 60
 MAX_LIFETIME_S = 3600
+MAX_TIME = 2**53  # seconds: past any date, and still exact as a float (no overflow in the arithmetic below)
 REFRESH_INTERVAL_S = 60.0
 JWKS_DEADLINE_S = 3.0
 JWKS_MAX_BYTES = 256 * 1024
@@ -248,16 +249,16 @@ class Authenticator:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise AuthError(f"malformed token ({type(exc).__name__})") from exc
-        alg, kid = header.get("alg"), header.get("kid")
-        if alg not in ALGORITHMS:
+        alg, kid, iss = header.get("alg"), header.get("kid"), unverified.get("iss")
+        if not isinstance(alg, str) or alg not in ALGORITHMS:  # a JSON array or object is no algorithm name
             raise AuthError(f"algorithm {str(alg)[:16]!r} refused")
         if header.get("typ") != "JWT":
             raise AuthError("typ is not JWT")
         if not isinstance(kid, str) or not kid:
             raise AuthError("no kid")
-        issuer = self.issuers.get(unverified.get("iss"))  # type: ignore[arg-type]
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise AuthError(f"issuer {str(unverified.get('iss'))[:128]!r} not trusted")
+            raise AuthError(f"issuer {str(iss)[:128]!r} not trusted")
         jku = header.get("jku")
         if jku is not None and jku != issuer.config.jwks_url:
             raise AuthError("jku is not the issuer's allow-listed JWK Set URL")
@@ -273,7 +274,7 @@ class Authenticator:
             raise AuthError(f"{type(exc).__name__}: {exc}"[:200]) from exc
         self._check_times(claims, now)
         tenants = issuer.config.tenants
-        if tenants is not None and claims.get("tenant") not in tenants:
+        if tenants is not None and (not isinstance(claims.get("tenant"), str) or claims["tenant"] not in tenants):
             raise AuthError("tenant not allowed")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise AuthError("jti is not a string")
@@ -284,8 +285,9 @@ class Authenticator:
     @staticmethod
     def _check_times(claims: dict[str, Any], now: float) -> None:
         for name in ("exp", "iat", "nbf"):
-            if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))):
-                raise AuthError(f"{name} is not a number")
+            if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))
+                                   or not -MAX_TIME <= claims[name] <= MAX_TIME):
+                raise AuthError(f"{name} is not a time in range")
         if claims["exp"] < now - LEEWAY_S:
             raise AuthError("expired")
         if claims["iat"] > now + LEEWAY_S:

@@ -6,6 +6,8 @@ expire, and they are served so that no cache, referrer or script can carry them 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response
@@ -46,10 +48,42 @@ def _html(body: str) -> Response:
     return Response(body, mimetype="text/html")
 
 
+class Drawn:
+    """Chart pages already drawn in this process, by token, until they expire: a series never changes, so a page
+    is drawn once however often its link is opened. The newest `most` are kept."""
+
+    def __init__(self, most: int = 64) -> None:
+        self.most = most
+        self._pages: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: datetime) -> str | None:
+        with self._lock:
+            found = self._pages.get(token)
+            if found is None or now >= found[1]:
+                return None
+            self._pages.move_to_end(token)
+            return found[0]
+
+    def put(self, token: str, page: str, expires: datetime) -> None:
+        with self._lock:
+            self._pages[token] = (page, expires)
+            self._pages.move_to_end(token)
+            while len(self._pages) > self.most:
+                self._pages.popitem(last=False)
+
+
+_drawn = Drawn()
+
+
 @bp.get("/charts/<token>")
 def chart(token: str) -> Response:
-    series, expires = _series(token)
-    return _html(chart_page(series, expires, token))
+    page = _drawn.get(token, datetime.now(UTC)) if TOKEN.match(token) else None
+    if page is None:
+        series, expires = _series(token)
+        page = chart_page(series, expires, token)
+        _drawn.put(token, page, expires)
+    return _html(page)
 
 
 @bp.get("/charts/<token>/plan")

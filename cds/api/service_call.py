@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, g
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from cds import metrics
@@ -21,7 +21,7 @@ from cds.runtime import runtime
 from cds.services.base import CdsService
 from cds.services.pipeline import answer
 from cds.services.unavailable import data_unavailable_card
-from cds.store.database import AuditRecord
+from cds.store.database import AuditRecord, Store
 
 bp = Blueprint("service_call", __name__)
 log = logging.getLogger("cds.api")
@@ -85,11 +85,7 @@ def call(service_id: str) -> Response:
         status = exc.code or 500
         raise
     finally:
-        try:
-            rt.store.audit(record, status)
-        except SQLAlchemyError as exc:  # its message can carry the statement's parameters: only the type
-            metrics.audit_write_failed()
-            log.error("audit record not written for hookInstance %s: %s", record.hook_instance, type(exc).__name__)
+        write_audit(rt.store, record, status)
         seconds = time.perf_counter() - record.started
         metrics.service_call(service.id, status, seconds)
         duration_ms = round(seconds * 1000, 1)
@@ -98,3 +94,28 @@ def call(service_id: str) -> Response:
                  duration_ms, extra={"event": "service call", "service": service.id, "status": status,
                                      "hookInstance": record.hook_instance, "iss": g.get("iss"), "jti": g.get("jti"),
                                      "cards": len(record.cards), "duration_ms": duration_ms})
+
+
+def write_audit(store: Store, record: AuditRecord, status: int) -> None:
+    """Every call is audited, whatever its data: when its charts cannot be stored (a number no column or JSON
+    encoder takes), the call's row is written without them and says so."""
+    try:
+        try:
+            store.audit(record, status)
+        except (TypeError, ValueError, OverflowError, SQLAlchemyError) as exc:
+            if not _unencodable(exc) or not record.charts:
+                raise
+            log.error("charts not stored for hookInstance %s: %s", record.hook_instance, type(exc).__name__)
+            record.charts, record.charts_expire = [], None
+            record.message = "; ".join(filter(None, [record.message, "charts not stored: a value could not be "
+                                                                     "encoded"]))
+            store.audit(record, status)
+    except SQLAlchemyError as exc:  # its message can carry the statement's parameters: only the type
+        metrics.audit_write_failed()
+        log.error("audit record not written for hookInstance %s: %s", record.hook_instance, type(exc).__name__)
+
+
+def _unencodable(exc: Exception) -> bool:
+    """A value the encoder refused, raised as is or wrapped by SQLAlchemy."""
+    cause = exc.orig if isinstance(exc, StatementError) else exc
+    return isinstance(cause, (TypeError, ValueError, OverflowError))

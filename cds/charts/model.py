@@ -7,10 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from cds.charts.series import MAX_FLAGS, MAX_ORDERS, MAX_READINGS, WEEKS
+
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{0,39}$")]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+){0,9}$", max_length=64)]
 CardId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")]
-Number = Annotated[float, Field(allow_inf_nan=False)]
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+
+
+# The widest doses a chart draws: the bounds of the rules' plausibility parameters, at their widest.
+MINUTES_A_DAY, SESSIONS_A_WEEK = 1440, 28
 
 
 class Frozen(BaseModel):
@@ -20,8 +26,8 @@ class Frozen(BaseModel):
 class Dose(Frozen):
     """Minutes per session and sessions a week, or a daily step quota."""
 
-    minutes: int | None = Field(None, ge=0)
-    per_week: int | None = Field(None, ge=0)
+    minutes: int | None = Field(None, ge=0, le=MINUTES_A_DAY)
+    per_week: int | None = Field(None, ge=0, le=SESSIONS_A_WEEK)
     quota: Number | None = Field(None, ge=0)
 
     @property
@@ -51,13 +57,14 @@ class Series(Frozen):
     v: Literal[1]
     measure: Literal["minutes", "steps"]
     now: datetime
-    sessions: list[tuple[datetime, Number]]
-    steps: list[tuple[date, Number]]
-    pain: list[tuple[datetime, Number]]
+    sessions: list[tuple[datetime, Number]] = Field(max_length=MAX_READINGS)
+    steps: list[tuple[date, Number]] = Field(max_length=WEEKS * 7)
+    pain: list[tuple[datetime, Number]] = Field(max_length=MAX_READINGS)
     pain_baseline: Number | None
-    orders: list[tuple[datetime, int, int]]
+    orders: list[tuple[datetime, Annotated[int, Field(ge=0, le=MINUTES_A_DAY)],
+                       Annotated[int, Field(ge=0, le=SESSIONS_A_WEEK)]]] = Field(max_length=MAX_ORDERS)
     plan: Dose | None
-    red_flags: list[tuple[datetime, Code, Number | None]]
+    red_flags: list[tuple[datetime, Code, Number | None]] = Field(max_length=MAX_FLAGS)
     params: Thresholds
     code: Code
     proposed: Dose | None

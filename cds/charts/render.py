@@ -7,6 +7,7 @@ ticks and their labels is most of matplotlib's cost, and only the data changes f
 from __future__ import annotations
 
 import io
+import math
 import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -120,12 +121,13 @@ def render_svg(series: Series, rows: list[Week]) -> str:
 
 
 def _nice_ticks(top: float) -> list[float]:
-    """Five or so round steps from 0 to the top of the activity axis."""
-    step = 1.0
-    for candidate in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000):
-        step = candidate
-        if top / candidate <= 6:
-            break
+    """Five or so round steps (1, 2, 2.5 or 5 times a power of ten) from 0 to the top of the activity axis: at
+    most seven ticks, whatever the data."""
+    if not 0 < top < 1e12:
+        top = 1.0 if not top > 0 else 1e12
+    magnitude = max(1.0, 10.0 ** math.floor(math.log10(top / 6)))
+    steps = (1, 2, 2.5, 5, 10) if magnitude >= 10 else (1, 2, 5, 10)  # whole numbers of minutes below ten
+    step = next(m * magnitude for m in steps if top / (m * magnitude) <= 6)
     return [step * k for k in range(int(top // step) + 1)]
 
 

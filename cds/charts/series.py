@@ -16,6 +16,12 @@ from cds.hooks.models import Card
 
 WEEKS = 12
 SERIES_VERSION = 1
+# What one chart stores and draws, whatever the record holds: the newest readings of each kind (a session a day
+# for 12 weeks is 84; wearables that split a day into intervals send a few hundred), the newest orders (each is
+# a line and a label on the chart) and the red flags reported.
+MAX_READINGS = 1000
+MAX_ORDERS = 24
+MAX_FLAGS = 16
 # The thresholds the chart marks flares and boom and bust days with; the same parameters the rules read.
 CHART_PARAMS = ("flare_delta", "boom_day_ratio", "bust_day_ratio", "boom_bust_window_hours")
 
@@ -31,17 +37,25 @@ def chart_series(features: Features, record: PatientRecord, evaluation: Evaluati
     # chart sorts when it is opened, which keeps this off the hook call's clock.
     series: dict[str, Any] = {
         "v": SERIES_VERSION, "measure": features.measure, "now": now,
-        "sessions": [] if steps else [(r.when, r.value) for r in record.sessions if start < r.when <= now],
+        "sessions": [] if steps else newest([(r.when, r.value) for r in record.sessions if start < r.when <= now],
+                                            MAX_READINGS),
         "steps": [(day, r.value) for day, r in record.steps.items() if first_day <= day <= today] if steps else [],
-        "pain": [(r.when, r.value) for r in record.pain if start < r.when <= now],
+        "pain": newest([(r.when, r.value) for r in record.pain if start < r.when <= now], MAX_READINGS),
         "pain_baseline": features.pain_baseline if features.pain_scale == "NRS" else None,
-        "orders": [(o.authored, o.dose.minutes, o.dose.per_week) for o in record.orders
-                   if o.dose is not None and o.authored is not None and o.authored <= now],
+        "orders": newest([(o.authored, o.dose.minutes, o.dose.per_week) for o in record.orders
+                          if o.dose is not None and o.authored is not None and o.authored <= now], MAX_ORDERS),
         "plan": _dose(features) if features.has_prescription else None,  # the plan in force, never a proposal
-        "red_flags": red_flag_marks(record, evaluation, now),
+        "red_flags": red_flag_marks(record, evaluation, now)[-MAX_FLAGS:],
         "params": {name: params[name] for name in CHART_PARAMS if name in params},
     }
     return series
+
+
+def newest(items: list[Any], most: int) -> list[Any]:
+    """The `most` newest (by their first element), in the order given; sorted only when there are more."""
+    if len(items) <= most:
+        return items
+    return sorted(items, key=lambda item: item[0])[-most:]
 
 
 def _dose(features: Features) -> dict[str, float] | None:

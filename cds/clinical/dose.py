@@ -49,6 +49,19 @@ def progress_quota(quota: float, params: Params) -> int:
     return max(round_steps(quota) + 100, round_steps(quota * (1 + params["progression_step"])))
 
 
+def sessions_at_least(weekly: float, most: int, minutes: float) -> int:
+    """The most sessions a week, up to `most`, that keep each of `weekly` minutes at least `minutes` long; one when
+    even one would be shorter. Closed form: the cost is the same whatever the numbers."""
+    if most <= 1 or minutes <= 0:
+        return max(1, most)
+    fits = math.floor(weekly / minutes) if weekly / minutes < most else most
+    if fits >= 1 and weekly / fits < minutes:  # the floor of a rounded quotient can be one off either way
+        fits -= 1
+    elif fits < most and weekly / (fits + 1) >= minutes:
+        fits += 1
+    return max(1, min(most, fits))
+
+
 def step_back(dose: Dose, done_weekly: float | None, tolerated: Sequence[Dose], params: Params) -> Dose:
     """step_back_fraction x the lowest of the planned weekly dose, the weekly dose done when below it, and the last
     well-tolerated weekly dose below it; the sessions a week are kept while each stays at least
@@ -63,9 +76,7 @@ def step_back(dose: Dose, done_weekly: float | None, tolerated: Sequence[Dose], 
     if lower:
         candidates.append(float(max(lower)))
     weekly = min(candidates) * params["step_back_fraction"]
-    per_week = dose.per_week
-    while per_week > 1 and weekly / per_week < params["session_min_minutes"]:
-        per_week -= 1
+    per_week = sessions_at_least(weekly, dose.per_week, params["session_min_minutes"])
     return Dose(max(1, round_half_up(weekly / per_week)), per_week)
 
 
@@ -75,9 +86,7 @@ def rebaseline(dose: Dose, done_weekly: float | None, params: Params) -> Dose | 
     if not done_weekly:
         return None
     weekly = min(done_weekly, dose.weekly) * params["baseline_fraction"]
-    per_week = dose.per_week
-    while per_week > 1 and weekly / per_week < params["session_min_minutes"]:
-        per_week -= 1
+    per_week = sessions_at_least(weekly, dose.per_week, params["session_min_minutes"])
     return Dose(max(1, round_half_up(weekly / per_week)), per_week)
 
 

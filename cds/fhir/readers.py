@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -340,6 +341,7 @@ class _Tables:
         self.pressure_bounds = (b["bp_min_mmhg"], b["bp_max_mmhg"])
         self.temperature_bounds = (b["temperature_min_celsius"], b["temperature_max_celsius"])
         self.weight_bounds = (b["weight_min_kg"], b["weight_max_kg"])
+        self.dose_limits = DoseLimits.of(b)
 
 
 class RecordBuilder(_Tables):
@@ -896,10 +898,17 @@ class RecordBuilder(_Tables):
                 self.skip(reference, f"status {status!r}: as if never recorded", IGNORED)
             return
         authored = parse_time(resource.get("authoredOn"))
-        self.record.orders.append(OrderRecord(reference, meaning, authored, order_dose(resource, self.dose_patterns),
+        self.record.orders.append(OrderRecord(reference, meaning, authored, self._dose(resource, reference),
                                               resource, _order_start(resource) or authored))
         if meaning == CURRENT and for_pain(resource.get("reasonCode"), self._knowledge):
             self.record.pain_orders.append(reference)
+
+    def _dose(self, resource: dict[str, Any], reference: str) -> Dose | None:
+        """The order's dose; a written dose out of the plausible range is set aside with its reason."""
+        dose, problem = read_dose(resource, self.dose_patterns, self.dose_limits)
+        if problem is not None:
+            self.skip(reference, f"dose set aside: {problem}", IMPLAUSIBLE)
+        return dose
 
     def care_plan(self, resource: dict[str, Any]) -> None:
         """A CarePlan's exercise activities, read as exercise orders (a dose from scheduledTiming, else from the
@@ -926,7 +935,7 @@ class RecordBuilder(_Tables):
             shaped = {"occurrenceTiming": detail.get("scheduledTiming"),
                       "patientInstruction": detail.get("description")}
             self.record.orders.append(OrderRecord(activity_ref, standing, started,
-                                                  order_dose(shaped, self.dose_patterns), resource, started))
+                                                  self._dose(shaped, activity_ref), resource, started))
             if standing == CURRENT and for_pain(detail.get("reasonCode"), self._knowledge):
                 self.record.pain_orders.append(activity_ref)
 
@@ -1035,36 +1044,83 @@ def _order_start(resource: dict[str, Any]) -> datetime | None:
     return parse_time(period.get("start")) if isinstance(period, dict) else None
 
 
-def order_dose(resource: dict[str, Any], patterns: list[re.Pattern[str]] | None = None) -> Dose | None:
+@dataclass(frozen=True)
+class DoseLimits:
+    """The plausible dose of an order (rules/parameters.yaml): at most this many sessions a week, each at most
+    this many minutes long. A value outside is set aside, like an implausible reading, before any arithmetic."""
+
+    sessions_per_week: float = 14
+    session_minutes: float = 300
+
+    @classmethod
+    def of(cls, values: Mapping[str, float]) -> DoseLimits:
+        return cls(values["order_sessions_max_per_week"], values["session_max_plausible_minutes"])
+
+
+def order_dose(resource: dict[str, Any], patterns: list[re.Pattern[str]] | None = None,
+               limits: DoseLimits = DoseLimits()) -> Dose | None:
     """Minutes per session x sessions per week from occurrenceTiming.repeat, else from the patientInstruction
-    by the instruction_dose patterns of codes.yaml; None when neither gives a dose."""
+    by the instruction_dose patterns of codes.yaml; None when neither gives a plausible dose."""
+    return read_dose(resource, patterns or [], limits)[0]
+
+
+def read_dose(resource: dict[str, Any], patterns: list[re.Pattern[str]],
+              limits: DoseLimits) -> tuple[Dose | None, str | None]:
+    """(the order's dose, why a written dose was set aside): each number is checked against the limits before it
+    is multiplied, so no value, however large or small, costs more than a few operations."""
     timing = resource.get("occurrenceTiming")
     repeat = timing.get("repeat") if isinstance(timing, dict) else None
     if not isinstance(repeat, dict) or "duration" not in repeat:
-        return _instruction_dose(resource.get("patientInstruction"), patterns or [])
-    frequency, period = repeat.get("frequency", 1), repeat.get("period", 1)
-    unit, duration = repeat.get("periodUnit"), repeat.get("duration")
+        return _instruction_dose(resource.get("patientInstruction"), patterns, limits), None
+    frequency, unit = repeat.get("frequency", 1), repeat.get("periodUnit")
+    period, duration = _number(repeat.get("period", 1)), _number(repeat.get("duration"))
     duration_unit = repeat.get("durationUnit", "min")
-    if (not isinstance(frequency, int) or isinstance(frequency, bool) or not isinstance(period, (int, float))
-            or period <= 0 or unit not in PER_WEEK or not isinstance(duration, (int, float))
-            or duration_unit not in MINUTES):
-        return None
-    per_week = round(frequency * PER_WEEK[unit] / period)
-    minutes = round(duration * MINUTES[duration_unit])
-    if per_week < 1 or minutes < 1:
-        return None
-    return Dose(minutes, per_week)
+    if (not isinstance(frequency, int) or isinstance(frequency, bool) or period is None
+            or unit not in PER_WEEK or duration is None or duration_unit not in MINUTES):
+        return None, None
+    if not 0 < period <= _PERIOD_MAX:
+        return None, f"period {_short(period)} {unit} is not plausible"
+    if not 0 < frequency <= limits.sessions_per_week * _PERIOD_MAX:
+        return None, f"frequency {_short(frequency)} is not plausible"
+    sessions = frequency * PER_WEEK[unit] / period
+    if sessions > limits.sessions_per_week + 0.5:
+        return None, f"{_short(sessions)} sessions a week is not plausible"
+    if not 0 <= duration <= limits.session_minutes * 60:  # the bound in the smallest unit, seconds
+        return None, f"a session of {_short(duration)} {duration_unit} is not plausible"
+    minutes = duration * MINUTES[duration_unit]
+    if minutes > limits.session_minutes:
+        return None, f"a session of {_short(minutes)} min is not plausible"
+    per_week, whole = round(sessions), round(minutes)
+    if per_week < 1 or whole < 1:
+        return None, None
+    return Dose(whole, per_week), None
 
 
-def _instruction_dose(text: Any, patterns: list[re.Pattern[str]]) -> Dose | None:
+# The longest period of an order's timing, in its unit (a year a session is the rarest dose a plan could carry).
+_PERIOD_MAX = 366
+
+
+def _number(value: Any) -> float | int | None:
+    """A JSON number (not a boolean), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _short(value: float) -> str:
+    """A number for a set-aside line: a few significant digits whatever its size."""
+    return f"{float(value):.4g}" if abs(value) < 1e300 else "a number too large to show"
+
+
+def _instruction_dose(text: Any, patterns: list[re.Pattern[str]], limits: DoseLimits) -> Dose | None:
     if not isinstance(text, str):
         return None
     for pattern in patterns:
         match = pattern.search(text[:2000])
         if match:
-            minutes, per_week = int(match.group("minutes")), int(match.group("per_week"))
-            if minutes >= 1 and 1 <= per_week <= 14:
-                return Dose(minutes, per_week)
+            minutes, per_week = match.group("minutes"), match.group("per_week")
+            if len(minutes) > 4 or len(per_week) > 4:  # digits, before any conversion
+                return None
+            if 1 <= int(minutes) <= limits.session_minutes and 1 <= int(per_week) <= limits.sessions_per_week:
+                return Dose(int(minutes), int(per_week))
     return None
 
 

@@ -12,20 +12,30 @@ from cds.cards import CardContext, build_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend
-from cds.clinical.records import DRAFT, Eligibility, OrderRecord, PatientRecord, eligibility
+from cds.clinical.records import (
+    DRAFT,
+    IMPLAUSIBLE,
+    Dose,
+    Eligibility,
+    OrderRecord,
+    PatientRecord,
+    SetAside,
+    eligibility,
+)
 from cds.engine import Evaluation, RuleEngine
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FhirClient
 from cds.fhir.readers import (
     SNOMED,
+    DoseLimits,
     NotLean,
     build_record,
     codes_of,
     for_pain,
     instruction_patterns,
-    order_dose,
     parse_time,
+    read_dose,
 )
 from cds.fhir.resolver import UNOBTAINABLE, PrefetchData, draft_order_problems, read_as_dicts, resolve
 from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
@@ -152,9 +162,10 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     knowledge = engine.knowledge
     params = knowledge.values
     record = build_record(patient_id, resources, knowledge, now)
+    drafts = drafts or {}
+    doses = _draft_doses(drafts, record, knowledge.codes.instruction_dose, params)
     features = compute(record, now, params, unread)
     facts: list[dict[str, Any]] = []
-    drafts = drafts or {}
     who = eligibility(record, now.date(), params["adult_min_age"],
                       any(for_pain(d.get("reasonCode"), knowledge) for d in drafts.values()))
     features.age_assumed = who.age_assumed
@@ -167,10 +178,8 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         facts.append(features.patient_fact())
     else:
         activity = has_activity_data(record, now, params)
-        patterns = instruction_patterns(tuple(knowledge.codes.instruction_dose))
         for reference, resource in drafts.items():
-            draft = OrderRecord(reference, DRAFT, parse_time(resource.get("authoredOn")),
-                                order_dose(resource, patterns), resource)
+            draft = OrderRecord(reference, DRAFT, parse_time(resource.get("authoredOn")), doses[reference], resource)
             reviews[reference] = review(draft, features, params)
             facts.append(reviews[reference].fact(activity, features))
     vitals = vitals_fact(record, now, params, frozenset(knowledge.codes.explains_weight_loss))
@@ -194,6 +203,19 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         stages["cards"] = time.perf_counter() - rules_done
     silence = None if response.cards else _silence(hook, drafts, reviews)
     return Outcome(response, evaluation, features, record, facts, who, silence)
+
+
+def _draft_doses(drafts: dict[str, dict[str, Any]], record: PatientRecord, instruction_dose: list[str],
+                 params: Any) -> dict[str, Dose | None]:
+    """Each draft order's dose; a written dose out of the plausible range is set aside on the record, so that the
+    card reports it like any value set aside."""
+    patterns, limits = instruction_patterns(tuple(instruction_dose)), DoseLimits.of(params)
+    doses: dict[str, Dose | None] = {}
+    for reference, resource in drafts.items():
+        doses[reference], problem = read_dose(resource, patterns, limits)
+        if problem is not None:
+            record.set_aside.append(SetAside(reference, f"dose set aside: {problem}", IMPLAUSIBLE))
+    return doses
 
 
 def _silence(hook: str, drafts: dict[str, dict[str, Any]], reviews: dict[str, OrderReview]) -> str:

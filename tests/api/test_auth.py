@@ -303,3 +303,45 @@ def test_a_broken_issuers_file_stops_the_start(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"issuers": [{"iss": ISS}]}))
     with pytest.raises(SettingsError, match="needs jwks, jwks_url or both"):
         create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'b.db'}", issuers_file=path))
+
+
+def raw_token(header: dict[str, Any], payload: dict[str, Any]) -> str:
+    """A token written by hand, unsigned: the header and payload any JSON, as an attacker would send them."""
+    import base64
+
+    def b64(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{b64(header)}.{b64(payload)}.c2ln"
+
+
+def claims_now(**change: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": ISS, "aud": BASE + P, "exp": now + 300, "iat": now, "jti": str(uuid.uuid4()), **change}
+
+
+HEADER = {"alg": "ES384", "typ": "JWT", "kid": "ec-1"}
+
+
+@pytest.mark.parametrize(("name", "make"), [
+    ("alg an array", lambda: raw_token({**HEADER, "alg": ["ES384"]}, claims_now())),
+    ("alg an object", lambda: raw_token({**HEADER, "alg": {"name": "ES384"}}, claims_now())),
+    ("iss an array", lambda: raw_token(HEADER, claims_now(iss=[ISS]))),
+    ("iss an object", lambda: raw_token(HEADER, claims_now(iss={"url": ISS}))),
+    ("kid an array", lambda: raw_token({**HEADER, "kid": ["ec-1"]}, claims_now())),
+    ("tenant an array, signed", lambda: token(P, iss="https://tenant.example.org", tenant=["t-1"])),
+    ("exp past any float, signed", lambda: token(P, exp=10**400)),
+    ("iat past any float, signed", lambda: token(P, iat=-(10**400))),
+])
+@pytest.mark.parametrize("where", ["discovery", "service call", "metrics"])
+def test_tokens_with_json_arrays_objects_or_huge_numbers_get_401(client: FlaskClient, name: str, make: Any,
+                                                                 where: str) -> None:
+    tok = make()
+    if where == "discovery":
+        response = client.get("/cds-services", headers=bearer(tok))
+    elif where == "metrics":
+        response = client.get("/metrics", headers=bearer(tok))
+    else:
+        response = call(client, tok)
+    assert response.status_code == 401, (name, response.get_data(as_text=True)[:200])
+    assert response.get_json()["issue"][0]["details"]["text"] == "authentication required"
