@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -126,8 +127,12 @@ class Settings(BaseSettings):
         if self.host in ("0.0.0.0", "::", "") and not self.allow_all_interfaces:
             raise ValueError("production binds every interface only with PACING_CDS_ALLOW_ALL_INTERFACES=true "
                              "(PACING_CDS_HOST)")
-        if self.public_base_url is not None and not self.public_base_url.startswith("https://"):
-            raise ValueError("PACING_CDS_PUBLIC_BASE_URL must be an https URL in production")
+        if self.public_base_url is None or not self.public_base_url.startswith("https://"):
+            # Card links (charts, plans) and the JWT audience are made from it: a loopback default would send
+            # the EHR to itself, over plain HTTP.
+            raise ValueError("PACING_CDS_PUBLIC_BASE_URL must be set to the https URL the EHR reaches in production")
+        if self.redis_url is not None and not _protected_redis(self.redis_url):
+            raise ValueError("PACING_CDS_REDIS_URL must use rediss:// (TLS) or carry a password in production")
         if self.cors_origins is not None and "*" in self.cors_origins:
             raise ValueError("PACING_CDS_CORS_ORIGINS must list origins in production, not *")
 
@@ -210,6 +215,12 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The public URL of this service: PUBLIC_BASE_URL or the address it listens on."""
         return self.public_base_url or f"http://{self.host}:{self.port}"
+
+
+def _protected_redis(url: str) -> bool:
+    """A Redis URL that encrypts (rediss://) or authenticates (a password in the URL)."""
+    parts = urlsplit(url)
+    return parts.scheme == "rediss" or bool(parts.password)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -113,6 +113,9 @@ class ReplayCache(Protocol):
     def first_use(self, key: str, expires_at: float, now: float) -> bool:
         """Record key until expires_at; True the first time, False for a replay."""
 
+    def reachable(self) -> bool:
+        """Whether first_use can be answered now (readiness)."""
+
 
 class MemoryReplayCache:
     """In-process replay cache (one instance); expired entries are dropped as new ones arrive."""
@@ -130,6 +133,9 @@ class MemoryReplayCache:
             self._seen[key] = expires_at
             return True
 
+    def reachable(self) -> bool:
+        return True
+
 
 class RedisReplayCache:
     """Replay cache shared by every instance: SET NX with the token's remaining lifetime as expiry."""
@@ -146,6 +152,12 @@ class RedisReplayCache:
             return bool(self._redis.set(name, b"1", nx=True, ex=max(1, math.ceil(expires_at - now))))
         except self._error as exc:
             raise ReplayCacheUnavailable(type(exc).__name__) from exc
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except self._error:
+            return False
 
     def close(self) -> None:
         self._redis.close()

@@ -1,4 +1,5 @@
-"""GET /healthz: whether this process can answer (database reachable), for load balancers."""
+"""GET /healthz: whether this process can answer (its database and, with client authentication, its replay cache
+reachable), for load balancers: a 200 means an authenticated call can be served."""
 
 from flask import Blueprint, Response
 from sqlalchemy import text
@@ -18,4 +19,7 @@ def health() -> Response:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         raise CdsError(503, "database unreachable") from exc
+    auth = runtime().auth
+    if auth is not None and not auth.replay.reachable():
+        raise CdsError(503, "replay cache unreachable: authenticated calls cannot be served")
     return json_response({"status": "ok"})

@@ -295,6 +295,7 @@ def test_production_refuses_to_start_open(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(SettingsError, match="PACING_CDS_ISSUERS_FILE"):
         load_settings()
     monkeypatch.setenv("PACING_CDS_AUTH", "disabled")
+    monkeypatch.setenv("PACING_CDS_PUBLIC_BASE_URL", BASE)
     assert load_settings().auth == "disabled"
 
 

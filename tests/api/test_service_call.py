@@ -283,7 +283,7 @@ def test_production_requires_an_https_fhir_server(tmp_path: Any) -> None:
     from cds import create_app
 
     app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", env="production",
-                                   auth="disabled"))
+                                   auth="disabled", public_base_url="https://cds.example.org"))
     try:
         body = data.patient_view("p1", data.full_prefetch("p1"), fhir_server="http://ehr.example.org/fhir",
                                  token="secret-token-1")

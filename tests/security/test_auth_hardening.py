@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cds.api.auth import AuthError, Issuer, IssuerConfig
 from cds.settings import SettingsError, load_settings
 from tests.conftest import LiveService
+from tests.support.backing import RedisServer
+from tests.support.processes import free_port
 
 Start = Callable[..., LiveService]
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -89,11 +91,53 @@ def test_the_jwks_url_loopback_exception_is_parsed_not_prefix_matched(url: str) 
 ])
 def test_production_refuses_unsafe_exposure(setting: str, value: str, named: str) -> None:
     with pytest.raises(SettingsError, match=named):
-        load_settings(env="production", auth="disabled", **{setting: value})
+        load_settings(**{**PRODUCTION, setting: value})
     load_settings(env="development", **{setting: value})  # allowed while developing
 
 
+# A production configuration that starts: open by choice, and reached by the EHR over https.
+PRODUCTION = {"env": "production", "auth": "disabled", "public_base_url": BASE}
+
+
 def test_production_binds_every_interface_only_when_told(tmp_path: Path) -> None:
-    settings = load_settings(env="production", auth="disabled", host="0.0.0.0", allow_all_interfaces=True)
+    settings = load_settings(**PRODUCTION, host="0.0.0.0", allow_all_interfaces=True)
     assert settings.host == "0.0.0.0"
-    assert load_settings(env="production", auth="disabled").origins == (), "no CORS origin unless listed"
+    assert load_settings(**PRODUCTION).origins == (), "no CORS origin unless listed"
+
+
+def test_production_needs_the_public_https_url_card_links_are_made_from() -> None:
+    with pytest.raises(SettingsError, match="PACING_CDS_PUBLIC_BASE_URL must be set"):
+        load_settings(env="production", auth="disabled")
+    assert load_settings(**PRODUCTION).base_url == BASE
+
+
+@pytest.mark.parametrize(("url", "accepted"), [
+    ("redis://redis.internal:6379/0", False),
+    ("redis://pacing@redis.internal:6379/0", False),
+    ("redis://:s3cret@redis.internal:6379/0", True),
+    ("redis://pacing:s3cret@redis.internal:6379/0", True),
+    ("rediss://redis.internal:6380/0", True),
+])
+def test_production_redis_is_encrypted_or_authenticated(url: str, accepted: bool) -> None:
+    if accepted:
+        assert load_settings(**PRODUCTION, redis_url=url).redis_url == url
+    else:
+        with pytest.raises(SettingsError, match="PACING_CDS_REDIS_URL must use rediss://"):
+            load_settings(**PRODUCTION, redis_url=url)
+    load_settings(env="development", redis_url=url)  # a local Redis while developing
+
+
+def test_readiness_reports_an_unreachable_replay_cache(tmp_path: Path, redis_server: RedisServer) -> None:
+    """With Redis down every authenticated call would be 503: so is /healthz, and it says why."""
+    from cds import create_app
+
+    for url, status in ((f"redis://127.0.0.1:{free_port()}/0", 503), (redis_server.url, 200)):
+        app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'r.db'}", redis_url=url,
+                                       issuers_file=issuers_file(tmp_path), public_base_url=BASE))
+        try:
+            response = app.test_client().get("/healthz")
+        finally:
+            app.extensions["pacing_cds"].close()
+        assert response.status_code == status, url
+        if status == 503:
+            assert "replay cache unreachable" in response.get_json()["issue"][0]["details"]["text"]

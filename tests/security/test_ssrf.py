@@ -99,7 +99,8 @@ def test_production_allows_nothing_until_configured(tmp_path: Path, canary: Cana
     from cds import create_app
     from cds.settings import load_settings
 
-    app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", env="production", auth="disabled"))
+    app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", env="production", auth="disabled",
+                                   public_base_url="https://cds.example.org"))
     try:
         body = data.patient_view("s3", fhir_server=f"https://127.0.0.1:{canary.port}/fhir")
         response = app.test_client().post(PV, json=body)
