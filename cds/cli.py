@@ -332,8 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     panel.add_argument("--out", default="worklist", help="folder for worklist.parquet, .csv, .html (default: "
                                                           "./worklist)")
     panel.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
-    panel.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    panel.add_argument("--scheduler", help="address of a running Dask scheduler, tcp:// or tls:// (default: a local "
+                                            "cluster on 127.0.0.1, mutual TLS with credentials made for the run)")
     panel.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per CPU)")
+    panel.add_argument("--tls-ca-file", help="with a tls:// --scheduler: the CA certificate(s) (PEM) of the cluster "
+                                              "(default: Dask's distributed.comm.tls.ca-file)")
+    panel.add_argument("--tls-cert", help="with a tls:// --scheduler: this client's certificate (PEM), with its key "
+                                           "unless --tls-key (default: distributed.comm.tls.client.cert)")
+    panel.add_argument("--tls-key", help="the private key (PEM) of --tls-cert, if not in that file (default: "
+                                          "distributed.comm.tls.client.key)")
     rules = commands.add_parser("rules", help="the rule set in PACING_CDS_RULES_DIR")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios")
@@ -357,7 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worklist":
         from cds.panel.command import worklist
 
-        return worklist(settings, args.export, args.out, args.now, args.scheduler, args.workers)
+        return worklist(settings, args.export, args.out, args.now, args.scheduler, args.workers,
+                        tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert, tls_key=args.tls_key)
     if args.command == "rules":
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
     if args.command == "purge":

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cds import escape_controls
 from cds.settings import Settings
 
 
@@ -46,8 +47,47 @@ def _progress_bar(console: Any) -> Any:
     return follow
 
 
+def tls_misuse(scheduler: str | None, ca_file: str | None, cert: str | None, key: str | None) -> str | None:
+    """Why the --tls-* options cannot be used as given, or None."""
+    if not (ca_file or cert or key):
+        return None
+    if not scheduler:
+        return "--tls-ca-file, --tls-cert and --tls-key need --scheduler (the local cluster makes its own credentials)"
+    if not (ca_file and cert):
+        return "--tls-ca-file and --tls-cert go together (and --tls-key, unless the key is in the certificate file)"
+    if not scheduler.startswith("tls://"):
+        return f"--tls-* options need a tls:// scheduler address, not {scheduler}"
+    return None
+
+
+def remote_credentials(scheduler: str | None, ca_file: str | None, cert: str | None,
+                       key: str | None) -> tuple[Any, str | None]:
+    """(the client's credentials for `scheduler` (None for the local cluster), why they cannot be used or None)."""
+    from cds.panel.job import has_tls_context, remote_security
+
+    misuse = tls_misuse(scheduler, ca_file, cert, key)
+    if misuse or not scheduler:
+        return None, misuse
+    security = remote_security(ca_file, cert, key)
+    try:
+        usable = has_tls_context(security)
+    except (OSError, ValueError) as exc:  # a file missing or unreadable, not PEM, a key that does not match
+        return None, f"cannot load the TLS credentials: {exc}"
+    if scheduler.startswith("tls://") and not usable:
+        return None, (f"--scheduler {scheduler} needs TLS credentials: --tls-ca-file and --tls-cert (and --tls-key), "
+                      f"or Dask's distributed.comm.tls configuration")
+    return security, None
+
+
+def refuse(message: str, code: int = 2) -> int:
+    """Print why the command stops (control characters escaped: paths and errors may hold any text)."""
+    print(f"pacing-cds: {escape_controls(message)}", file=sys.stderr)
+    return code
+
+
 def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | None, scheduler: str | None,
-             workers: int | None) -> int:
+             workers: int | None, *, tls_ca_file: str | None = None, tls_cert: str | None = None,
+             tls_key: str | None = None) -> int:
     """Evaluate the export, write the outputs, print the summary; 2 on unusable arguments, 1 if the run fails."""
     from distributed import KilledWorker
     from rich.console import Console
@@ -63,33 +103,34 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
     try:
         now = parse_now(now_arg, settings)
     except ValueError:
-        print(f"pacing-cds: --now {now_arg!r} is not a date (YYYY-MM-DD) or date-time", file=sys.stderr)
-        return 2
+        return refuse(f"--now {now_arg!r} is not a date (YYYY-MM-DD) or date-time")
+    security, unusable = remote_credentials(scheduler, tls_ca_file, tls_cert, tls_key)
+    if unusable:
+        return refuse(unusable)
     if not folder.is_dir():
-        print(f"pacing-cds: {export_dir} is not a folder of Bulk Data NDJSON files", file=sys.stderr)
-        return 2
+        return refuse(f"{export_dir} is not a folder of Bulk Data NDJSON files")
     export = discover(folder)
     if not export.parts:
-        print(f"pacing-cds: {export_dir} holds no .ndjson or .ndjson.gz files", file=sys.stderr)
-        return 2
+        refused = ", ".join(p.file for p in export.refused)
+        return refuse(f"{export_dir} holds no .ndjson or .ndjson.gz files"
+                      + (f" that are regular files (not read: {refused})" if refused else ""))
     knowledge = check_rules(settings)
     if knowledge is None:
         return 2
     notes = [f"no {t} file in the export: none recorded for any patient (an empty type has no file in Bulk Data)"
              for t in export.missing_types]
     try:
-        with dask_client(scheduler, workers or os.cpu_count() or 1) as client:
+        with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:
             result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))
     except OSError as exc:  # the scheduler cannot be reached (distributed raises OSError subclasses)
-        print(f"pacing-cds: cannot reach the Dask scheduler {scheduler}: {exc}", file=sys.stderr)
-        return 1
+        return refuse(f"cannot reach the Dask scheduler {scheduler}: {exc}", 1)
     except KilledWorker as exc:  # a task took its worker down more than once (out of memory, most often)
-        print(f"pacing-cds: the worklist stopped: {exc}", file=sys.stderr)
-        return 1
+        return refuse(f"the worklist stopped: {exc}", 1)
     meta = {"now": now_text(now), "version": knowledge.version, "export": str(folder),
             "needs_action": list(knowledge.info.needs_action),
             "generated": now_text(datetime.now(UTC).replace(microsecond=0)), "notes": notes + result.notes,
-            "seconds": result.seconds, "workers": result.workers, "partitions": result.partitions}
+            "seconds": result.seconds, "workers": result.workers, "partitions": result.partitions,
+            "not_listed": result.not_listed}
     files = write_outputs(Path(out_dir), result.rows, result.problems, meta)
     summary(console, result.rows, result.problems, meta, files)
     return 0

@@ -1,18 +1,28 @@
-"""The worklist's files (parquet, CSV, a self-contained HTML page, the problems) and its terminal summary."""
+"""The worklist's files (parquet, CSV, a self-contained HTML page, the problems) and its terminal summary.
+
+The files hold patient data: each is created readable by its owner only (0600, from the moment it exists) and put
+in place of the file of an earlier run only once written whole. The summary prints text from the export (file
+names, patient references), with its control characters escaped so that none reaches the terminal.
+"""
 
 from __future__ import annotations
 
 import csv
 import html
+import os
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
+from cds import escape_controls
 from cds.panel.rows import COLUMNS
-from cds.panel.source import Problem
+from cds.panel.source import NOT_LISTED, Problem
 
 PROBLEMS_SHOWN = 10
 
@@ -39,18 +49,46 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return data
 
 
+@contextmanager
+def private_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
+    """A new file beside `path`, created 0600 (mkstemp), renamed over `path` once written whole: an earlier run's
+    file keeps neither its mode nor its content, and a symbolic link at `path` is replaced, not followed."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    placed = False
+    try:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8")) as handle:
+            yield handle
+        os.replace(temporary, path)
+        placed = True
+    finally:
+        if not placed:
+            with suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
 def write_outputs(out: Path, rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, Any]) -> list[Path]:
-    """worklist.parquet, worklist.csv, worklist.html and problems.csv in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+    """worklist.parquet, worklist.csv, worklist.html and problems.csv in `out` (a new folder is 0700), each
+    readable by its owner only; problems.csv ends with a count of the problems not listed, if any."""
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = frame(rows)
-    data.to_parquet(out / "worklist.parquet", index=False)
-    data.to_csv(out / "worklist.csv", index=False)
-    (out / "worklist.html").write_text(page(rows, problems, meta), encoding="utf-8")
-    with open(out / "problems.csv", "w", newline="", encoding="utf-8") as handle:
+    with private_file(out / "worklist.parquet", binary=True) as handle:
+        data.to_parquet(handle, index=False)
+    with private_file(out / "worklist.csv") as handle:
+        data.to_csv(handle, index=False)
+    with private_file(out / "worklist.html") as handle:
+        handle.write(page(rows, problems, meta))
+    with private_file(out / "problems.csv") as handle:
         writer = csv.writer(handle)
         writer.writerow(("kind", "file", "line", "message"))
         writer.writerows((p.kind, p.file, p.line, p.message) for p in problems)
+        if meta.get("not_listed"):
+            writer.writerow((NOT_LISTED, "", "", not_listed_text(meta["not_listed"])))
     return [out / n for n in ("worklist.parquet", "worklist.csv", "worklist.html", "problems.csv")]
+
+
+def not_listed_text(count: int) -> str:
+    """The words that end a capped list of problems, in problems.csv, the page and the summary alike."""
+    return f"{count} more problems not listed"
 
 
 STYLE = """
@@ -102,13 +140,18 @@ def page(rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, An
                     key=lambda r: (ranked[r["patient"]], r["patient"]))
     rest = [r for r in rows if ranked[r["patient"]] is None]
     kinds = Counter(p.kind for p in problems)
+    not_listed = meta.get("not_listed", 0)
+    if not_listed:
+        kinds[NOT_LISTED] = not_listed
     problem_rows = "".join(f"<tr><td>{html.escape(p.kind)}</td><td>{html.escape(p.file)}:{p.line}</td>"
                            f"<td>{html.escape(p.message)}</td></tr>" for p in problems[:200])
-    problem_part = (f"<h2>Problems in the export ({len(problems)}: "
+    more = ". ".join(([f"The first 200; all {len(problems)} listed are in problems.csv"] if len(problems) > 200 else [])
+                     + ([not_listed_text(not_listed).capitalize()] if not_listed else []))
+    problem_part = (f"<h2>Problems in the export ({len(problems) + not_listed}: "
                     + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")</h2>"
                     + f'<table class="problems"><tr><th>kind</th><th>where</th><th>what</th></tr>{problem_rows}</table>'
-                    + ("<p class=meta>The first 200; all are in problems.csv.</p>" if len(problems) > 200 else "")
-                    if problems else "<h2>Problems in the export</h2><p>None.</p>")
+                    + (f"<p class=meta>{html.escape(more)}.</p>" if more else "")
+                    if problems or not_listed else "<h2>Problems in the export</h2><p>None.</p>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in meta.get("notes", []))
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -129,18 +172,20 @@ def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], m
             files: list[Path]) -> None:
     """The table printed at the end of a run."""
     from rich.table import Table
+    from rich.text import Text
 
-    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
+    say = lambda text: console.print(escape_controls(text), markup=False, highlight=False, soft_wrap=True)
+    not_listed = meta.get("not_listed", 0)
     say(f"Pacing worklist: {len(rows)} patients as of {meta['now']} (rule set {meta['version']})")
     table = Table()
     table.add_column("recommendation")
     table.add_column("patients", justify="right")
     for code, n in recommendation_counts(rows).most_common():
-        table.add_row(code, str(n))
+        table.add_row(Text(escape_controls(code)), str(n))
     table.add_section()
     table.add_row("needs action first",
                   str(sum(1 for r in rows if action_rank(r, meta["needs_action"]) is not None)))
-    table.add_row("problems in the export", str(len(problems)))
+    table.add_row("problems in the export", str(len(problems) + not_listed))
     console.print(table)
     for note in meta.get("notes", []):
         say(f"note: {note}")
@@ -148,6 +193,8 @@ def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], m
         say(f"problem: {p.file}:{p.line}: {p.kind}: {p.message}")
     if len(problems) > PROBLEMS_SHOWN:
         say(f"... {len(problems) - PROBLEMS_SHOWN} more in problems.csv")
+    if not_listed:
+        say(f"... and {not_listed_text(not_listed)}")
     say(f"{meta['seconds']:.1f} s on {meta['workers']} workers ({meta['partitions'][0]} read partitions, "
         f"{meta['partitions'][1]} after the shuffle); wrote {', '.join(str(f) for f in files)}")
 

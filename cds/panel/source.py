@@ -3,16 +3,25 @@
 A partition is a whole gzip file (a gzip stream cannot be entered in the middle) or a byte range of a plain
 file; a byte range owns the lines that start in it. Every line keeps its file and line number, so a problem
 found later (in the shuffle's output) can still be reported where it is.
+
+An export is data from elsewhere, and no part of it is trusted to be small: only regular files inside the export
+folder are opened (never through a symbolic link), a line is read in bounded chunks and dropped past
+MAX_LINE_BYTES, a gzip file is read no further once it has given MAX_GZIP_RATIO times its own size, and a task
+keeps a bounded number of problems and counts the rest.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import math
+import os
+import stat
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
@@ -21,6 +30,25 @@ SUFFIXES = (".ndjson", ".ndjson.gz")
 BLOCK_BYTES = 32 * 1024 * 1024
 GZIP_RATIO = 8  # what a gzip file of NDJSON is expected to hold, for sizing the shuffle's output
 PROBLEM_KEY = ""  # the shuffle key of problem lines: they travel together to one partition
+MIB = 1024 * 1024
+# A line is one resource. The largest of the types read (a Patient with an inline photo, an Observation holding a
+# waveform as SampledData) are well under 1 MB; 8 MiB leaves that room eight times over, while a line parsed into
+# Python objects (several times its size) stays small next to a worker's memory.
+MAX_LINE_BYTES = 8 * MIB
+# FHIR NDJSON compresses 8 to 35 times (the generated export: Patient 12x, Observation 19x, Condition 35x); a gzip
+# bomb (zeros, one short line repeated) about 1000 times, the most deflate gives. 100 refuses a bomb within a tenth
+# of what it would expand to and leaves real files three times the room they need. A small file may always give
+# MIN_GZIP_ALLOWANCE, so that a few highly repetitive lines are never refused.
+MAX_GZIP_RATIO = 100
+MIN_GZIP_ALLOWANCE = 4 * MIB
+# The problems listed in the outputs; the rest are counted. A task keeps at most its share of them (and never fewer
+# than PROBLEMS_PER_TASK), so that what reaches the shuffle and the client stays bounded whatever the export holds.
+PROBLEMS_LISTED = 10_000
+PROBLEMS_PER_TASK = 100
+# Problems that lose (part of) a file, whose resource type is then evaluated as could not be read. At most one per
+# file, so they are always listed.
+FILE_KINDS = ("cut-short", "unreadable", "too-large", "not-regular")
+NOT_LISTED = "not-listed"  # the kind of the entry that stands for the problems a task counted without listing
 
 
 @dataclass(frozen=True)
@@ -44,22 +72,58 @@ class Problem:
     file: str
     line: int
     message: str
+    count: int = 1  # how many problems the entry stands for: more than one for a NOT_LISTED entry
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+class ProblemLog:
+    """A task's problems: every file problem (one per file at most), line problems up to `limit`, and a count of
+    the rest, so that a flood of bad lines costs no more memory than `limit` problems."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept: list[Problem] = []
+        self.unlisted = 0
+        self._lines = 0
+
+    def append(self, problem: Problem) -> None:
+        if problem.kind in FILE_KINDS:
+            self.kept.append(problem)
+        elif self._lines < self.limit:
+            self.kept.append(problem)
+            self._lines += 1
+        else:
+            self.unlisted += problem.count
+
+    def entries(self, file: str) -> list[Problem]:
+        """The problems kept, then one NOT_LISTED entry standing for those only counted."""
+        if not self.unlisted:
+            return self.kept
+        return [*self.kept, Problem(NOT_LISTED, file, 0, f"{self.unlisted} more problems not listed", self.unlisted)]
+
+
+def task_limit(tasks: int) -> int:
+    """The problems one of `tasks` tasks lists: its share of PROBLEMS_LISTED, at least PROBLEMS_PER_TASK."""
+    return max(PROBLEMS_PER_TASK, math.ceil(PROBLEMS_LISTED / max(tasks, 1)))
+
+
 @dataclass
 class Export:
-    """The partitions of an export, its size, and what is missing from it."""
+    """The partitions of an export, its size, what is missing from it, and the entries refused as not regular
+    files (as problems)."""
 
     parts: list[Part]
     raw_bytes: int
     missing_types: list[str]
+    refused: list[Problem] = field(default_factory=list)
 
 
 def resource_type_of(name: str) -> str | None:
-    """The resource type a file name announces (Observation.003.ndjson.gz, 1.Observation.ndjson, ...)."""
+    """The resource type an NDJSON file name announces (Observation.003.ndjson.gz, 1.Observation.ndjson, ...)."""
+    if not name.endswith(SUFFIXES):
+        return None
     stem = name.split(".ndjson")[0]
     for token in stem.replace("-", ".").replace("_", ".").split("."):
         if token in TYPES:
@@ -67,9 +131,29 @@ def resource_type_of(name: str) -> str | None:
     return None
 
 
+def _refusal(entry: os.DirEntry[str]) -> Problem | None:
+    """Why an entry of the export folder is not read: a symbolic link (to a file or a folder, outside the folder or
+    in it) is never followed, and an NDJSON name on anything but a regular file is refused."""
+    if entry.is_symlink():
+        return Problem("not-regular", entry.name, 0, "a symbolic link: not followed (only regular files inside the "
+                                                     "export folder are read)")
+    if entry.name.endswith(SUFFIXES) and not entry.is_file(follow_symlinks=False):
+        return Problem("not-regular", entry.name, 0, "not a regular file: not read")
+    return None
+
+
 def discover(folder: Path, block_bytes: int = BLOCK_BYTES) -> Export:
-    """Every NDJSON file of the folder, cut into partitions; the resource types no file name announces."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
+    """Every NDJSON file of the folder, cut into partitions; the resource types no file name announces; the
+    entries refused (symbolic links, NDJSON names on what is not a regular file)."""
+    files: list[Path] = []
+    refused: list[Problem] = []
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            problem = _refusal(entry)
+            if problem is not None:
+                refused.append(problem)
+            elif entry.name.endswith(SUFFIXES):
+                files.append(Path(entry.path))
     parts: list[Part] = []
     raw = 0
     for path in files:
@@ -82,22 +166,68 @@ def discover(folder: Path, block_bytes: int = BLOCK_BYTES) -> Export:
         for start in range(0, max(size, 1), block_bytes):
             end = start + block_bytes
             parts.append(Part(str(path), start, end if end < size else None))
-    announced = {resource_type_of(p.name) for p in files}
-    return Export(parts, raw, [t for t in TYPES if t not in announced])
+    # A refused file's type was not read, which is not the same as none recorded: it is not missing.
+    announced = {resource_type_of(name) for name in [p.name for p in files] + [p.file for p in refused]}
+    return Export(parts, raw, [t for t in TYPES if t not in announced], refused)
 
 
-def _plain_lines(part: Part) -> Iterator[tuple[int, bytes]]:
-    with open(part.path, "rb") as handle:
+class NotRegular(OSError):
+    """A path that is not a regular file: a symbolic link, a FIFO, a device."""
+
+
+def open_regular(path: str) -> BinaryIO:
+    """The file for reading if it is a regular file, checked on the open file itself: a symbolic link put in its
+    place after discover() is not followed (O_NOFOLLOW), and a FIFO is opened without waiting for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(exc.errno, "a symbolic link: not followed") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegular(errno.EINVAL, "not a regular file: not read")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+class LineSource(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+
+def bounded_lines(handle: LineSource, stop: int | None = None) -> Iterator[bytes | None]:
+    """Each line that starts before byte `stop` (every line without it), or None for a line longer than
+    MAX_LINE_BYTES, which is then read on to its end a chunk at a time and dropped: no line is ever held whole."""
+    while stop is None or handle.tell() < stop:
+        line = handle.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        yield None
+        _skip_line(handle)
+
+
+def _skip_line(handle: LineSource, stop: int | None = None) -> None:
+    """Read on to the end of the current line, a chunk at a time, or to byte `stop` if that comes first."""
+    while stop is None or handle.tell() < stop:
+        piece = handle.readline(MAX_LINE_BYTES)
+        if not piece or piece.endswith(b"\n"):
+            return
+
+
+def _plain_lines(part: Part) -> Iterator[tuple[int, bytes | None]]:
+    with open_regular(part.path) as handle:
         number = 1
         if part.start > 0:
             number += _count_newlines(handle, part.start - 1)
             handle.seek(part.start - 1)
-            handle.readline()  # the rest of a line owned by the previous part (or just its newline)
+            _skip_line(handle, part.end)  # the rest of a line owned by the previous part (or just its newline)
             number += 1
-        while part.end is None or handle.tell() < part.end:
-            line = handle.readline()
-            if not line:
-                return
+        for line in bounded_lines(handle, part.end):
             yield number, line
             number += 1
 
@@ -113,21 +243,59 @@ def _count_newlines(handle: Any, upto: int) -> int:
     return count
 
 
-def _gzip_lines(part: Part, problems: list[Problem]) -> Iterator[tuple[int, bytes]]:
+class Inflated(Exception):
+    """A gzip stream gave more than its allowance."""
+
+
+class Allowance:
+    """A gzip stream that raises Inflated once it has given more than `limit` bytes."""
+
+    def __init__(self, stream: gzip.GzipFile, limit: int) -> None:
+        self.stream, self.limit, self.given = stream, limit, 0
+
+    def readline(self, size: int = -1, /) -> bytes:
+        line = self.stream.readline(size)
+        self.given += len(line)
+        if self.given > self.limit:
+            raise Inflated
+        return line
+
+    def tell(self) -> int:
+        return self.given
+
+
+def gzip_allowance(compressed_bytes: int) -> int:
+    """What a gzip file of this size may decompress to before it is refused."""
+    return max(compressed_bytes * MAX_GZIP_RATIO, MIN_GZIP_ALLOWANCE)
+
+
+def _gzip_lines(part: Part, problems: ProblemLog) -> Iterator[tuple[int, bytes | None]]:
     number = 0
-    try:
-        with gzip.open(part.path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
+    line: bytes | None = b""
+    with open_regular(part.path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+        size = os.fstat(raw.fileno()).st_size
+        limit = gzip_allowance(size)
+        try:
+            for number, line in enumerate(bounded_lines(Allowance(stream, limit)), start=1):
                 yield number, line
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        problems.append(Problem("cut-short", part.name, number + 1,
-                                f"gzip stream broken after {number} lines ({exc}); the rest of the file is lost"))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            problems.append(Problem("cut-short", part.name, number + 1,
+                                    f"gzip stream broken after {number} lines ({exc}); the rest of the file is lost"))
+        except Inflated:
+            # The line being read when the allowance ran out: the long line being skipped, else the next one.
+            at = number if line is None else number + 1
+            problems.append(Problem("too-large", part.name, at,
+                                    f"decompresses to more than {limit:,} bytes (over {MAX_GZIP_RATIO} times the "
+                                    f"file's {size:,}): refused at line {at}, the rest of the file is not read"))
 
 
-def lines(part: Part, problems: list[Problem]) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) of the part's lines; an unreadable file is a problem, not an exception."""
+def lines(part: Part, problems: ProblemLog) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of the part's lines, None for a line too long to read; a file that cannot be read
+    (or is not a regular file) is a problem, not an exception."""
     try:
         yield from (_gzip_lines(part, problems) if part.path.endswith(".gz") else _plain_lines(part))
+    except NotRegular as exc:
+        problems.append(Problem("not-regular", part.name, 0, exc.strerror or str(exc)))
     except OSError as exc:
         problems.append(Problem("unreadable", part.name, 0, f"cannot read the file: {exc.strerror or exc}"))
 
@@ -169,13 +337,17 @@ def classify(file: str, number: int, line: bytes) -> tuple[str, str] | Problem |
     return pid, resource["resourceType"]
 
 
-def read_part(part: Part) -> dict[str, list[Any]]:
-    """The part's usable lines as columns (patient, file, line, resource), its problems as rows keyed by
-    PROBLEM_KEY with the problem as JSON in `resource`."""
+def read_part(part: Part, limit: int = PROBLEMS_LISTED) -> dict[str, list[Any]]:
+    """The part's usable lines as columns (patient, file, line, resource), its problems (up to `limit` line
+    problems, then a count) as rows keyed by PROBLEM_KEY with the problem as JSON in `resource`."""
     columns: dict[str, list[Any]] = {"patient": [], "file": [], "line": [], "resource": []}
-    problems: list[Problem] = []
+    problems = ProblemLog(limit)
     name = part.name
     for number, line in lines(part, problems):
+        if line is None:
+            problems.append(Problem("too-long", name, number, f"a line of more than {MAX_LINE_BYTES // MIB} MiB, "
+                                                              f"far more than any resource: not read"))
+            continue
         found = classify(name, number, line)
         if found is None:
             continue
@@ -186,7 +358,7 @@ def read_part(part: Part) -> dict[str, list[Any]]:
         columns["file"].append(name)
         columns["line"].append(number)
         columns["resource"].append(line.decode("utf-8", "replace").rstrip("\r\n"))
-    for problem in problems:
+    for problem in problems.entries(name):
         columns["patient"].append(PROBLEM_KEY)
         columns["file"].append(problem.file)
         columns["line"].append(problem.line)

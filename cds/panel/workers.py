@@ -21,7 +21,7 @@ from distributed import WorkerPlugin
 from cds.engine import RuleEngine, load_knowledge
 from cds.heap import settle_heap
 from cds.panel.rows import evaluate_group
-from cds.panel.source import PROBLEM_KEY
+from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, ProblemLog
 
 OUTPUT_META = {"kind": "str", "patient": "str", "data": "str"}
 _ENGINES: dict[str, RuleEngine] = {}  # per worker process, by rule bundle digest; filled by RulesPlugin.setup
@@ -72,9 +72,11 @@ def worker_engine(digest: str) -> RuleEngine:
     return engine
 
 
-def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime,
-                   unread: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data.
+def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime, unread: tuple[str, ...] = (),
+                   limit: int = PROBLEMS_LISTED) -> dict[str, list[str]]:
+    """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data. The read
+    tasks' problems pass through (each task bounded its own); of the problems found here, `limit` are kept and the
+    rest counted.
 
     The lines are grouped in a dict over plain lists, as the one-process loop does: a pandas groupby builds a
     sub-frame per patient, which cost about 15 % of the evaluation itself."""
@@ -83,6 +85,7 @@ def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime,
                                          frame["line"].tolist(), frame["resource"].tolist()):
         groups.setdefault(patient, []).append((file, line, text))
     out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
+    found = ProblemLog(limit)
     for patient, items in groups.items():
         if patient == PROBLEM_KEY:
             for _, _, text in items:
@@ -96,16 +99,19 @@ def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime,
             out["patient"].append(patient)
             out["data"].append(orjson.dumps(row).decode())
         for problem in problems:
-            out["kind"].append("problem")
-            out["patient"].append(patient)
-            out["data"].append(orjson.dumps(problem.as_dict()).decode())
+            found.append(problem)
+    for problem in found.entries(""):
+        out["kind"].append("problem")
+        out["patient"].append("")
+        out["data"].append(orjson.dumps(problem.as_dict()).decode())
     return out
 
 
-def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str, unread: str = "") -> pd.DataFrame:
+def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str, unread: str = "",
+                       limit: int = PROBLEMS_LISTED) -> pd.DataFrame:
     """The Dask task over one output partition of the shuffle (`unread`: the resource types whose files could not
-    be read whole, by comma)."""
+    be read whole, by comma; `limit`: the problems it lists)."""
     missing = tuple(t for t in unread.split(",") if t)
-    columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso), missing) if len(frame) \
-        else {}
+    columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso), missing, limit) \
+        if len(frame) else {}
     return pd.DataFrame({name: pd.Series(columns.get(name, []), dtype=dtype) for name, dtype in OUTPUT_META.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.export import write_export
+from bench.export import patient, write_export
 from tests.support.dask_cluster import DaskCluster
 
 NOW = "2026-11-20"
@@ -30,12 +31,26 @@ class Run:
     out: Path
 
 
-def worklist(export: Path, out: Path, *args: str, timeout_s: float = 600) -> Run:
-    """`pacing-cds worklist EXPORT --out OUT --now NOW ARGS...` as a user runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACING_CDS_", "DASK_"))}
+def worklist(export: Path, out: Path, *args: str, timeout_s: float = 600, env: dict[str, str] | None = None) -> Run:
+    """`pacing-cds worklist EXPORT --out OUT --now NOW ARGS...` as a user runs it, with `env` added to an
+    environment cleared of PACING_CDS_* and DASK_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACING_CDS_", "DASK_"))} | (env or {})
     done = subprocess.run([str(PACING_CDS), "worklist", str(export), "--out", str(out), "--now", NOW, *args],
                           env=env, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
     return Run(done.returncode, done.stdout, done.stderr, out)
+
+
+def good_export(folder: Path, count: int = 3) -> set[str]:
+    """`count` generated patients as plain NDJSON, a file per resource type; returns their ids."""
+    people = [patient(i, 5, NOW_AT, 30)[1] for i in range(count)]
+    by_type: dict[str, list[str]] = {}
+    for resources in people:
+        for resource in resources:
+            by_type.setdefault(resource["resourceType"], []).append(json.dumps(resource))
+    folder.mkdir()
+    for kind, lines in by_type.items():
+        (folder / f"{kind}.ndjson").write_text("\n".join(lines) + "\n")
+    return {p[0]["id"] for p in people}
 
 
 @pytest.fixture(scope="session")
