@@ -14,12 +14,18 @@ from cds.api.body import read_json
 from cds.api.error_handler import json_response
 from cds.api.service_call import find_service
 from cds.errors import CdsError
-from cds.hooks.models import FeedbackRequest
-from cds.hooks.validation import validate
+from cds.hooks.models import Feedback, FeedbackRequest
+from cds.hooks.validation import MAX_REPORTED, validate
 from cds.runtime import runtime
+from cds.store.database import FeedbackLimit, FeedbackRateExceeded
 
 bp = Blueprint("feedback", __name__)
 log = logging.getLogger("cds.api")
+
+# How far an outcome may lie ahead of this service's clock: the EHR's clock may run a little fast, but an outcome
+# dated later than that would stay a card's latest outcome (the report's and the plan page's) until its time came.
+OUTCOME_CLOCK_SKEW = timedelta(minutes=5)
+RATE_WINDOW = timedelta(minutes=1)
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -31,10 +37,13 @@ def feedback(service_id: str) -> Response:
     if len(body.feedback) > limit:
         raise CdsError(400, f"feedback: at most {limit} items per request, not {len(body.feedback)}",
                        expression=["feedback"])
-    client = client_key()
+    _check_not_ahead(body.feedback, rt.settings.now or datetime.now(UTC))
+    per_minute = rt.settings.feedback_rate_per_minute
     try:
-        _check_rate(client, len(body.feedback))
-        stored = rt.store.add_feedback(service.id, body.feedback, client)
+        stored = rt.store.add_feedback(service.id, body.feedback, client_key(), FeedbackLimit(per_minute, RATE_WINDOW))
+    except FeedbackRateExceeded as exc:
+        raise CdsError(429, f"feedback rate limit of {per_minute} items a minute reached; send it later",
+                       headers={"Retry-After": "60"}) from exc
     except SQLAlchemyError as exc:
         log.error("feedback not stored for service %s: %s", service.id, type(exc).__name__)
         raise CdsError(503, "feedback could not be stored; send it again") from exc
@@ -50,11 +59,14 @@ def client_key() -> str:
     return hashlib.sha256(who.encode()).hexdigest()
 
 
-def _check_rate(client: str, items: int) -> None:
-    """429 when this client's items stored in the last minute, with these, would pass the limit."""
-    rt = runtime()
-    per_minute = rt.settings.feedback_rate_per_minute
-    recent = rt.store.recent_feedback(client, datetime.now(UTC) - timedelta(minutes=1))
-    if recent + items > per_minute:
-        raise CdsError(429, f"feedback rate limit of {per_minute} items a minute reached; send it later",
-                       headers={"Retry-After": "60"})
+def _check_not_ahead(items: list[Feedback], now: datetime) -> None:
+    """400 naming each outcomeTimestamp later than the clock allows: the latest outcome of a card wins."""
+    latest = now + OUTCOME_CLOCK_SKEW
+    paths = [f"feedback[{i}].outcomeTimestamp" for i, item in enumerate(items) if item.outcomeTimestamp > latest]
+    if not paths:
+        return
+    minutes = int(OUTCOME_CLOCK_SKEW.total_seconds() // 60)
+    problems = [f"{path}: must not be later than this service's clock plus {minutes} minutes" for path in paths]
+    more = f" (and {len(paths) - MAX_REPORTED} more)" if len(paths) > MAX_REPORTED else ""
+    raise CdsError(400, "invalid feedback: " + "; ".join(problems[:MAX_REPORTED]) + more,
+                   expression=paths[:MAX_REPORTED])

@@ -322,9 +322,13 @@ def _timestamp_text(value: object) -> object:
 
 
 def _utc(value: datetime) -> datetime:
+    """The instant in UTC; text such as 9999-12-31T23:59:59-01:00 names one past the years a datetime holds."""
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (RFC 3339, e.g. 2021-12-11T10:05:31Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be an instant from year 1 to 9999 in UTC") from None
 
 
 # Feedback field limits: a card and a suggestion are named by a uuid (36 characters; 128 leaves room for any

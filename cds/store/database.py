@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
@@ -35,10 +36,13 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cds.hooks.models import Feedback
-from cds.store.prepared import Prepared, SqliteCallWriter, sqlite_file
+from cds.store.prepared import Prepared, SqliteCallWriter, make_private, sqlite_file, sqlite_path
 
 _MIGRATION_LOCK = threading.Lock()
 PURGE_EVERY_S = 60.0
+# pg_advisory_xact_lock(FEEDBACK_LOCK_SPACE, client): one client's feedback transactions one at a time. The two-key
+# lock space is apart from the one-key space of the migration lock.
+FEEDBACK_LOCK_SPACE = 7207002
 
 
 class Base(DeclarativeBase):
@@ -156,6 +160,18 @@ class FeedbackReport:
     groups: list[CardGroup]
 
 
+@dataclass(frozen=True)
+class FeedbackLimit:
+    """At most `items` feedback items from one client received within `window`."""
+
+    items: int
+    window: timedelta
+
+
+class FeedbackRateExceeded(Exception):
+    """The client's items received within the window, with these, would pass its limit; nothing was stored."""
+
+
 def feedback_key(service_id: str, item: Feedback) -> str:
     """A digest of the whole item: the same interaction reported twice has the same key."""
     canonical = json.dumps({"service": service_id, **item.to_json()}, sort_keys=True, separators=(",", ":"))
@@ -177,6 +193,9 @@ class Store:
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(parsed)
+            if path is not None:
+                make_private(path)
             options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         self.engine: Engine = create_engine(url, **options)
         if parsed.get_backend_name() == "sqlite":
@@ -205,7 +224,7 @@ class Store:
     def _migrate_locked(self) -> None:
         from alembic import command
         from alembic.config import Config
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
 
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
@@ -243,51 +262,30 @@ class Store:
                 counts[name] = conn.execute(statement).rowcount
         return counts
 
-    def recent_feedback(self, client_key: str, since: datetime) -> int:
-        """How many feedback items this client had stored since `since` (the rate limit's count)."""
-        table = FeedbackItem.__table__
-        query = select(func.count()).select_from(table).where(table.c.client_key == client_key,
-                                                                table.c.received_at >= since)
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
     # ------------------------------------------------------------ feedback
 
-    def add_feedback(self, service_id: str, items: Iterable[Feedback], client_key: str | None = None) -> int:
-        """Store each item once, in one transaction; return how many were new."""
+    def add_feedback(self, service_id: str, items: Iterable[Feedback], client_key: str | None = None,
+                     limit: FeedbackLimit | None = None) -> int:
+        """Store each item once, in one transaction; return how many were new. With a client and a limit, raise
+        FeedbackRateExceeded instead when the client's recent items with these would pass it: counted in the same
+        transaction, under a lock per client, so that requests in parallel cannot all pass one count."""
+        items = list(items)
         now = _utcnow()
-        rows = []
-        seen = set()
-        for item in items:
-            key = feedback_key(service_id, item)
-            if key in seen:
-                continue
-            seen.add(key)
-            reason = item.overrideReason.reason if item.overrideReason else None
-            rows.append({
-                "item_key": key,
-                "service_id": service_id,
-                "card_uuid": item.card,
-                "outcome": item.outcome,
-                "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []] or None,
-                "override_system": reason.system if reason else None,
-                "override_code": reason.code if reason else None,
-                "override_display": reason.display if reason else None,
-                "user_comment": item.overrideReason.userComment if item.overrideReason else None,
-                "outcome_timestamp": item.outcomeTimestamp,
-                "received_at": now,
-                "client_key": client_key,
-            })
+        rows = _feedback_rows(service_id, items, client_key, now)
         # RETURNING tells new rows from conflicts on every backend (rowcount does not under psycopg).
         statement = (self._insert(FeedbackItem.__table__).on_conflict_do_nothing(index_elements=["item_key"])
                      .returning(FeedbackItem.__table__.c.id))
         stored = 0
         sqlite_db = self._dialect == "sqlite"
+        rated = client_key if limit is not None else None
         with self.engine.connect() as conn:
             if sqlite_db:
                 conn.exec_driver_sql("PRAGMA synchronous=FULL")  # acknowledged feedback survives power loss too
                 conn.commit()
             try:
+                self._begin_feedback(conn, rated)
+                if rated is not None and limit is not None:
+                    _check_limit(conn, rated, len(items), limit, now)
                 for row in rows:
                     stored += len(conn.execute(statement, row).all())
                 conn.commit()
@@ -297,6 +295,17 @@ class Store:
                     conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
                     conn.commit()
         return stored
+
+    def _begin_feedback(self, conn: Any, client_key: str | None) -> None:
+        """Take the write lock the count and the insert need before either runs. SQLite: BEGIN IMMEDIATE, the
+        database's one write lock (a deferred transaction that read first could not take it later once another
+        writer had committed). PostgreSQL: an advisory lock on the client until the transaction ends; its commit is
+        visible before the lock passes on, and each statement of READ COMMITTED reads what is committed then."""
+        if self._dialect == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif self._dialect == "postgresql" and client_key is not None:
+            conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:client AS integer))"),
+                         {"space": FEEDBACK_LOCK_SPACE, "client": _lock_key(client_key)})
 
     def feedback(self) -> list[dict[str, Any]]:
         """Every stored item, oldest first."""
@@ -418,6 +427,48 @@ class Store:
             query = query.where(AuditEvent.hook_instance == hook_instance)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _feedback_rows(service_id: str, items: list[Feedback], client_key: str | None,
+                   now: datetime) -> list[dict[str, Any]]:
+    """The rows of the distinct items, each with its key."""
+    rows = []
+    seen = set()
+    for item in items:
+        key = feedback_key(service_id, item)
+        if key in seen:
+            continue
+        seen.add(key)
+        reason = item.overrideReason.reason if item.overrideReason else None
+        rows.append({
+            "item_key": key,
+            "service_id": service_id,
+            "card_uuid": item.card,
+            "outcome": item.outcome,
+            "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []] or None,
+            "override_system": reason.system if reason else None,
+            "override_code": reason.code if reason else None,
+            "override_display": reason.display if reason else None,
+            "user_comment": item.overrideReason.userComment if item.overrideReason else None,
+            "outcome_timestamp": item.outcomeTimestamp,
+            "received_at": now,
+            "client_key": client_key,
+        })
+    return rows
+
+
+def _check_limit(conn: Any, client_key: str, items: int, limit: FeedbackLimit, now: datetime) -> None:
+    """FeedbackRateExceeded when the client's items received within the window, with these, would pass the limit."""
+    table = FeedbackItem.__table__
+    query = select(func.count()).select_from(table).where(table.c.client_key == client_key,
+                                                            table.c.received_at >= now - limit.window)
+    if int(conn.execute(query).scalar_one()) + items > limit.items:
+        raise FeedbackRateExceeded(f"{limit.items} items within {limit.window}")
+
+
+def _lock_key(client_key: str) -> int:
+    """A signed 32-bit key for the client's advisory lock; two clients that share one merely take turns."""
+    return int.from_bytes(hashlib.sha256(client_key.encode()).digest()[:4], "big", signed=True)
 
 
 def _issued_rows(service_id: str, hook_instance: str, cards: list[tuple[str, str | None]],

@@ -12,9 +12,12 @@ does not open the same way (in memory, URI options), keep the SQLAlchemy path.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -25,6 +28,12 @@ from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import OperationalError
 
 BUSY_TIMEOUT_S = 30.0
+OWNER_ONLY = 0o600
+# Beside a database SQLite keeps its WAL and shared-memory index (WAL mode) or its rollback journal, each created
+# with the database file's own mode; the call writer keeps its lock file there too.
+COMPANIONS = ("-wal", "-shm", "-journal", "-writer.lock")
+
+log = logging.getLogger("cds.store")
 
 
 class Prepared:
@@ -46,12 +55,42 @@ class Prepared:
 def sqlite_file(url: URL) -> str | None:
     """The file an SQLAlchemy URL names when sqlite3 would open it the same way (pysqlite, a plain path, no query
     options), else None."""
-    if url.get_backend_name() != "sqlite" or url.get_driver_name() != "pysqlite" or url.query:
+    if url.get_driver_name() != "pysqlite" or url.query:
+        return None
+    return sqlite_path(url)
+
+
+def sqlite_path(url: URL) -> str | None:
+    """The file an SQLite URL names as a plain path, whatever its driver and options; None in memory and for a
+    file: URI (its path and mode are the URI's)."""
+    if url.get_backend_name() != "sqlite":
         return None
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return database
+
+
+def make_private(path: str) -> None:
+    """Create the database file owner-only before SQLite opens it, so that the -wal, -shm and -journal files SQLite
+    creates with its mode are owner-only too (they hold chart tokens, audit rows and feedback); a database and
+    companions made earlier lose any group and other access."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OWNER_ONLY))
+    for name in (path, *(path + suffix for suffix in COMPANIONS)):
+        _owner_only(name)
+
+
+def _owner_only(name: str) -> None:
+    """Take group and other access from a file, if it exists; another user's file is left as it is, with a warning."""
+    try:
+        mode = stat.S_IMODE(os.stat(name).st_mode)
+        if mode & 0o077:
+            os.chmod(name, mode & 0o700)
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        log.warning("%s is open to its group or others and not ours to change: chmod 600 it", name)
 
 
 class SqliteCallWriter:
@@ -84,8 +123,12 @@ class SqliteCallWriter:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        self._configure(conn, None)  # the pragmas of the store's own SQLite connections
+        try:
+            make_private(self.path)  # should the file have gone, sqlite3 would make it anew with the umask's mode
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            self._configure(conn, None)  # the pragmas of the store's own SQLite connections
+        except (OSError, sqlite3.Error) as exc:
+            raise OperationalError("audit write", None, exc) from exc
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._lock:
             self._opened.append(conn)

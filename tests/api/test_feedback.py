@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from cds.api.feedback import OUTCOME_CLOCK_SKEW
 from cds.cli import feedback_report
 from cds.settings import Settings
 from tests.support import data
@@ -90,6 +92,51 @@ def test_invalid_feedback_is_400_and_nothing_is_stored(app: Flask, client: Flask
     assert stored(app) == []
 
 
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_timestamp_outside_the_years_1_to_9999_in_utc_is_400(app: Flask, client: FlaskClient, when: str) -> None:
+    """Valid RFC 3339 text whose instant in UTC falls outside the years a datetime holds: named, not a 500."""
+    body = data.with_change(data.spec_example("feedback-overridden.json"), "feedback.0.outcomeTimestamp", when)
+    response = post(client, body)
+    assert response.status_code == 400
+    issue = response.get_json()["issue"][0]
+    assert issue["expression"] == ["feedback[0].outcomeTimestamp"]
+    assert "feedback[0].outcomeTimestamp: must be an instant from year 1 to 9999 in UTC" in issue["details"]["text"]
+    assert stored(app) == []
+
+
+def outcome_at(card: str, when: datetime) -> dict[str, Any]:
+    return {"card": card, "outcome": "overridden", "outcomeTimestamp": when.isoformat().replace("+00:00", "Z")}
+
+
+def test_an_outcome_ahead_of_the_clock_past_the_allowed_skew_is_400(app: Flask, client: FlaskClient) -> None:
+    """The service's clock is pinned at data.NOW; an EHR clock that far ahead is refused, item by item."""
+    within = data.NOW + OUTCOME_CLOCK_SKEW
+    beyond = within + timedelta(seconds=1)
+    response = post(client, {"feedback": [outcome_at("c-1", within), outcome_at("c-2", beyond),
+                                          outcome_at("c-3", data.NOW), outcome_at("c-4", datetime(9000, 1, 1,
+                                                                                                   tzinfo=UTC))]})
+    assert response.status_code == 400
+    issue = response.get_json()["issue"][0]
+    assert issue["expression"] == ["feedback[1].outcomeTimestamp", "feedback[3].outcomeTimestamp"]
+    assert "feedback[1].outcomeTimestamp: must not be later than" in issue["details"]["text"]
+    assert stored(app) == [], "nothing of a refused request is stored"
+    assert post(client, {"feedback": [outcome_at("c-1", within)]}).get_json() == {"received": 1, "stored": 1}
+
+
+def test_a_far_future_outcome_cannot_pin_a_cards_outcome(app: Flask, client: FlaskClient) -> None:
+    """The latest outcome of a card wins by its timestamp: one dated years ahead would outrank every real one."""
+    store = app.extensions["pacing_cds"].store
+    store.record_issued_cards("pacing-review", "hook-1", [("card-pinned", "progress")])
+    pin = outcome_at("card-pinned", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    assert post(client, {"feedback": [pin]}).status_code == 400
+    accepted = {"card": "card-pinned", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
+                "outcomeTimestamp": "2026-11-20T08:59:00Z"}
+    assert post(client, {"feedback": [accepted]}).get_json() == {"received": 1, "stored": 1}
+    assert store.card_accepted("card-pinned")
+    [group] = store.feedback_report().groups
+    assert (group.topic, group.outcome, group.cards, group.events) == ("progress", "accepted", 1, 1)
+
+
 def test_feedback_for_an_unknown_service_is_404(client: FlaskClient) -> None:
     response = post(client, data.spec_example("feedback-accepted.json"), "/cds-services/nope/feedback")
     assert response.status_code == 404
@@ -103,15 +150,15 @@ def test_report_counts_per_service_and_topic_with_reasons(app: Flask, client: Fl
     reason = {"code": "patient-declined", "system": "https://pacing-cds.example.org/CodeSystem/override-reason"}
     items = [
         {"card": "card-progress", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
-         "outcomeTimestamp": "2026-11-20T10:00:00Z"},
+         "outcomeTimestamp": "2026-11-20T06:00:00Z"},
         {"card": "card-progress", "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
-         "outcomeTimestamp": "2026-11-20T11:00:00Z"},
+         "outcomeTimestamp": "2026-11-20T07:00:00Z"},
         {"card": "card-progress", "outcome": "overridden", "overrideReason": {"reason": reason},
-         "outcomeTimestamp": "2026-11-20T12:00:00Z"},
+         "outcomeTimestamp": "2026-11-20T08:00:00Z"},
         {"card": "card-progress-2", "outcome": "accepted", "acceptedSuggestions": [{"id": "s2"}],
-         "outcomeTimestamp": "2026-11-20T12:00:00Z"},
-        {"card": "card-hold", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T12:00:00Z"},
-        {"card": "card-from-elsewhere", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T12:00:00Z"},
+         "outcomeTimestamp": "2026-11-20T08:00:00Z"},
+        {"card": "card-hold", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T08:00:00Z"},
+        {"card": "card-from-elsewhere", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T08:00:00Z"},
     ]
     assert post(client, {"feedback": items}).get_json() == {"received": 6, "stored": 6}
     out = io.StringIO()

@@ -249,7 +249,7 @@ def test_the_plan_shows_a_proposal_until_the_card_is_accepted(chart_service: Liv
     assert "agreed with your clinician" not in before
     feedback = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
                               "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
-                              "outcomeTimestamp": "2026-11-20T10:00:00Z"}]}
+                              "outcomeTimestamp": "2026-11-20T09:04:00Z"}]}
     assert http.post(f"{service.url}/cds-services/pacing-review/feedback", json=feedback).status_code == 200
     after = http.get(plan_url).text
     assert "Your new plan, agreed with your clinician, is 22 minutes, 3 times a week." in after

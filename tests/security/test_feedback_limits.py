@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
 from sqlalchemy import update
 
 from cds import create_app
+from cds.hooks.models import Feedback
 from cds.settings import load_settings
-from cds.store.database import AuditEvent, FeedbackItem, IssuedCard, Store
+from cds.store.database import AuditEvent, FeedbackItem, FeedbackLimit, FeedbackRateExceeded, IssuedCard, Store
+from tests.conftest import LiveService
+from tests.support import data
 from tests.support.backing import PostgresServer
 
 FEEDBACK = "/cds-services/pacing-review/feedback"
+SENDERS, ITEMS_EACH, RATE = 24, 20, 120  # 480 items sent at once against 120 a minute
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,5 +113,68 @@ def test_purge_deletes_what_is_past_retention_and_keeps_the_rest(database_url: s
         with store.engine.connect() as conn:
             assert conn.execute(IssuedCard.__table__.select()).all() == []
             assert conn.execute(AuditEvent.__table__.select()).all()
+    finally:
+        store.close()
+
+
+def send_at_once(senders: int, send: Callable[[int], int]) -> list[int]:
+    """Each sender's result, all senders released together."""
+    start = threading.Barrier(senders)
+    results: list[int] = [0] * senders
+
+    def run(index: int) -> None:
+        start.wait()
+        results[index] = send(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_parallel_requests_store_at_most_the_rate(live_service: Callable[..., LiveService], database_url: str) -> None:
+    """Workers and threads of a real server count and insert one client's items under one lock: 24 requests of 20
+    items sent together from one address store exactly 120, and the others are told 429."""
+    service = live_service(database_url=database_url, workers="2", threads="8",
+                           feedback_rate_per_minute=str(RATE), feedback_max_items=str(ITEMS_EACH))
+    url = f"{service.url}{FEEDBACK}"
+    at_now = data.NOW.isoformat().replace("+00:00", "Z")  # the service's pinned clock
+
+    def send(index: int) -> int:
+        body = {"feedback": [item(f"p{index}-{n}", outcomeTimestamp=at_now) for n in range(ITEMS_EACH)]}
+        with httpx.Client(timeout=60.0) as http:
+            return http.post(url, json=body).status_code
+
+    statuses = send_at_once(SENDERS, send)
+    store = Store(database_url)
+    try:
+        stored = len(store.feedback())
+    finally:
+        store.close()
+    assert stored == RATE, f"{stored} items stored against a limit of {RATE} a minute"
+    assert sorted(statuses) == [200] * (RATE // ITEMS_EACH) + [429] * (SENDERS - RATE // ITEMS_EACH)
+
+
+def test_threads_on_their_own_connections_store_at_most_the_rate(database_url: str) -> None:
+    """The store alone, each thread on a pooled connection of its own: the count and the insert are one step."""
+    store = Store(database_url)
+    store.create_schema()
+    limit = FeedbackLimit(items=RATE, window=timedelta(minutes=1))
+
+    def send(index: int) -> int:
+        items = [Feedback.model_validate(item(f"s{index}-{n}")) for n in range(ITEMS_EACH)]
+        try:
+            return store.add_feedback("pacing-review", items, "client-a", limit)
+        except FeedbackRateExceeded:
+            return -1
+
+    try:
+        results = send_at_once(SENDERS, send)
+        assert sorted(results) == [-1] * (SENDERS - RATE // ITEMS_EACH) + [ITEMS_EACH] * (RATE // ITEMS_EACH)
+        assert len(store.feedback()) == RATE
+        other = [Feedback.model_validate(item("o-1"))]
+        assert store.add_feedback("pacing-review", other, "client-b", limit) == 1, "each client has its own"
     finally:
         store.close()

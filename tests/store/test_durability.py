@@ -36,7 +36,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 def item(card: str) -> dict[str, Any]:
-    return {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:00:00Z",
+    return {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-20T08:00:00Z",
             "overrideReason": {"reason": {"code": "clinical-judgement", "system": "https://example.org/r"}}}
 
 

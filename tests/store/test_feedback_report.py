@@ -142,8 +142,8 @@ def post(client: FlaskClient, *items: dict[str, Any]) -> dict[str, Any]:
 def test_a_card_overridden_then_accepted_counts_once_as_accepted(client: FlaskClient, app: Flask,
                                                                  settings: Settings, arrival: str) -> None:
     card = issue_card(in_process(client))
-    first = overridden(card, "2026-11-20T09:05:00Z", "clinical-judgement")
-    later = accepted(card, "2026-11-20T09:30:00Z")
+    first = overridden(card, "2026-11-20T08:05:00Z", "clinical-judgement")
+    later = accepted(card, "2026-11-20T08:30:00Z")
     for item in ([first, later] if arrival == "in order" else [later, first]):  # the EHR may send late
         assert post(client, item) == {"received": 1, "stored": 1}
     shown = report(settings)
@@ -156,20 +156,20 @@ def test_a_card_overridden_then_accepted_counts_once_as_accepted(client: FlaskCl
 def test_of_two_outcomes_at_the_same_instant_the_later_arrival_counts(client: FlaskClient,
                                                                       settings: Settings) -> None:
     card = issue_card(in_process(client))
-    post(client, accepted(card, "2026-11-20T09:30:00Z"))
-    post(client, overridden(card, "2026-11-20T09:30:00Z", "patient-declined"))
+    post(client, accepted(card, "2026-11-20T08:30:00Z"))
+    post(client, overridden(card, "2026-11-20T08:30:00Z", "patient-declined"))
     assert report(settings).counts(topic(card)) == (1, 0, 1)
 
 
 def test_the_same_accepted_feedback_sent_twice_counts_once(client: FlaskClient, settings: Settings) -> None:
     card = issue_card(in_process(client))
-    item = accepted(card, "2026-11-20T09:30:00Z")
+    item = accepted(card, "2026-11-20T08:30:00Z")
     assert post(client, item) == {"received": 1, "stored": 1}
     assert post(client, item) == {"received": 1, "stored": 0}
     shown = report(settings)
     assert shown.counts(topic(card)) == (1, 1, 0)
     assert shown.events_and_cards() == (1, 1)
-    post(client, accepted(card, "2026-11-20T09:31:00Z"))  # re-sent with a new timestamp: a second event
+    post(client, accepted(card, "2026-11-20T08:31:00Z"))  # re-sent with a new timestamp: a second event
     shown = report(settings)
     assert shown.counts(topic(card)) == (1, 1, 0)
     assert shown.events_and_cards() == (2, 1)
@@ -178,7 +178,7 @@ def test_the_same_accepted_feedback_sent_twice_counts_once(client: FlaskClient, 
 def test_two_different_cards_count_twice(client: FlaskClient, settings: Settings) -> None:
     one, two = issue_card(in_process(client)), issue_card(in_process(client))
     assert one["uuid"] != two["uuid"] and topic(one) == topic(two)
-    post(client, accepted(one, "2026-11-20T09:30:00Z"), overridden(two, "2026-11-20T09:30:00Z"))
+    post(client, accepted(one, "2026-11-20T08:30:00Z"), overridden(two, "2026-11-20T08:30:00Z"))
     shown = report(settings)
     assert shown.counts(topic(one)) == (2, 1, 1)
     assert shown.events_and_cards() == (2, 2)
@@ -188,10 +188,10 @@ def test_two_different_cards_count_twice(client: FlaskClient, settings: Settings
 def test_override_reasons_appear_with_the_rule_sets_display_text(client: FlaskClient, settings: Settings) -> None:
     cards = [issue_card(in_process(client)) for _ in range(3)]
     post(client,
-         overridden(cards[0], "2026-11-20T09:30:00Z", "patient-declined", display="client's own words"),
-         overridden(cards[1], "2026-11-20T09:30:00Z", "patient-declined"),
-         overridden(cards[2], "2026-11-20T09:10:00Z", "patient-declined"),
-         overridden(cards[2], "2026-11-20T09:20:00Z", "already-addressed"))  # only the latest reason counts
+         overridden(cards[0], "2026-11-20T08:30:00Z", "patient-declined", display="client's own words"),
+         overridden(cards[1], "2026-11-20T08:30:00Z", "patient-declined"),
+         overridden(cards[2], "2026-11-20T08:10:00Z", "patient-declined"),
+         overridden(cards[2], "2026-11-20T08:20:00Z", "already-addressed"))  # only the latest reason counts
     shown = report(settings)
     assert [SERVICE, topic(cards[0]), "patient-declined", "Patient declined", "2"] in shown.reasons
     assert [SERVICE, topic(cards[0]), "already-addressed", "Already addressed", "1"] in shown.reasons
@@ -202,7 +202,7 @@ def test_override_reasons_appear_with_the_rule_sets_display_text(client: FlaskCl
 def test_reason_displays_follow_the_rule_set_in_use(client: FlaskClient, database_url: str,
                                                    rules_copy: Path) -> None:
     card = issue_card(in_process(client))
-    post(client, overridden(card, "2026-11-20T09:30:00Z", "patient-declined"))
+    post(client, overridden(card, "2026-11-20T08:30:00Z", "patient-declined"))
     edit(rules_copy / "ruleset.yaml", "{code: patient-declined, display: Patient declined}",
          "{code: patient-declined, display: Declined by the patient}")
     shown = report(load_settings(database_url=database_url, rules_dir=rules_copy))
@@ -211,8 +211,8 @@ def test_reason_displays_follow_the_rule_set_in_use(client: FlaskClient, databas
 
 def test_an_unknown_reason_code_appears_as_unknown(client: FlaskClient, settings: Settings) -> None:
     cards = [issue_card(in_process(client)) for _ in range(2)]
-    post(client, overridden(cards[0], "2026-11-20T09:30:00Z", "too-busy", display="Too busy"),
-         overridden(cards[1], "2026-11-20T09:30:00Z", "patient-declined", system="https://example.org/other"))
+    post(client, overridden(cards[0], "2026-11-20T08:30:00Z", "too-busy", display="Too busy"),
+         overridden(cards[1], "2026-11-20T08:30:00Z", "patient-declined", system="https://example.org/other"))
     shown = report(settings)
     assert [SERVICE, topic(cards[0]), "too-busy", "(unknown reason)", "1"] in shown.reasons
     assert [SERVICE, topic(cards[1]), "patient-declined", "(unknown reason) system https://example.org/other",
@@ -222,8 +222,8 @@ def test_an_unknown_reason_code_appears_as_unknown(client: FlaskClient, settings
 
 def test_feedback_on_a_card_not_issued_here_is_counted_apart(client: FlaskClient, settings: Settings) -> None:
     card = issue_card(in_process(client))
-    post(client, accepted(card, "2026-11-20T09:30:00Z"))
-    post(client, overridden({"uuid": "card-from-elsewhere"}, "2026-11-20T09:30:00Z"))
+    post(client, accepted(card, "2026-11-20T08:30:00Z"))
+    post(client, overridden({"uuid": "card-from-elsewhere"}, "2026-11-20T08:30:00Z"))
     shown = report(settings)
     assert shown.counts(topic(card)) == (1, 1, 0)
     assert shown.cards[(SERVICE, "(card not issued here)")] == (1, 0, 1)
@@ -242,10 +242,10 @@ def test_over_http_the_command_counts_cards(live_service: Callable[..., LiveServ
         return response.json()
 
     one, two = issue_card(call), issue_card(call)
-    call(FEEDBACK, {"feedback": [overridden(one, "2026-11-20T09:05:00Z", "data-not-representative")]})
-    call(FEEDBACK, {"feedback": [accepted(one, "2026-11-20T09:30:00Z"), accepted(two, "2026-11-20T09:30:00Z")]})
-    call(FEEDBACK, {"feedback": [accepted(two, "2026-11-20T09:30:00Z")]})  # the EHR re-sends
-    call(FEEDBACK, {"feedback": [overridden(two, "2026-11-20T09:40:00Z", "no-such-reason")]})
+    call(FEEDBACK, {"feedback": [overridden(one, "2026-11-20T08:05:00Z", "data-not-representative")]})
+    call(FEEDBACK, {"feedback": [accepted(one, "2026-11-20T08:30:00Z"), accepted(two, "2026-11-20T08:30:00Z")]})
+    call(FEEDBACK, {"feedback": [accepted(two, "2026-11-20T08:30:00Z")]})  # the EHR re-sends
+    call(FEEDBACK, {"feedback": [overridden(two, "2026-11-20T08:40:00Z", "no-such-reason")]})
     result = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "feedback", "report"],
                             env=service.env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
