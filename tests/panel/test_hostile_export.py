@@ -203,3 +203,24 @@ def test_a_long_line_across_byte_ranges_is_reported_once_and_no_line_is_lost(tmp
     assert sorted(seen) == [(1, resources[0]), (2, resources[1])] + [(n + 2, r) for n, r in enumerate(resources[2:],
                                                                                                       start=2)]
     assert problems == [(3, "too-long")]
+
+
+def test_orders_with_hostile_timings_are_set_aside_and_the_run_finishes(tmp_path: Path,
+                                                                         dask_cluster: DaskCluster) -> None:
+    """A frequency of 2**63 or a period of 1e-300 in an export's orders: each patient's row holds on a dose that
+    cannot be read, and the run ends (the dose arithmetic once stepped down one session at a time)."""
+    good = good_export(tmp_path / "export")
+    orders = tmp_path / "export" / "ServiceRequest.ndjson"
+    changes = [{"frequency": 2**63}, {"period": 1e-300}, {"duration": 1e20}]
+    hostile = []
+    for index, line in enumerate(orders.read_text().splitlines()):
+        order = json.loads(line)
+        order["occurrenceTiming"]["repeat"].update(changes[index % len(changes)])
+        hostile.append(json.dumps(order))
+    assert hostile, "the generated export has exercise orders"
+    orders.write_text("\n".join(hostile) + "\n")
+    run = worklist(tmp_path / "export", tmp_path / "out", "--scheduler", dask_cluster.address, timeout_s=300)
+    finished(run)
+    rows = {r["patient"]: r["recommendations"].split() for r in rows_of(run)}
+    assert set(rows) == {f"Patient/{p}" for p in good}
+    assert all("data-quality" in codes and "progress" not in codes for codes in rows.values()), rows
