@@ -7,7 +7,10 @@ In process through the whole WSGI stack (Flask test client, SQLite file, audit w
 request with 12 weeks of daily sessions, steps and pain:
 1. the hook call with chart storage (links on the cards, the series written with the audit record) and without
    it (links switched off in this process only), interleaved so that both see the same machine load;
-2. GET /charts/{token} (drawing the SVG each time, a new token each time) and GET /charts/{token}/plan.
+2. GET /charts/{token} (drawing the SVG each time, a new token each time), the same pages opened again (drawn
+   once: served from memory), and GET /charts/{token}/plan;
+3. the page of a series at every bound a chart keeps (the newest 1,000 sessions and pain scores, 24 orders, 16
+   red flags): the most one chart can cost to draw, whatever the record.
 Prints p50 and p95 of the wall time and the p50 of the CPU time of the thread that served the request (less
 sensitive to other load on the machine), in milliseconds, and the targets with what was measured.
 """
@@ -79,6 +82,35 @@ def gets(client: Any, paths: list[str]) -> list[Timing]:
     return timings
 
 
+def at_every_bound() -> Any:
+    """A series holding as much as chart_series() ever stores."""
+    from datetime import datetime, timedelta
+
+    from cds.charts.model import Series
+    from cds.charts.series import MAX_FLAGS, MAX_ORDERS, MAX_READINGS
+
+    now = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
+    step = timedelta(days=84) / MAX_READINGS
+    return Series.model_validate({
+        "v": 1, "measure": "minutes", "now": now,
+        "sessions": [(now - k * step, 10 + k % 50) for k in range(MAX_READINGS)], "steps": [],
+        "pain": [(now - k * step, k % 11) for k in range(MAX_READINGS)], "pain_baseline": 3.0,
+        "orders": [(now - timedelta(days=3 * k + 1), 20 + k, 3) for k in range(MAX_ORDERS)],
+        "plan": {"minutes": 30, "per_week": 3},
+        "red_flags": [(now - timedelta(days=k), "fever", 38.5) for k in range(MAX_FLAGS)],
+        "params": {}, "code": "hold", "proposed": {"minutes": 30, "per_week": 3}})
+
+
+def bounded_pages(count: int) -> list[Timing]:
+    from datetime import timedelta
+
+    from cds.charts.page import chart_page
+
+    series = at_every_bound()
+    expires = series.now + timedelta(days=1)
+    return [timed(lambda: chart_page(series, expires, "t" * 32))[1] for _ in range(count)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer calls, same tables")
@@ -99,7 +131,9 @@ def main() -> int:
         paths = ["/charts/" + url.split("/charts/", 1)[1] for url in urls]
         gets(client, paths[:3])  # warm-up: fonts, templates
         chart = gets(client, paths[3:3 + pages])
+        again = gets(client, paths[3:3 + pages])
         plan = gets(client, [p + "/plan" for p in paths[3:3 + pages]])
+        bounded = bounded_pages(max(5, pages // 4))
         app.extensions["pacing_cds"].close()
 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -109,7 +143,8 @@ def main() -> int:
     print()
     print(f"{'measure':<40} {'n':>5} {'wall p50':>9} {'wall p95':>9} {'CPU p50':>8}  (ms)")
     rows = [("hook call, chart stored and linked", with_store), ("hook call, no chart (links off)", without),
-            ("GET /charts/{token} (SVG drawn)", chart), ("GET /charts/{token}/plan", plan)]
+            ("GET /charts/{token} (SVG drawn)", chart), ("GET /charts/{token} again (drawn once)", again),
+            ("GET /charts/{token}/plan", plan), ("chart page at every bound (drawn)", bounded)]
     p50 = {}
     for name, values in rows:
         wall50, wall95 = percentiles([w for w, _ in values])
