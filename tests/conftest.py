@@ -103,7 +103,7 @@ class LiveService:
     def start(self, command: list[str] | None = None) -> LiveService:
         args = command or [str(VENV_BIN / "pacing-cds"), "serve"]
         self.process = ServerProcess(args, env=self.env, cwd=self.workdir, log_path=self.workdir / "service.log")
-        self.process.wait_ready(f"{self.url}/healthz")
+        self.process.wait_ready(f"{self.url}/livez")  # up, even when a test makes it not ready (Redis down)
         return self
 
     def stop(self, sig: int | None = None) -> None:

@@ -21,7 +21,7 @@ from cds.runtime import runtime
 from cds.settings import Settings
 from cds.store.replay import ReplayCacheError
 
-OPEN_PATHS = {"/healthz", "/rules"}  # no patient data: a clinician opens /rules from a card
+OPEN_PATHS = {"/healthz", "/livez", "/rules"}  # no patient data: a clinician opens /rules from a card
 # Opened by a person's browser from a card link, which carries no JWT: the random token is the credential.
 OPEN_PREFIXES = ("/charts/",)
 

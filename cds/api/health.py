@@ -1,5 +1,7 @@
-"""GET /healthz: whether this process can answer (its database and, with client authentication, its replay cache
-reachable), for load balancers: a 200 means an authenticated call can be served."""
+"""GET /healthz (readiness): whether this process can answer (its database and, with client authentication, its
+replay cache reachable), for load balancers: a 200 means an authenticated call can be served. GET /livez
+(liveness): the process answers at all, whatever it depends on, so that an orchestrator restarts a stuck process
+and not every instance while Redis is down."""
 
 from flask import Blueprint, Response
 from sqlalchemy import text
@@ -22,4 +24,9 @@ def health() -> Response:
     auth = runtime().auth
     if auth is not None and not auth.replay.reachable():
         raise CdsError(503, "replay cache unreachable: authenticated calls cannot be served")
+    return json_response({"status": "ok"})
+
+
+@bp.get("/livez")
+def live() -> Response:
     return json_response({"status": "ok"})

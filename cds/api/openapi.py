@@ -58,11 +58,16 @@ def document(services: dict[str, CdsService], base_url: str, auth: bool, metrics
     paths: dict[str, Any] = {
         "/cds-services": {"get": _operation("discovery", "The CDS services, their hooks and prefetch templates",
                                             ref[DiscoveryResponse], ref[OperationOutcome], auth)},
-        "/healthz": {"get": {"operationId": "health", "summary": "200 when this process can answer (database up)",
+        "/healthz": {"get": {"operationId": "health", "summary": "Readiness: 200 when this process can answer "
+                             "(database up and, with client authentication, the replay cache)",
                              "security": [],
                              "responses": {"200": _json({"type": "object", "properties": {
                                  "status": {"type": "string", "const": "ok"}}}, "ready"),
-                                 "503": _json(ref[OperationOutcome], "database unreachable")}}},
+                                 "503": _json(ref[OperationOutcome], "database or replay cache unreachable")}}},
+        "/livez": {"get": {"operationId": "live", "summary": "Liveness: 200 while the process answers at all",
+                           "security": [],
+                           "responses": {"200": _json({"type": "object", "properties": {
+                               "status": {"type": "string", "const": "ok"}}}, "the process answers")}}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
         "/rules": {"get": {"operationId": "rules", "summary": "The rule set as a page; cards link to its anchors",

@@ -136,6 +136,7 @@ def test_readiness_reports_an_unreachable_replay_cache(tmp_path: Path, redis_ser
                                        issuers_file=issuers_file(tmp_path), public_base_url=BASE))
         try:
             response = app.test_client().get("/healthz")
+            assert app.test_client().get("/livez").status_code == 200  # alive all the same: no restart loop
         finally:
             app.extensions["pacing_cds"].close()
         assert response.status_code == status, url

@@ -56,7 +56,8 @@ class ServerProcess:
         raise RuntimeError(f"server not ready at {url} within {timeout_s} s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # stop() closes it
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
