@@ -117,8 +117,8 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
     knowledge = check_rules(settings)
     if knowledge is None:
         return 2
-    notes = [f"no {t} file in the export: none recorded for any patient (an empty type has no file in Bulk Data)"
-             for t in export.missing_types]
+    notes = export.notes + [f"no {t} file in the export: none recorded for any patient (an empty type has no file "
+                            f"in Bulk Data)" for t in export.missing_types]
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:
             result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))

@@ -164,24 +164,27 @@ def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, pr
     workers = len(client.scheduler_info(n_workers=-1)["workers"])
     n_out = output_partitions(export, max(workers, 1))
     # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): not unread.
-    # A type with a file refused before reading (not a regular file) is unread from the start.
-    refused = unread_types(export.refused)
+    # A type with a file refused before reading (not a regular file), lost, or not exported is unread from the start.
+    refused = unread_types(export.refused, export)
     rows, problems, not_listed = _evaluate(client, export, plugin, now, n_out, refused, progress)
-    broken = unread_types(problems)
+    broken = unread_types(problems, export)
     if broken != refused:
         # A file cut short, unreadable or refused part way lost lines of patients no one can name: every patient is
         # evaluated again with that type as could not be read, so that no dose is changed on what is left of it.
         rows, problems, not_listed = _evaluate(client, export, plugin, now, n_out, broken, None)
-    notes = [f"{t} could not be read whole (a file was cut short, too large, unreadable or not a regular file): "
-             f"every row says so, and no dose is changed on what is left" for t in broken]
+    notes = [f"{t} could not be read whole (a file was cut short, too large, unreadable, not a regular file or "
+             f"lost): every row says so, and no dose is changed on what is left" for t in broken
+             if t not in export.unknown]  # those have their own note
     return Result(rows, problems, time.perf_counter() - started, workers, (len(export.parts), n_out), notes,
                   not_listed)
 
 
-def unread_types(problems: list[Problem]) -> tuple[str, ...]:
-    """The resource types of the files that could not be read whole."""
-    return tuple(sorted({t for p in problems if p.kind in FILE_KINDS
-                         for t in (resource_type_of(p.file),) if t is not None}))
+def unread_types(problems: list[Problem], export: Export | None = None) -> tuple[str, ...]:
+    """The resource types of the files that could not be read whole, and those the export left unread (not
+    exported, a file lost)."""
+    type_of = export.type_of if export is not None else resource_type_of
+    found = {t for p in problems if p.kind in FILE_KINDS for t in (type_of(p.file),) if t is not None}
+    return tuple(sorted(found | set(export.unread if export is not None else ())))
 
 
 def _evaluate(client: Any, export: Export, plugin: RulesPlugin, now: datetime, n_out: int, unread: tuple[str, ...],

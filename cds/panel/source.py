@@ -25,6 +25,8 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
+from cds.panel import manifest as manifest_file
+
 TYPES = ("Patient", "Observation", "Condition", "ServiceRequest", "Goal", "CarePlan")
 SUFFIXES = (".ndjson", ".ndjson.gz")
 BLOCK_BYTES = 32 * 1024 * 1024
@@ -47,7 +49,7 @@ PROBLEMS_LISTED = 10_000
 PROBLEMS_PER_TASK = 100
 # Problems that lose (part of) a file, whose resource type is then evaluated as could not be read. At most one per
 # file, so they are always listed.
-FILE_KINDS = ("cut-short", "unreadable", "too-large", "not-regular")
+FILE_KINDS = ("cut-short", "unreadable", "too-large", "not-regular", "missing-file")
 NOT_LISTED = "not-listed"  # the kind of the entry that stands for the problems a task counted without listing
 
 
@@ -111,13 +113,23 @@ def task_limit(tasks: int) -> int:
 
 @dataclass
 class Export:
-    """The partitions of an export, its size, what is missing from it, and the entries refused as not regular
-    files (as problems)."""
+    """The partitions of an export, its size, the types with no file (none recorded), the problems found before
+    reading (entries refused as not regular files, files the manifest lists that are not there, the server's own
+    errors), the types unread from the start (not exported, or a file lost), the type of each file the manifest
+    names, and notes for the report."""
 
     parts: list[Part]
     raw_bytes: int
     missing_types: list[str]
     refused: list[Problem] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # of `unread`: no file, and no telling that means none
+    file_types: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def type_of(self, name: str) -> str | None:
+        """The resource type a file holds: as the manifest says, else as its name announces."""
+        return self.file_types.get(name) or resource_type_of(name)
 
 
 def resource_type_of(name: str) -> str | None:
@@ -143,8 +155,9 @@ def _refusal(entry: os.DirEntry[str]) -> Problem | None:
 
 
 def discover(folder: Path, block_bytes: int = BLOCK_BYTES) -> Export:
-    """Every NDJSON file of the folder, cut into partitions; the resource types no file name announces; the
-    entries refused (symbolic links, NDJSON names on what is not a regular file)."""
+    """Every NDJSON file of the folder, cut into partitions, read with the folder's manifest.json when there is
+    one: the types with no file (none recorded), the types not exported or lost (unread), the server's errors and
+    the entries refused (symbolic links, NDJSON names on what is not a regular file)."""
     files: list[Path] = []
     refused: list[Problem] = []
     with os.scandir(folder) as entries:
@@ -154,6 +167,45 @@ def discover(folder: Path, block_bytes: int = BLOCK_BYTES) -> Export:
                 refused.append(problem)
             elif entry.name.endswith(SUFFIXES):
                 files.append(Path(entry.path))
+    notes: list[str] = []
+    try:
+        manifest = manifest_file.read(folder, open_regular)
+    except manifest_file.ManifestError as exc:
+        manifest = None
+        refused.append(Problem("manifest", manifest_file.NAME, 0, f"not used: {exc}"))
+        notes.append(f"{manifest_file.NAME} could not be used ({exc}): a type with no file is read as could not be "
+                     f"read, not as none recorded")
+    errors = set(manifest.errors) if manifest is not None else set()
+    data = [p for p in files if p.name not in errors]
+    refused.extend(_server_errors([p for p in files if p.name in errors]))
+    parts, raw = _partitions(data, block_bytes)
+    file_types = {name: kind for kind, name in manifest.outputs} if manifest is not None else {}
+    present = {p.name for p in data} | {p.file for p in refused}
+    unread: set[str] = set()
+    for kind, name in manifest.outputs if manifest is not None else []:
+        if name not in present:
+            refused.append(Problem("missing-file", name, 0, f"listed in {manifest_file.NAME} as {kind} but not in "
+                                                            f"the folder: its resources are lost"))
+            if kind in TYPES:
+                unread.add(kind)
+    # A refused file's type was not read, which is not the same as none recorded: it is not missing.
+    announced = {file_types.get(name) or resource_type_of(name) for name in present}
+    without = [t for t in TYPES if t not in announced]
+    if manifest is None and not any(p.kind == "manifest" for p in refused):
+        notes.append(f"no {manifest_file.NAME} in the folder: a type with no file is read as none recorded")
+        return Export(parts, raw, without, refused, sorted(unread), [], file_types, notes)
+    if manifest is None:  # unusable: what a missing file means is unknown
+        return Export(parts, raw, [], refused, sorted(unread | set(without)), without, file_types, notes)
+    asked = manifest.asked
+    not_exported = [t for t in without if asked is not None and t not in asked]
+    notes.extend(f"{t} was not asked for ({manifest_file.NAME}: _type of the request): not exported, so every row "
+                 f"says {t} could not be read" for t in not_exported)
+    missing = [t for t in without if t not in not_exported]
+    return Export(parts, raw, missing, refused, sorted(unread | set(not_exported)), not_exported, file_types, notes)
+
+
+def _partitions(files: list[Path], block_bytes: int) -> tuple[list[Part], int]:
+    """A gzip file is one partition; a plain file is cut into byte ranges. With the raw size they stand for."""
     parts: list[Part] = []
     raw = 0
     for path in files:
@@ -166,9 +218,43 @@ def discover(folder: Path, block_bytes: int = BLOCK_BYTES) -> Export:
         for start in range(0, max(size, 1), block_bytes):
             end = start + block_bytes
             parts.append(Part(str(path), start, end if end < size else None))
-    # A refused file's type was not read, which is not the same as none recorded: it is not missing.
-    announced = {resource_type_of(name) for name in [p.name for p in files] + [p.file for p in refused]}
-    return Export(parts, raw, [t for t in TYPES if t not in announced], refused)
+    return parts, raw
+
+
+def _server_errors(files: list[Path]) -> list[Problem]:
+    """The issues of the server's error files (OperationOutcome NDJSON), each where it is, up to the listed cap."""
+    log = ProblemLog(PROBLEMS_LISTED)
+    for path in files:
+        part = Part(str(path))
+        for number, line in lines(part, log):
+            outcome = _json_object(line)
+            if outcome is None:
+                if line is not None and line.strip():
+                    log.append(Problem("malformed", part.name, number, "not an OperationOutcome"))
+                continue
+            for issue in outcome.get("issue") or [] if isinstance(outcome.get("issue"), list) else []:
+                log.append(Problem("export-error", part.name, number, _issue_text(issue)))
+    return log.entries(manifest_file.NAME) if log.unlisted else log.kept
+
+
+def _json_object(line: bytes | None) -> dict[str, Any] | None:
+    if line is None or not line.strip():
+        return None
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome" else None
+
+
+def _issue_text(issue: Any) -> str:
+    """What the server said of one issue: its severity, code and text, at most 300 characters."""
+    if not isinstance(issue, dict):
+        return "an issue that is not an object"
+    details = issue.get("details")
+    text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None) or ""
+    words = f"the server reported {issue.get('severity', '?')} ({issue.get('code', '?')})"
+    return (f"{words}: {text}" if isinstance(text, str) and text else words)[:300]
 
 
 class NotRegular(OSError):
