@@ -328,7 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
     evaluate_cmd.add_argument("--service", help="service id (default: the one for the request's hook)")
     panel = commands.add_parser("worklist", help="the pacing worklist of a whole Bulk Data export, on Dask")
-    panel.add_argument("export", help="a folder of Bulk Data NDJSON files (.ndjson or .ndjson.gz, split or not)")
+    panel.add_argument("export", nargs="?", help="a folder of Bulk Data NDJSON files (.ndjson or .ndjson.gz, split or "
+                                                 "not), with its manifest.json if any; or --fhir-server")
+    panel.add_argument("--fhir-server", help="export from this FHIR server (Bulk Data $export) into OUT/export, then "
+                                              "evaluate it; https, or http to loopback")
+    panel.add_argument("--group", help="with --fhir-server: the Group to export (the panel); default every Patient")
+    panel.add_argument("--client-id", help="with --fhir-server: this service's SMART Backend Services client id")
+    panel.add_argument("--private-key", help="with --client-id: its private key (PEM, RSA or EC P-384)")
+    panel.add_argument("--key-id", help="with --client-id: the kid of that key in the JWK Set the server knows")
     panel.add_argument("--out", default="worklist", help="folder for worklist.parquet, .csv, .html (default: "
                                                           "./worklist)")
     panel.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
@@ -362,10 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         return evaluate(settings, args.request, args.now, args.service)
     if args.command == "worklist":
-        from cds.panel.command import worklist
+        from cds.panel.command import BulkArgs, worklist
 
+        bulk = BulkArgs(args.fhir_server, args.group, args.client_id, args.private_key, args.key_id) \
+            if args.fhir_server or args.group or args.client_id or args.private_key or args.key_id else None
         return worklist(settings, args.export, args.out, args.now, args.scheduler, args.workers,
-                        tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert, tls_key=args.tls_key)
+                        tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert, tls_key=args.tls_key, bulk=bulk)
     if args.command == "rules":
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
     if args.command == "purge":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cds import escape_controls
 from cds.settings import Settings
@@ -85,9 +87,61 @@ def refuse(message: str, code: int = 2) -> int:
     return code
 
 
-def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | None, scheduler: str | None,
+@dataclass(frozen=True)
+class BulkArgs:
+    """Where the export comes from when the worklist asks a FHIR server for it."""
+
+    fhir_server: str | None
+    group: str | None = None
+    client_id: str | None = None
+    private_key: str | None = None
+    key_id: str | None = None
+
+
+def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str | None:
+    """Why these options cannot be used together, or None."""
+    if export_dir is not None:
+        return "give a folder or --fhir-server, not both"
+    if not bulk.fhir_server:
+        return "--group, --client-id, --private-key and --key-id need --fhir-server"
+    if bool(bulk.client_id) != bool(bulk.private_key):
+        return "--client-id and --private-key go together (SMART Backend Services)"
+    if bulk.key_id and not bulk.client_id:
+        return "--key-id needs --client-id"
+    parts = urlsplit(bulk.fhir_server)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1") and not production
+    if not (parts.scheme == "https" and parts.hostname) and not loopback:
+        return f"--fhir-server must be an https URL{'' if production else ' (or http to loopback)'}"
+    return None
+
+
+def fetch_export(bulk: BulkArgs, out: Path, say: Any) -> tuple[Path | None, list[str], str | None]:
+    """(the folder the export was written to, notes, why it could not be) from the FHIR server."""
+    import httpx
+
+    from cds.panel.bulk import BulkClient, BulkError, run_export
+    from cds.panel.manifest import ManifestError
+    from cds.panel.smart import TokenError, TokenSource, load_client
+    from cds.panel.source import TYPES
+
+    assert bulk.fhir_server is not None
+    folder = out / "export"
+    try:
+        with httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False) as http:
+            tokens = None
+            if bulk.client_id and bulk.private_key:
+                client = load_client(bulk.client_id, Path(bulk.private_key), bulk.key_id)
+                tokens = TokenSource(http, bulk.fhir_server, client, TYPES)
+                tokens.discover()
+            notes = run_export(BulkClient(http, bulk.fhir_server, tokens, say), folder, bulk.group, TYPES)
+    except (BulkError, TokenError, ManifestError) as exc:
+        return None, [], f"the export from {bulk.fhir_server} failed: {exc}"
+    return folder, notes, None
+
+
+def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: str | None, scheduler: str | None,
              workers: int | None, *, tls_ca_file: str | None = None, tls_cert: str | None = None,
-             tls_key: str | None = None) -> int:
+             tls_key: str | None = None, bulk: BulkArgs | None = None) -> int:
     """Evaluate the export, write the outputs, print the summary; 2 on unusable arguments, 1 if the run fails."""
     from distributed import KilledWorker
     from rich.console import Console
@@ -99,7 +153,6 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
     from cds.panel.workers import rule_bundle
 
     console = Console(stderr=True)
-    folder = Path(export_dir)
     try:
         now = parse_now(now_arg, settings)
     except ValueError:
@@ -107,6 +160,19 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
     security, unusable = remote_credentials(scheduler, tls_ca_file, tls_cert, tls_key)
     if unusable:
         return refuse(unusable)
+    fetched: list[str] = []
+    if bulk is not None:
+        misuse = bulk_misuse(bulk, export_dir, settings.env == "production")
+        if misuse:
+            return refuse(misuse)
+        got, fetched, failed = fetch_export(bulk, Path(out_dir), lambda text: console.print(
+            escape_controls(text), markup=False, highlight=False))
+        if got is None:
+            return refuse(failed or "the export failed", 1)
+        export_dir = str(got)
+    if export_dir is None:
+        return refuse("give a folder of Bulk Data NDJSON files, or --fhir-server")
+    folder = Path(export_dir)
     if not folder.is_dir():
         return refuse(f"{export_dir} is not a folder of Bulk Data NDJSON files")
     export = discover(folder)
@@ -117,8 +183,8 @@ def worklist(settings: Settings, export_dir: str, out_dir: str, now_arg: str | N
     knowledge = check_rules(settings)
     if knowledge is None:
         return 2
-    notes = export.notes + [f"no {t} file in the export: none recorded for any patient (an empty type has no file "
-                            f"in Bulk Data)" for t in export.missing_types]
+    notes = fetched + export.notes + [f"no {t} file in the export: none recorded for any patient (an empty type has "
+                                      f"no file in Bulk Data)" for t in export.missing_types]
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:
             result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))
