@@ -94,9 +94,12 @@ def outside_pattern(parent: Path, root_name: str) -> re.Pattern[str]:
     names = "|".join(re.escape(name) for name in siblings) or r"(?!)"
     # A checkout made in a shared folder (the system's temporary folder, the root, a home) has that folder as its
     # parent: a path into it (/tmp/pacing-export in a walk-through) is no reference to what lies beside the checkout.
+    # Nor is a folder that happens to lie beside it there a sibling of the project: only a parent-relative path to
+    # it still reaches outside.
     shared = {Path(tempfile.gettempdir()).resolve(), Path("/"), Path.home().resolve()}
-    absolute = r"(?!)" if parent.resolve() in shared else f"{re.escape(str(parent))}/"
-    return re.compile(rf"{absolute}|{re.escape(os.pardir)}/(?:{names})\b|[/ ]\"(?:{names})\"")
+    if parent.resolve() in shared:
+        return re.compile(rf"{re.escape(os.pardir)}/(?:{names})\b")
+    return re.compile(rf"{re.escape(str(parent))}/|{re.escape(os.pardir)}/(?:{names})\b|[/ ]\"(?:{names})\"")
 
 
 def outside_references(text: str, pattern: re.Pattern[str], documents: set[str]) -> bool:
@@ -130,3 +133,15 @@ def test_no_file_refers_to_a_path_outside_the_repository() -> None:
         found += [f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}"
                   for number, line in enumerate(lines, 1) if outside_references(line, pattern, documents)]
     assert found == [], "references to paths outside the repository:\n" + "\n".join(found)
+
+
+def test_beside_a_checkout_in_a_shared_folder_only_parent_relative_paths_reach_outside() -> None:
+    """A clone under the temporary folder sits beside whatever else is there: a word that names one of those
+    folders is the project's own word; a ../ path to one is still an outside reference."""
+    beside = Path(tempfile.mkdtemp(prefix="pacing-beside-"))
+    try:
+        pattern = outside_pattern(beside.parent, "checkout")
+        assert outside_references(f"{os.pardir}/{beside.name}/plan", pattern, set())
+        assert not outside_references(f'(tmp_path / "{beside.name}").mkdir()', pattern, set())
+    finally:
+        beside.rmdir()
