@@ -14,7 +14,6 @@ the run's notes say so. No token appears in a log, a note or an error.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -121,10 +120,13 @@ class BulkClient:
             raise BulkError(f"the export failed: {response.status_code}{_outcome_text(response)}")
         raise BulkError(f"the export did not finish within {deadline_s:g} s")
 
-    def cancel(self, job: Job) -> None:
-        """DELETE the job (on failure or Ctrl-C), best effort."""
-        with contextlib.suppress(BulkError):
-            self.request("DELETE", job.status_url)
+    def cancel(self, job: Job) -> str | None:
+        """DELETE the job (done, failed or Ctrl-C), best effort: None when deleted, else why not."""
+        try:
+            response = self.request("DELETE", job.status_url)
+        except BulkError as exc:
+            return str(exc)
+        return None if response.status_code in (200, 202, 204, 404) else f"answered {response.status_code}"
 
     def download(self, status: dict[str, Any], folder: Path) -> list[str]:
         """Every output and error file into `folder`, then the status as manifest.json; the notes to report."""
@@ -202,13 +204,21 @@ def run_export(client: BulkClient, folder: Path, group: str | None, types: Itera
             _write_private(state, orjson.dumps({"status_url": job.status_url, "started": job.started}))
             status = client.wait(job)
         notes.extend(client.download(status, folder))
-    except (BulkError, manifest_file.ManifestError, KeyboardInterrupt):
+    except KeyboardInterrupt:
         if job is not None:
             client.cancel(job)
         state.unlink(missing_ok=True)
         raise
-    client.cancel(job)  # done: the server may delete its files
+    except (BulkError, manifest_file.ManifestError) as exc:
+        kept = client.cancel(job) if job is not None else None
+        state.unlink(missing_ok=True)
+        raise BulkError(f"{exc}" + (f"; the job could not be deleted on the server ({kept})" if kept else "")) \
+            from exc
+    kept = client.cancel(job)  # done: the server may delete its files
     state.unlink(missing_ok=True)
+    if kept:
+        notes.append(f"the finished job could not be deleted on the server ({kept}): it keeps its files until it "
+                     f"expires them")
     return notes
 
 

@@ -64,10 +64,14 @@ def load_client(client_id: str, pem: Path, key_id: str | None = None) -> Backend
 
 
 def scopes_for(types: Iterable[str], advertised: Iterable[str]) -> str:
-    """The read scopes of these resource types in the form the server advertises: v2 (`.rs`) when any advertised
-    scope or capability speaks v2, else v1 (`.read`)."""
-    v2 = any(str(s).endswith((".rs", ".r", ".cruds")) or s == "permission-v2" for s in advertised)
+    """Read scopes in the form the server advertises: v2 (`.rs`) when any advertised scope or capability speaks
+    v2, else v1 (`.read`); the wildcard `system/*` when the server advertises it (an export's status and files are
+    not of one resource type, and servers check them against it), else one scope per resource type read."""
+    listed = [str(s) for s in advertised]
+    v2 = any(s.endswith((".rs", ".r", ".cruds")) or s == "permission-v2" for s in listed)
     suffix = "rs" if v2 else "read"
+    if any(s.startswith("system/*.") for s in listed):
+        return f"system/*.{suffix}"
     return " ".join(f"system/{t}.{suffix}" for t in types)
 
 

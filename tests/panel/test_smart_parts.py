@@ -15,10 +15,11 @@ from cds.panel.smart import TokenError, load_client, same_origin, scopes_for
 
 
 def test_scopes_follow_the_form_the_server_advertises() -> None:
-    assert scopes_for(["Patient", "Goal"], ["system/*.rs", "launch"]) == "system/Patient.rs system/Goal.rs"
+    assert scopes_for(["Patient", "Goal"], ["system/*.rs", "launch"]) == "system/*.rs"
+    assert scopes_for(["Patient", "Goal"], ["system/Patient.rs", "system/Goal.rs"]) == "system/Patient.rs system/Goal.rs"
     assert scopes_for(["Patient"], ["permission-v2", "client-confidential-asymmetric"]) == "system/Patient.rs"
-    assert scopes_for(["Patient", "Goal"], ["system/*.read"]) == "system/Patient.read system/Goal.read"
-    assert scopes_for(["Patient"], []) == "system/Patient.read"
+    assert scopes_for(["Patient", "Goal"], ["system/*.read"]) == "system/*.read"
+    assert scopes_for(["Patient", "Goal"], ["permission-v1"]) == "system/Patient.read system/Goal.read"
 
 
 @pytest.mark.parametrize(("url", "own"), [
