@@ -175,3 +175,16 @@ def test_a_failed_export_asks_to_delete_its_job_and_leaves_no_state(tmp_path: Pa
     # Deleting a job needs a delete scope at sekmet, which a read-only client does not ask for: the error says so.
     assert "the job could not be deleted on the server (answered 403)" in str(failed.value)
     assert not (folder / STATE).exists()
+
+
+def test_without_a_group_every_patient_is_exported(tmp_path: Path, server: FhirServer,
+                                                   smart_client: SmartClient) -> None:
+    folder = tmp_path / "export"
+    with httpx.Client(timeout=30.0) as http:
+        client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
+        run_export(client, folder, None, TYPES)
+    saved = json.loads((folder / manifest_file.NAME).read_text())
+    assert "/Patient/$export" in saved["request"]
+    [patients] = [manifest_file.file_name(o["url"], "output") for o in saved["output"] if o["type"] == "Patient"]
+    ids = {json.loads(line)["id"] for line in (folder / patients).read_text().splitlines() if line.strip()}
+    assert ids > server.members, "patients outside the panel too"  # type: ignore[attr-defined]
