@@ -369,10 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         return evaluate(settings, args.request, args.now, args.service)
     if args.command == "worklist":
-        from cds.panel.command import BulkArgs, worklist
+        from cds.panel.command import bulk_args, worklist
 
-        bulk = BulkArgs(args.fhir_server, args.group, args.client_id, args.private_key, args.key_id) \
-            if args.fhir_server or args.group or args.client_id or args.private_key or args.key_id else None
+        bulk = bulk_args(args, settings)
         return worklist(settings, args.export, args.out, args.now, args.scheduler, args.workers,
                         tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert, tls_key=args.tls_key, bulk=bulk)
     if args.command == "rules":

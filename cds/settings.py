@@ -99,6 +99,17 @@ class Settings(BaseSettings):
         365, ge=1, le=36500, description="feedback and audit records older than this are deleted by "
         "`pacing-cds purge`"
     )
+    bulk_fhir_server: str | None = Field(
+        None, description="FHIR server `pacing-cds worklist` exports from (Bulk Data $export) when given no folder"
+    )
+    bulk_group: str | None = Field(None, description="Group the worklist exports (the panel); default every Patient")
+    bulk_client_id: str | None = Field(
+        None, description="the worklist's SMART Backend Services client id at that FHIR server"
+    )
+    bulk_private_key: Path | None = Field(
+        None, description="its private key (PEM, RSA or EC P-384), readable by this service only"
+    )
+    bulk_key_id: str | None = Field(None, description="the kid of that key in the JWK Set registered with the server")
     allow_all_interfaces: bool = Field(
         False, description="production binds HOST 0.0.0.0 or :: only when this is true"
     )

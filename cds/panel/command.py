@@ -98,6 +98,18 @@ class BulkArgs:
     key_id: str | None = None
 
 
+def bulk_args(args: Any, settings: Settings) -> BulkArgs | None:
+    """The export source from the options, else (when no folder is given) from the PACING_CDS_BULK_* settings;
+    None for the folder mode."""
+    given = (args.fhir_server, args.group, args.client_id, args.private_key, args.key_id)
+    if any(given):
+        return BulkArgs(*given)
+    if args.export is not None or not settings.bulk_fhir_server:
+        return None
+    key = str(settings.bulk_private_key) if settings.bulk_private_key else None
+    return BulkArgs(settings.bulk_fhir_server, settings.bulk_group, settings.bulk_client_id, key, settings.bulk_key_id)
+
+
 def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str | None:
     """Why these options cannot be used together, or None."""
     if export_dir is not None:

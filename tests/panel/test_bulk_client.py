@@ -6,6 +6,7 @@ longer has is started again; no token reaches the terminal or the output files."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time as clock
 from collections.abc import Iterator
@@ -188,3 +189,21 @@ def test_without_a_group_every_patient_is_exported(tmp_path: Path, server: FhirS
     [patients] = [manifest_file.file_name(o["url"], "output") for o in saved["output"] if o["type"] == "Patient"]
     ids = {json.loads(line)["id"] for line in (folder / patients).read_text().splitlines() if line.strip()}
     assert ids > server.members, "patients outside the panel too"  # type: ignore[attr-defined]
+
+
+def test_the_source_can_come_from_the_environment(tmp_path: Path, server: FhirServer, smart_client: SmartClient,
+                                                  dask_cluster: DaskCluster) -> None:
+    """PACING_CDS_BULK_* name the server, the Group and the client when the command is given no folder."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACING_CDS_", "DASK_"))} | {
+        "PACING_CDS_BULK_FHIR_SERVER": server.base_url, "PACING_CDS_BULK_GROUP": "panel-1",
+        "PACING_CDS_BULK_CLIENT_ID": smart_client.client_id,
+        "PACING_CDS_BULK_PRIVATE_KEY": str(key_file(smart_client, tmp_path)), "PACING_CDS_BULK_KEY_ID": smart_client.kid}
+    run = subprocess.run([str(PACING_CDS), "worklist", "--out", str(out), "--now", NOW, "--scheduler",
+                          dask_cluster.address], env=env, capture_output=True, text=True, timeout=600,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Group/panel-1/$export" in json.loads((out / "export" / manifest_file.NAME).read_text())["request"]
+    with open(out / "worklist.csv") as handle:
+        patients = {line.split(",", 1)[0] for line in handle.read().splitlines()[1:]}
+    assert patients == {f"Patient/{pid}" for pid in server.members}  # type: ignore[attr-defined]
