@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -48,7 +48,6 @@ class Job:
 
     status_url: str
     started: float
-    notes: list[str] = field(default_factory=list)
 
 
 def kick_off_url(base: str, group: str | None, types: Iterable[str], since: str | None = None) -> str:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from bench.export import patient
 from cds.panel import manifest as manifest_file
-from cds.panel.bulk import STATE, BulkClient, BulkError, run_export
+from cds.panel.bulk import STATE, BulkClient, BulkError, Job, run_export
 from cds.panel.smart import TokenSource, load_client
 from cds.panel.source import TYPES
 from tests.panel.conftest import NOW, NOW_AT, PACING_CDS
@@ -59,6 +59,12 @@ def tokens_for(server: FhirServer, client: SmartClient, http: httpx.Client, fold
                          TYPES)
     source.discover()
     return source
+
+
+def killed_after(job: Job, folder: Path) -> None:
+    """The export folder as a run killed once the job was known leaves it: the job's state, nothing else."""
+    folder.mkdir()
+    (folder / STATE).write_text(json.dumps({"status_url": job.status_url, "started": job.started}))
 
 
 def test_a_groups_worklist_straight_from_the_fhir_server(tmp_path: Path, server: FhirServer,
@@ -117,8 +123,7 @@ def test_a_run_killed_after_kick_off_continues_the_same_job(tmp_path: Path, serv
     with httpx.Client(timeout=30.0) as http:
         client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
         job = client.start("panel-1", TYPES)
-        folder.mkdir()
-        (folder / STATE).write_text(json.dumps({"status_url": job.status_url, "started": job.started}))
+        killed_after(job, folder)
         notes = run_export(client, folder, "panel-1", TYPES)
     assert "continued the export started earlier" in notes
     assert json.loads((folder / manifest_file.NAME).read_text())["request"].endswith("_type=" + ",".join(TYPES))
@@ -131,8 +136,7 @@ def test_a_run_killed_mid_download_keeps_the_files_it_had_and_fetches_the_rest(t
         client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
         job = client.start("panel-1", TYPES)
         status = client.wait(job)
-        folder.mkdir()
-        (folder / STATE).write_text(json.dumps({"status_url": job.status_url, "started": job.started}))
+        killed_after(job, folder)
         first, *rest = status["output"]
         whole = folder / manifest_file.file_name(first["url"], "output")
         whole.write_text(server.bulk_file(first["url"]).read_text())
@@ -169,8 +173,7 @@ def test_a_failed_export_asks_to_delete_its_job_and_leaves_no_state(tmp_path: Pa
         job = client.start("panel-1", TYPES)
         status = client.wait(job)
         server.bulk_file(status["output"][0]["url"]).unlink()  # a file the server lists but cannot serve
-        folder.mkdir()
-        (folder / STATE).write_text(json.dumps({"status_url": job.status_url, "started": job.started}))
+        killed_after(job, folder)
         with pytest.raises(BulkError, match="answered 404") as failed:
             run_export(client, folder, "panel-1", TYPES)
     # Deleting a job needs a delete scope at sekmet, which a read-only client does not ask for: the error says so.
