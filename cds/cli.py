@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     panel.add_argument("--client-id", help="with --fhir-server: this service's SMART Backend Services client id")
     panel.add_argument("--private-key", help="with --client-id: its private key (PEM, RSA or EC P-384)")
     panel.add_argument("--key-id", help="with --client-id: the kid of that key in the JWK Set the server knows")
+    panel.add_argument("--since", help="with --fhir-server: export only what changed since the last run (auto) or "
+                                        "since an instant, merged into the panel's store in OUT/store; without it, "
+                                        "a full export rebuilds the store")
     panel.add_argument("--out", default="worklist", help="folder for worklist.parquet, .csv, .html (default: "
                                                           "./worklist)")
     panel.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         None, description="its private key (PEM, RSA or EC P-384), readable by this service only"
     )
     bulk_key_id: str | None = Field(None, description="the kid of that key in the JWK Set registered with the server")
+    bulk_since: str | None = Field(
+        None, description="`auto`: the worklist exports only what changed since its last run (Bulk Data _since)"
+    )
     allow_all_interfaces: bool = Field(
         False, description="production binds HOST 0.0.0.0 or :: only when this is true"
     )

@@ -28,11 +28,13 @@ import orjson
 
 from cds.panel import manifest as manifest_file
 from cds.panel.smart import TokenError, TokenSource, same_origin
+from cds.panel.store import write_private
 
 STATE = "bulk-state.json"
 POLL_FIRST_S, POLL_MAX_S = 1.0, 120.0  # backoff when the server gives no Retry-After: doubling, capped
 RETRY_AFTER_MAX_S = 600.0  # a Retry-After past this is taken as this
 TRANSIENT = {429, 500, 502, 503, 504}
+MAX_TRANSIENT = 10  # answers in a row that say "later" without being 202 before the export is taken as failed
 DOWNLOADS = 4  # files fetched at once
 CHUNK = 1024 * 1024
 MAX_STATUS_BYTES = manifest_file.MAX_BYTES
@@ -102,10 +104,14 @@ class BulkClient:
         """Poll until the status response; the server's Retry-After, else a doubling wait capped at POLL_MAX_S."""
         backoff = POLL_FIRST_S
         ends = time.monotonic() + deadline_s
+        refusals = 0
         while time.monotonic() < ends:
             response = self.request("GET", job.status_url, {"Accept": "application/json"})
             if response.status_code == 200:
                 return _status_document(response)
+            refusals = refusals + 1 if response.status_code in TRANSIENT else 0
+            if refusals > MAX_TRANSIENT:
+                raise BulkError(f"the export's status answered {response.status_code} {refusals} times in a row")
             if response.status_code == 202 or response.status_code in TRANSIENT:
                 progress = response.headers.get("X-Progress")
                 if progress:
@@ -137,40 +143,54 @@ class BulkClient:
         elsewhere = [u for u in urls if not same_origin(u, self.base)]
         with ThreadPoolExecutor(DOWNLOADS, thread_name_prefix="bulk") as pool:
             list(pool.map(lambda item: self._fetch(item[0], folder / item[1]), urls.items()))
-        _write_private(folder / manifest_file.NAME, orjson.dumps(status, option=orjson.OPT_INDENT_2))
+        write_private(folder / manifest_file.NAME, orjson.dumps(status, option=orjson.OPT_INDENT_2))
         return [f"{len(elsewhere)} file(s) on another origin than the FHIR server were fetched without the access "
                 "token"] if elsewhere else []
 
     def _fetch(self, url: str, path: Path) -> None:
-        """One file, streamed to `path.part` and renamed once whole; a file already whole is kept."""
+        """One file, streamed to `path.part` and renamed once whole; a file already whole is kept. A 401 renews the
+        token once; a 429 or 5xx is tried again after the server's Retry-After (else a doubling wait), up to
+        MAX_TRANSIENT times."""
         if path.exists():
             return
-        partial = path.with_name(path.name + ".part")
-        try:
-            headers = self._headers(url, {"Accept": "application/fhir+ndjson"})
-            with self.http.stream("GET", url, headers=headers) as response:
-                if response.status_code == 401 and self.tokens is not None and same_origin(url, self.base):
-                    self.tokens.invalidate()
-                    raise _Retry
-                if response.status_code != 200:
-                    raise BulkError(f"file {path.name} answered {response.status_code}")
-                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    for chunk in response.iter_bytes(CHUNK):
-                        out.write(chunk)
-            os.replace(partial, path)
-        except _Retry:
-            self._fetch_once_more(url, path)
-        except httpx.HTTPError as exc:
-            raise BulkError(f"file {path.name}: {type(exc).__name__}") from exc
-        except TokenError as exc:
-            raise BulkError(f"no access token: {exc}") from exc
+        renewed, backoff = False, POLL_FIRST_S
+        for _ in range(MAX_TRANSIENT + 1):
+            try:
+                later = self._stream(url, path)
+            except _Retry:
+                if renewed:
+                    raise BulkError(f"file {path.name} answered 401 with a new token") from None
+                renewed = True
+                continue
+            except httpx.HTTPError as exc:
+                raise BulkError(f"file {path.name}: {type(exc).__name__}") from exc
+            except TokenError as exc:
+                raise BulkError(f"no access token: {exc}") from exc
+            if later is None:
+                return
+            self.sleep(later if later > 0 else backoff)
+            backoff = min(backoff * 2, POLL_MAX_S)
+        raise BulkError(f"file {path.name} was refused {MAX_TRANSIENT + 1} times in a row (the server is busy)")
 
-    def _fetch_once_more(self, url: str, path: Path) -> None:
-        response = self.request("GET", url, {"Accept": "application/fhir+ndjson"})
-        if response.status_code != 200:
-            raise BulkError(f"file {path.name} answered {response.status_code}")
-        _write_private(path, response.content)
+    def _stream(self, url: str, path: Path) -> float | None:
+        """Fetch the file once: None when it is whole on disk, else the wait before trying again (0: no
+        Retry-After)."""
+        partial = path.with_name(path.name + ".part")
+        headers = self._headers(url, {"Accept": "application/fhir+ndjson"})
+        with self.http.stream("GET", url, headers=headers) as response:
+            if response.status_code == 401 and self.tokens is not None and same_origin(url, self.base):
+                self.tokens.invalidate()
+                raise _Retry
+            if response.status_code in TRANSIENT:
+                return _retry_after(response.headers.get("Retry-After")) or 0.0
+            if response.status_code != 200:
+                raise BulkError(f"file {path.name} answered {response.status_code}")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes(CHUNK):
+                    out.write(chunk)
+        os.replace(partial, path)
+        return None
 
 
 class JobGone(BulkError):
@@ -200,7 +220,7 @@ def run_export(client: BulkClient, folder: Path, group: str | None, types: Itera
         if job is None:
             _clear(folder)  # an earlier export's files are not this one's
             job = client.start(group, types, since)
-            _write_private(state, orjson.dumps({"status_url": job.status_url, "started": job.started}))
+            write_private(state, orjson.dumps({"status_url": job.status_url, "started": job.started}))
             status = client.wait(job)
         notes.extend(client.download(status, folder))
     except KeyboardInterrupt:
@@ -274,11 +294,3 @@ def _outcome_text(response: httpx.Response) -> str:
 def _short(url: str) -> str:
     """A URL for a message: without its query (which may name what was asked for) and at most 120 characters."""
     return url.split("?", 1)[0][:120]
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    partial = path.with_name(path.name + ".part")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(content)
-    os.replace(partial, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds import escape_controls
+from cds.panel import manifest as manifest_file
+from cds.panel.source import FILE_KINDS, Export, open_regular
 from cds.settings import Settings
 
 
@@ -96,18 +99,24 @@ class BulkArgs:
     client_id: str | None = None
     private_key: str | None = None
     key_id: str | None = None
+    since: str | None = None  # "auto", an instant, or None for a full export
 
 
 def bulk_args(args: Any, settings: Settings) -> BulkArgs | None:
     """The export source from the options, else (when no folder is given) from the PACING_CDS_BULK_* settings;
     None for the folder mode."""
-    given = (args.fhir_server, args.group, args.client_id, args.private_key, args.key_id)
+    given = (args.fhir_server, args.group, args.client_id, args.private_key, args.key_id, args.since)
     if any(given):
         return BulkArgs(*given)
     if args.export is not None or not settings.bulk_fhir_server:
         return None
     key = str(settings.bulk_private_key) if settings.bulk_private_key else None
-    return BulkArgs(settings.bulk_fhir_server, settings.bulk_group, settings.bulk_client_id, key, settings.bulk_key_id)
+    return BulkArgs(settings.bulk_fhir_server, settings.bulk_group, settings.bulk_client_id, key, settings.bulk_key_id,
+                    settings.bulk_since)
+
+
+# A FHIR instant: to the second at least, with its offset (a time without one names no instant).
+INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
 def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str | None:
@@ -115,7 +124,9 @@ def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str
     if export_dir is not None:
         return "give a folder or --fhir-server, not both"
     if not bulk.fhir_server:
-        return "--group, --client-id, --private-key and --key-id need --fhir-server"
+        return "--group, --client-id, --private-key, --key-id and --since need --fhir-server"
+    if bulk.since and bulk.since != "auto" and not INSTANT.fullmatch(bulk.since):
+        return f"--since is auto or an instant with its offset (2026-12-01T02:00:00Z), not {bulk.since[:40]!r}"
     if bool(bulk.client_id) != bool(bulk.private_key):
         return "--client-id and --private-key go together (SMART Backend Services)"
     if bulk.key_id and not bulk.client_id:
@@ -127,17 +138,37 @@ def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str
     return None
 
 
-def fetch_export(bulk: BulkArgs, out: Path, say: Any) -> tuple[Path | None, list[str], str | None]:
-    """(the folder the export was written to, notes, why it could not be) from the FHIR server."""
+def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, list[str], str | None]:
+    """(the panel as the store holds it after this run's export, notes, why it could not be) from the FHIR server:
+    a full export rebuilds the store in OUT/store, an incremental one (--since) is merged into it."""
     import httpx
 
+    from cds.panel import store
     from cds.panel.bulk import BulkClient, BulkError, run_export
     from cds.panel.manifest import ManifestError
     from cds.panel.smart import TokenError, TokenSource, load_client
-    from cds.panel.source import TYPES
+    from cds.panel.source import TYPES, discover
 
     assert bulk.fhir_server is not None
-    folder = out / "export"
+    folder, at = out / "export", out / "store"
+    notes: list[str] = []
+    try:
+        state = store.load(at)
+    except store.StoreError as exc:
+        state = None
+        notes.append(f"the store in {out} could not be used ({exc}): a full export rebuilds it")
+    held = state if state is not None and state.serves(bulk.fhir_server, bulk.group) \
+        and state.transaction_time else None
+    since = None
+    if bulk.since == "auto" and held is None:
+        notes.append("no store of a complete earlier run of this server and Group in --out: a full export")
+    elif bulk.since == "auto" and held is not None:
+        since = held.transaction_time
+    elif bulk.since:
+        if held is None:
+            return None, [], (f"--since {bulk.since} merges into the store of an earlier full run of this server and "
+                              f"Group in {out}, and there is none: run once without --since")
+        since = bulk.since
     try:
         with httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False) as http:
             tokens = None
@@ -145,10 +176,25 @@ def fetch_export(bulk: BulkArgs, out: Path, say: Any) -> tuple[Path | None, list
                 client = load_client(bulk.client_id, Path(bulk.private_key), bulk.key_id)
                 tokens = TokenSource(http, bulk.fhir_server, client, TYPES)
                 tokens.discover()
-            notes = run_export(BulkClient(http, bulk.fhir_server, tokens, say), folder, bulk.group, TYPES)
+            notes += run_export(BulkClient(http, bulk.fhir_server, tokens, say), folder, bulk.group, TYPES, since)
     except (BulkError, TokenError, ManifestError) as exc:
         return None, [], f"the export from {bulk.fhir_server} failed: {exc}"
-    return folder, notes, None
+    export = discover(folder)
+    written = manifest_file.read(folder, open_regular)
+    transaction_time = written.transaction_time if written is not None else None
+    if since is None or held is None:
+        problems = store.rebuild(at, export, bulk.fhir_server, bulk.group, list(TYPES), transaction_time)
+        notes.append(f"full export (transactionTime {transaction_time}): the panel's store rebuilt from it")
+    else:
+        problems, resources, patients = store.merge(at, export, held, transaction_time)
+        notes.append(f"incremental export of what changed since {since} (transactionTime {transaction_time}): "
+                     f"{resources} resources of {patients} patients merged into the panel's store")
+    if any(p.kind in FILE_KINDS for p in problems + export.refused):
+        notes.append(f"part of the export was lost: the next --since auto run asks again from "
+                     f"{since or 'the start (a full export)'}")
+    state = store.load(at)
+    assert state is not None
+    return store.as_export(at, state, export.refused + problems, export.file_types, notes), [], None
 
 
 def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: str | None, scheduler: str | None,
@@ -172,22 +218,24 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
     security, unusable = remote_credentials(scheduler, tls_ca_file, tls_cert, tls_key)
     if unusable:
         return refuse(unusable)
-    fetched: list[str] = []
     if bulk is not None:
         misuse = bulk_misuse(bulk, export_dir, settings.env == "production")
         if misuse:
             return refuse(misuse)
-        got, fetched, failed = fetch_export(bulk, Path(out_dir), lambda text: console.print(
+        got, _, failed = fetch_panel(bulk, Path(out_dir), lambda text: console.print(
             escape_controls(text), markup=False, highlight=False))
         if got is None:
             return refuse(failed or "the export failed", 1)
-        export_dir = str(got)
-    if export_dir is None:
+        export, folder = got, Path(out_dir) / "store"
+    elif export_dir is None:
         return refuse("give a folder of Bulk Data NDJSON files, or --fhir-server")
-    folder = Path(export_dir)
-    if not folder.is_dir():
-        return refuse(f"{export_dir} is not a folder of Bulk Data NDJSON files")
-    export = discover(folder)
+    else:
+        folder = Path(export_dir)
+        if not folder.is_dir():
+            return refuse(f"{export_dir} is not a folder of Bulk Data NDJSON files")
+        export = discover(folder)
+    if not export.parts and bulk is not None:
+        return refuse(f"the export from {bulk.fhir_server} holds no resources the worklist reads", 1)
     if not export.parts:
         refused = ", ".join(p.file for p in export.refused)
         return refuse(f"{export_dir} holds no .ndjson or .ndjson.gz files"
@@ -195,7 +243,7 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
     knowledge = check_rules(settings)
     if knowledge is None:
         return 2
-    notes = fetched + export.notes + [f"no {t} file in the export: none recorded for any patient (an empty type has "
+    notes = export.notes + [f"no {t} file in the export: none recorded for any patient (an empty type has "
                                       f"no file in Bulk Data)" for t in export.missing_types]
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:

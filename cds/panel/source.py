@@ -126,6 +126,7 @@ class Export:
     unknown: list[str] = field(default_factory=list)  # of `unread`: no file, and no telling that means none
     file_types: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    grouped: bool = False  # each part holds whole patients (the store's buckets): no shuffle is needed
 
     def type_of(self, name: str) -> str | None:
         """The resource type a file holds: as the manifest says, else as its name announces."""
@@ -404,9 +405,9 @@ def patient_of(resource: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, f"{kind} with no subject"
 
 
-def classify(file: str, number: int, line: bytes) -> tuple[str, str] | Problem | None:
-    """(patient id, resource type) of a line; a Problem when it cannot be read; None for a blank line or a
-    resource type the worklist does not read."""
+def classify(file: str, number: int, line: bytes) -> tuple[str, str, str | None] | Problem | None:
+    """(patient id, resource type, resource id or None) of a line; a Problem when it cannot be read; None for a
+    blank line or a resource type the worklist does not read."""
     if not line.strip():
         return None
     try:
@@ -420,13 +421,17 @@ def classify(file: str, number: int, line: bytes) -> tuple[str, str] | Problem |
     pid, why = patient_of(resource)
     if pid is None:
         return Problem("no-patient", file, number, why or "no patient")
-    return pid, resource["resourceType"]
+    rid = resource.get("id")
+    return pid, resource["resourceType"], rid if isinstance(rid, str) and rid else None
 
 
-def read_part(part: Part, limit: int = PROBLEMS_LISTED) -> dict[str, list[Any]]:
-    """The part's usable lines as columns (patient, file, line, resource), its problems (up to `limit` line
-    problems, then a count) as rows keyed by PROBLEM_KEY with the problem as JSON in `resource`."""
+def read_part(part: Part, limit: int = PROBLEMS_LISTED, keys: bool = False) -> dict[str, list[Any]]:
+    """The part's usable lines as columns (patient, file, line, resource, and with `keys` the resource's type and
+    id, None when it has none), its problems (up to `limit` line problems, then a count) as rows keyed by
+    PROBLEM_KEY with the problem as JSON in `resource`."""
     columns: dict[str, list[Any]] = {"patient": [], "file": [], "line": [], "resource": []}
+    if keys:
+        columns.update(type=[], id=[])
     problems = ProblemLog(limit)
     name = part.name
     for number, line in lines(part, problems):
@@ -444,9 +449,15 @@ def read_part(part: Part, limit: int = PROBLEMS_LISTED) -> dict[str, list[Any]]:
         columns["file"].append(name)
         columns["line"].append(number)
         columns["resource"].append(line.decode("utf-8", "replace").rstrip("\r\n"))
+        if keys:
+            columns["type"].append(found[1])
+            columns["id"].append(found[2])
     for problem in problems.entries(name):
         columns["patient"].append(PROBLEM_KEY)
         columns["file"].append(problem.file)
         columns["line"].append(problem.line)
         columns["resource"].append(orjson.dumps(problem.as_dict()).decode())
+        if keys:
+            columns["type"].append(None)
+            columns["id"].append(None)
     return columns
