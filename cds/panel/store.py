@@ -40,6 +40,7 @@ BUCKETS = 64
 VERSION = 1
 SCHEMA = pa.schema([("patient", pa.string()), ("type", pa.string()), ("id", pa.string()), ("file", pa.string()),
                     ("line", pa.int64()), ("resource", pa.string())])
+SEQ = "seq"  # a full export's running line number, while its buckets are first written
 # What a Parquet bucket (zstd) holds against its raw NDJSON, for sizing only.
 RAW_PER_STORED = 6
 
@@ -87,6 +88,11 @@ def bucket_of(patient: str) -> int:
 
 def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"bucket-{bucket:02d}.parquet"
+
+
+def _unsorted(folder: Path, bucket: int) -> Path:
+    """A bucket as a full export is first written, before the copies of a resource listed twice are dropped."""
+    return folder / f"bucket-{bucket:02d}.raw"
 
 
 @dataclass
@@ -149,17 +155,27 @@ def rebuild(folder: Path, export: Export, server: str, group: str | None, types:
     fresh.mkdir(mode=0o700, parents=True)
     writers: dict[int, pq.ParquetWriter] = {}
     problems: list[Problem] = []
+    seq = 0  # the place of each resource in the export, so that the last of two copies can be told
     try:
         for changes in _read(export):
             problems.extend(changes.problems)
-            for bucket, rows in _by_bucket(changes.table).items():
+            table = changes.table.append_column(SEQ, pa.array(range(seq, seq + changes.table.num_rows), pa.int64()))
+            seq += table.num_rows
+            for bucket, rows in _by_bucket(table).items():
                 if bucket not in writers:
-                    writers[bucket] = pq.ParquetWriter(_private_file(bucket_path(fresh, bucket)), SCHEMA,
+                    writers[bucket] = pq.ParquetWriter(_private_file(_unsorted(fresh, bucket)), rows.schema,
                                                        compression="zstd")
                 writers[bucket].write_table(rows)
     finally:
         for writer in writers.values():
             writer.close()
+    dropped = _earlier_copies([_unsorted(fresh, bucket) for bucket in writers])
+    for bucket in writers:  # a resource the export lists twice is held once, as a merge would hold it
+        rows = pq.read_table(_unsorted(fresh, bucket))
+        if len(dropped):
+            rows = rows.filter(pc.invert(pc.is_in(rows.column(SEQ), value_set=dropped)))
+        pq.write_table(rows.drop_columns([SEQ]), _private_file(bucket_path(fresh, bucket)), compression="zstd")
+        _unsorted(fresh, bucket).unlink()
     whole = not any(p.kind in FILE_KINDS for p in problems)
     _save(fresh, State(server, group, list(types), transaction_time if whole else None,
                        transaction_time if whole else None))
@@ -172,6 +188,21 @@ def rebuild(folder: Path, export: Export, server: str, group: str | None, types:
     return problems
 
 
+def _earlier_copies(paths: list[Path]) -> pa.Array:
+    """The places (SEQ) of every copy of a resource but the last the export gave, wherever its patient put it; read
+    from the keys alone, and in Arrow (a full export's keys are millions of short strings)."""
+    keyed = pa.concat_tables([pa.table({"key": _keys(t), SEQ: t.column(SEQ)})
+                              for t in (pq.read_table(p, columns=["type", "id", SEQ]) for p in paths)]) \
+        if paths else pa.table({"key": pa.array([], pa.string()), SEQ: pa.array([], pa.int64())})
+    counted = keyed.group_by("key").aggregate([(SEQ, "max"), (SEQ, "count")])
+    twice = counted.filter(pc.greater(counted.column(f"{SEQ}_count"), 1))
+    if not twice.num_rows:
+        return pa.array([], pa.int64())
+    copies = keyed.filter(pc.is_in(keyed.column("key"), value_set=twice.column("key")))
+    return pc.filter(copies.column(SEQ), pc.invert(pc.is_in(copies.column(SEQ),
+                                                            value_set=twice.column(f"{SEQ}_max"))))
+
+
 def merge(folder: Path, export: Export, state: State,
           transaction_time: str | None) -> tuple[list[Problem], int, int]:
     """Upsert an incremental export's resources into the store; (the problems met reading it, the resources and the
@@ -179,12 +210,21 @@ def merge(folder: Path, export: Export, state: State,
     parts = list(_read(export))
     problems = [p for changes in parts for p in changes.problems]
     changed = _last_of_each(pa.concat_tables([c.table for c in parts])) if parts else SCHEMA.empty_table()
-    for bucket, rows in _by_bucket(changed).items():
+    keys = _keys(changed)
+    arriving = _by_bucket(changed)
+    for bucket in range(BUCKETS):
+        # A resource's new copy goes to the bucket of its patient; its old copy may be in another (a resource moved
+        # to another patient), so every bucket holding a changed key is rewritten, found by reading its keys only.
         path = bucket_path(folder, bucket)
+        rows = arriving.get(bucket)
+        if rows is None and not (path.exists() and pc.any(pc.is_in(
+                _keys(pq.read_table(path, columns=["type", "id"])), value_set=keys)).as_py()):
+            continue
         if path.exists():
-            held = pq.read_table(path, schema=SCHEMA)
-            held = held.filter(pc.invert(pc.is_in(_keys(held), value_set=_keys(rows))))
-            rows = pa.concat_tables([held, rows])
+            kept = pq.read_table(path, schema=SCHEMA)
+            kept = kept.filter(pc.invert(pc.is_in(_keys(kept), value_set=keys)))
+            rows = kept if rows is None else pa.concat_tables([kept, rows])
+        assert rows is not None
         partial = path.with_name(path.name + ".part")
         pq.write_table(rows, _private_file(partial), compression="zstd")
         os.replace(partial, path)
