@@ -1142,10 +1142,14 @@ class NotLean(Exception):
 
 
 def build_record(patient_id: str, resources: list[Any], knowledge: Knowledge,
-                 now: datetime | None = None) -> PatientRecord:
+                 now: datetime | None = None,
+                 plain: Callable[[typed.Observation], dict[str, Any]] | None = None) -> PatientRecord:
     """The patient's record from FHIR resources (dicts, and typed Observations that the one-pass reader takes,
     else NotLean), with the code lists and plausibility bounds of the knowledge; given `now`, an Observation dated
-    after it is set aside."""
+    after it is set aside. Given `plain` (a typed Observation -> the same Observation as a dict), a typed
+    Observation the one-pass reader does not take is read as that dict by the general reader instead, which is
+    what a dict would have been read as (the one-pass reader changes nothing when it declines). A typed
+    Observation must then not list members (hasMember): panels are found among the dicts before reading."""
     builder = RecordBuilder(patient_id, knowledge, now)
     builder.panel_of = _panels(resources)
     observation, lean_typed = builder.observation, builder.lean_typed
@@ -1156,7 +1160,9 @@ def build_record(patient_id: str, resources: list[Any], knowledge: Knowledge,
             else:
                 builder.add(resource)
         elif type(resource) is typed.Observation and not lean_typed(resource):
-            raise NotLean(resource.id)
+            if plain is None or resource.hasMember is not UNSET:
+                raise NotLean(resource.id)
+            observation(plain(resource))
     builder.finish_panels()
     builder.finish_sessions()
     builder.finish_evs()

@@ -7,10 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 
 from cds.charts.series import first_proposed
 from cds.engine import RuleEngine
+from cds.fhir import typed
 from cds.panel.source import Problem
 from cds.services.pipeline import Outcome, evaluate_patient
 
@@ -62,18 +64,39 @@ def evaluate_group(engine: RuleEngine, patient_id: str, items: Iterable[tuple[st
     """A patient's lines (file, line, NDJSON text) -> its worklist row, or None with a problem for each line
     when the export has no Patient resource of that id. `unread`: resource types whose files could not be read,
     which the evaluation names as not read (as a hook names a prefetch key whose request failed); a type the export
-    has no file for is none recorded, not unread."""
-    resources: list[dict[str, Any]] = []
+    has no file for is none recorded, not unread.
+
+    An Observation line is decoded typed (only the elements the one-pass reader reads, as a hook's Observation
+    searches are), anything else as a dict; an Observation the one-pass reader leaves to the general reader is
+    read from its line as a dict, so every reading, reason and message is the general path's."""
+    resources: list[Any] = []
+    texts: dict[int, str] = {}  # id() of a typed Observation -> its line, for the general reader
     places: list[tuple[str, int]] = []
     has_patient = False
     for file, line, text in items:
-        resource = orjson.loads(text)
-        has_patient = has_patient or resource.get("resourceType") == "Patient"
+        resource = _resource(text)
+        if type(resource) is dict:
+            has_patient = has_patient or resource.get("resourceType") == "Patient"
+        else:
+            texts[id(resource)] = text
         resources.append(resource)
         places.append((file, line))
     if not has_patient:
         return None, [Problem("unknown-patient", file, line,
                               f"refers to Patient/{patient_id}, which is not in the export") for file, line in places]
     outcome = evaluate_patient(engine, SERVICE, HOOK, hook_instance(patient_id), patient_id, resources, now,
-                               unread=unread)
+                               unread=unread, plain=lambda typed_obs: orjson.loads(texts[id(typed_obs)]))
     return row_of(patient_id, outcome), []
+
+
+_OBSERVATION = msgspec.json.Decoder(typed.Observation)
+
+
+def _resource(text: str) -> Any:
+    """An Observation typed when each element read has its JSON type and it lists no members (a panel is read as
+    a dict); anything else as a dict."""
+    try:
+        observation = _OBSERVATION.decode(text)
+    except typed.NOT_TYPED:
+        return orjson.loads(text)
+    return observation if observation.hasMember is msgspec.UNSET else orjson.loads(text)

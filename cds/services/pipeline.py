@@ -4,6 +4,7 @@ facts -> rules -> cards. The HTTP view, `pacing-cds evaluate`, the tests and the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -155,13 +156,14 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
                      resources: list[Any], now: datetime,
                      drafts: dict[str, dict[str, Any]] | None = None,
                      stages: dict[str, float] | None = None, rules_url: str | None = None,
-                     unread: tuple[str, ...] = (), *, user_id: str | None = None) -> Outcome:
+                     unread: tuple[str, ...] = (), *, user_id: str | None = None,
+                     plain: Callable[[Any], dict[str, Any]] | None = None) -> Outcome:
     """One patient's FHIR resources -> records -> features -> facts -> rules -> cards: the clinical core that the
-    hook services and the panel worklist share."""
+    hook services and the panel worklist share. `plain`: see build_record."""
     started = time.perf_counter()
     knowledge = engine.knowledge
     params = knowledge.values
-    record = build_record(patient_id, resources, knowledge, now)
+    record = build_record(patient_id, resources, knowledge, now, plain)
     drafts = drafts or {}
     doses = _draft_doses(drafts, record, knowledge.codes.instruction_dose, params)
     features = compute(record, now, params, unread)

@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from bench.export import patient
 from cds.engine import RuleEngine
+from cds.panel import rows
 from cds.panel.rows import evaluate_group
+from cds.services.pipeline import evaluate_patient
 from tests.support.data import NOW
 from tests.support.examples import example
 
@@ -49,3 +54,48 @@ def test_an_export_without_goals_is_none_recorded_not_unread(engine: RuleEngine)
     unread, _ = evaluate_group(engine, pid, lines(resources), NOW, unread=("Goal",))
     assert unread is not None and unread["recommendations"] == "hold"
     assert unread["note"] == "could not be read: Goal"
+
+
+MUTATIONS = (
+    ("value as text", lambda o: o.get("valueQuantity", {}).update(value=str(o["valueQuantity"]["value"]))
+     if "valueQuantity" in o else None),
+    ("unknown unit", lambda o: o.get("valueQuantity", {}).update(code="furlongs", unit="furlongs")
+     if "valueQuantity" in o else None),
+    ("preliminary", lambda o: o.update(status="preliminary")),
+    ("no date", lambda o: o.pop("effectiveDateTime", None)),
+    ("a period", lambda o: o.update(effectivePeriod={"start": o.pop("effectiveDateTime", "2026-11-01")})),
+    ("in the future", lambda o: o.update(effectiveDateTime="2027-01-01T10:00:00Z")),
+    ("a local time", lambda o: o.update(effectiveDateTime=str(o.get("effectiveDateTime", ""))[:19])),
+    ("two codings", lambda o: o.get("code", {}).get("coding", []).append({"system": "http://loinc.org",
+                                                                          "code": "8867-4"})),
+    ("a member list", lambda o: o.update(hasMember=[{"reference": "Observation/elsewhere"}])),
+    ("the subject as text", lambda o: o.update(subject="Patient/x")),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 10_000), st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(MUTATIONS)), max_size=6))
+def test_typed_lines_read_as_the_general_path_reads_them(engine: RuleEngine, index: int,
+                                                         changes: list[tuple[int, Any]]) -> None:
+    """The worklist decodes Observation lines typed and hands the one-pass reader's refusals to the general reader:
+    the cards, the readings set aside and the duplicates are those of every line read as a dict, whatever the
+    patient (the generated archetypes) and whatever is wrong with some of its Observations."""
+    pid, resources = patient(index, 3, NOW, 40)
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    for at, (_, change) in changes:
+        change(observations[at % len(observations)])
+    texts = [orjson.dumps(r).decode() for r in resources]
+    mixed = {}
+    typed_resources = []
+    for text in texts:
+        resource = rows._resource(text)
+        if type(resource) is not dict:
+            mixed[id(resource)] = text
+        typed_resources.append(resource)
+    args = (engine, rows.SERVICE, rows.HOOK, "h", pid)
+    read_typed = evaluate_patient(*args, typed_resources, NOW, plain=lambda o: orjson.loads(mixed[id(o)]))
+    read_plain = evaluate_patient(*args, [orjson.loads(text) for text in texts], NOW)
+    assert read_typed.response.model_dump() == read_plain.response.model_dump()
+    assert read_typed.record.set_aside == read_plain.record.set_aside
+    assert read_typed.record.duplicates == read_plain.record.duplicates
+    assert read_typed.silence == read_plain.silence
