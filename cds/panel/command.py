@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,9 +34,9 @@ def _progress_bar(console: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     class RichBar(TextProgressBar):
-        def __init__(self, future: Any, progress: Progress) -> None:
-            self.progress, self.task = progress, progress.add_task("reading, shuffling, evaluating", total=None)
-            super().__init__([future], interval="200ms")
+        def __init__(self, futures: list[Any], what: str, progress: Progress) -> None:
+            self.progress, self.task = progress, progress.add_task(what, total=None)
+            super().__init__(futures, interval="200ms")
 
         def _draw_bar(self, remaining: int, all: int, **kwargs: Any) -> None:
             self.progress.update(self.task, total=all, completed=all - remaining)
@@ -43,11 +44,11 @@ def _progress_bar(console: Any) -> Any:
         def _draw_stop(self, **kwargs: Any) -> None:
             pass
 
-    def follow(future: Any) -> None:
+    def follow(futures: list[Any], what: str) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
                    TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
-            RichBar(future, progress)
+            RichBar(futures, what, progress)
 
     return follow
 
@@ -245,13 +246,22 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
         return 2
     notes = export.notes + [f"no {t} file in the export: none recorded for any patient (an empty type has "
                                       f"no file in Bulk Data)" for t in export.missing_types]
+    out = Path(out_dir)
+    made = not out.exists()
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)  # the spill folder goes in it
+    except OSError as exc:
+        return refuse(f"cannot make the output folder {out_dir}: {exc.strerror or exc}", 1)
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:
-            result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console))
-    except OSError as exc:  # the scheduler cannot be reached (distributed raises OSError subclasses)
+            result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console), out)
+    except (OSError, KilledWorker) as exc:
+        if made:  # a run that wrote nothing leaves no folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, KilledWorker):  # a task took its worker down more than once (out of memory, most often)
+            return refuse(f"the worklist stopped: {exc}", 1)
+        # the scheduler cannot be reached (distributed raises OSError subclasses)
         return refuse(f"cannot reach the Dask scheduler {scheduler}: {exc}", 1)
-    except KilledWorker as exc:  # a task took its worker down more than once (out of memory, most often)
-        return refuse(f"the worklist stopped: {exc}", 1)
     meta = {"now": now_text(now), "version": knowledge.version, "export": str(folder),
             "needs_action": list(knowledge.info.needs_action),
             "generated": now_text(datetime.now(UTC).replace(microsecond=0)), "notes": notes + result.notes,

@@ -1,8 +1,11 @@
-"""The worklist as a Dask job: partitioned reading, a shuffle by patient, evaluation per output partition.
+"""The worklist as a Dask job: partitioned reading, lines sent to the bucket of their patient, evaluation per bucket.
 
-No process holds the export: each read task holds one partition, the shuffle moves lines to the partition of
-their patient (hashing), and each evaluation task holds one output partition. The client receives only the
-rows (one per patient) and the problems (a bounded number of them, and a count of the rest).
+No process holds the export: each read task holds one part of a file and writes its lines to one Arrow file per
+bucket of their patients (hashing), and each evaluation task reads one bucket's files and evaluates its patients.
+The panel's store (cds/panel/store.py) is already bucketed by patient: its buckets are evaluated as they are. The
+client receives only the rows (one per patient) and the problems (a bounded number of them, and a count of the
+rest). The read tasks' problems are known before any patient is evaluated, so a type whose file could not be read
+whole is named as could not be read in every row from the start.
 
 The local cluster admits no one but its own client: every connection (client, scheduler, workers, nannies) is
 mutual TLS with credentials made for the run and held in memory, and none of its processes serves HTTP.
@@ -13,32 +16,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
-import pandas as pd
-import pyarrow as pa
 
 from cds.panel.source import (
     FILE_KINDS,
     NOT_LISTED,
     PROBLEMS_LISTED,
     Export,
-    Part,
     Problem,
     ProblemLog,
-    read_part,
     resource_type_of,
     task_limit,
 )
-from cds.panel.workers import OUTPUT_META, RulesPlugin, evaluate_partition
+from cds.panel.workers import RulesPlugin, evaluate_bucket, spill_part
 
-READ_META = {"patient": "str", "file": "str", "line": "int64", "resource": "str"}
 OUTPUT_PARTITION_BYTES = 48 * 1024 * 1024  # raw NDJSON per evaluation task: what bounds a worker's memory
 # Every HTTP route of the local cluster's scheduler and workers (health, metrics, JSON state, info pages, the
 # proxy): none is needed to run the job, and each would answer any local process.
@@ -53,30 +54,9 @@ class Result:
     problems: list[Problem]
     seconds: float
     workers: int
-    partitions: tuple[int, int]  # read partitions, shuffle output partitions
+    partitions: tuple[int, int]  # read partitions, patient buckets
     notes: list[str] = field(default_factory=list)
     not_listed: int = 0  # problems counted past the PROBLEMS_LISTED listed
-
-
-ARROW_TYPES = {"str": pa.string(), "int64": pa.int64()}
-PANDAS_STRING = pd.StringDtype("pyarrow", na_value=float("nan"))  # what dtype "str" is: Arrow-backed strings
-
-
-def read_frame(part: Part, limit: int = PROBLEMS_LISTED) -> pd.DataFrame:
-    """The part's lines as a frame of READ_META's columns. Built as an Arrow table first: building the Arrow
-    strings directly took half the time of pandas' conversion of the same lists (0.06 s against 0.14 s for a
-    32 MB part). A bucket of the store is read as it is (Parquet)."""
-    if part.path.endswith(".parquet"):  # a bucket of the store
-        from cds.panel.store import read_bucket
-
-        return read_bucket(part.path).to_pandas(types_mapper={pa.string(): PANDAS_STRING}.get)
-    columns = read_part(part, limit)
-    table = pa.table({name: pa.array(columns[name], ARROW_TYPES[dtype]) for name, dtype in READ_META.items()})
-    return table.to_pandas(types_mapper={pa.string(): PANDAS_STRING}.get)
-
-
-def _empty(meta: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in meta.items()})
 
 
 def output_partitions(export: Export, workers: int) -> int:
@@ -160,27 +140,56 @@ def _quiet_cancellation(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
-def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, progress: Any = None) -> Result:
-    """Evaluate every patient of the export on the client's cluster."""
+def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, progress: Any = None,
+        spill: Path | None = None) -> Result:
+    """Evaluate every patient of the export on the client's cluster; an export's lines are carried to their
+    buckets through a folder made in `spill` (the system's temporary folder by default; a folder every worker
+    can read), removed at the end."""
     started = time.perf_counter()
     plugin = RulesPlugin(bundle)
     client.register_plugin(plugin)
     workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    n_out = len(export.parts) if export.grouped else output_partitions(export, max(workers, 1))
-    # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): not unread.
-    # A type with a file refused before reading (not a regular file), lost, or not exported is unread from the start.
-    refused = unread_types(export.refused, export)
-    rows, problems, not_listed = _evaluate(client, export, plugin, now, n_out, refused, progress)
-    broken = unread_types(problems, export)
-    if broken != refused:
-        # A file cut short, unreadable or refused part way lost lines of patients no one can name: every patient is
-        # evaluated again with that type as could not be read, so that no dose is changed on what is left of it.
-        rows, problems, not_listed = _evaluate(client, export, plugin, now, n_out, broken, None)
+    read: list[Problem] = []
+    folder: Path | None = None
+    try:
+        if export.grouped:
+            buckets = [[part.path] for part in export.parts]
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="pacing-cds-spill-", dir=spill))
+            read, buckets = _spill(client, export, folder, output_partitions(export, max(workers, 1)), progress)
+        # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): not
+        # unread. A type whose file was refused before reading, lost, not exported, or cut short, unreadable or
+        # refused part way (lines of patients no one can name are gone) is could not be read in every row, so
+        # that no dose is changed on what is left of it.
+        unread = unread_types(export.refused + read, export)
+        rows, problems = _evaluate(client, buckets, plugin, now, unread, progress)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    entries = export.refused + read + problems
+    listed, not_listed = list_problems([p for p in entries if p.kind != NOT_LISTED],
+                                       sum(p.count for p in entries if p.kind == NOT_LISTED))
     notes = [f"{t} could not be read whole (a file was cut short, too large, unreadable, not a regular file or "
-             f"lost): every row says so, and no dose is changed on what is left" for t in broken
+             f"lost): every row says so, and no dose is changed on what is left" for t in unread
              if t not in export.unknown]  # those have their own note
-    return Result(rows, problems, time.perf_counter() - started, workers, (len(export.parts), n_out), notes,
+    return Result(rows, listed, time.perf_counter() - started, workers, (len(export.parts), len(buckets)), notes,
                   not_listed)
+
+
+def _spill(client: Any, export: Export, folder: Path, buckets: int,
+           progress: Any) -> tuple[list[Problem], list[list[str]]]:
+    """Every part's lines written to the buckets of their patients: (the read problems, each bucket's files)."""
+    futures = client.map(spill_part, export.parts, range(len(export.parts)), folder=str(folder), buckets=buckets,
+                         limit=task_limit(len(export.parts)), pure=False)
+    if progress is not None:
+        progress(futures, "reading")
+    files: list[list[str]] = [[] for _ in range(buckets)]
+    problems: list[Problem] = []
+    for found, written in client.gather(futures):
+        problems.extend(Problem(**entry) for entry in found)
+        for bucket, path in written.items():
+            files[bucket].append(path)
+    return problems, [paths for paths in files if paths]
 
 
 def unread_types(problems: list[Problem], export: Export | None = None) -> tuple[str, ...]:
@@ -191,29 +200,27 @@ def unread_types(problems: list[Problem], export: Export | None = None) -> tuple
     return tuple(sorted(found | set(export.unread if export is not None else ())))
 
 
-def _evaluate(client: Any, export: Export, plugin: RulesPlugin, now: datetime, n_out: int, unread: tuple[str, ...],
-              progress: Any) -> tuple[list[dict[str, Any]], list[Problem], int]:
-    import dask.dataframe as dd
-
-    frame = dd.from_map(read_frame, export.parts, args=(task_limit(len(export.parts)),), meta=_empty(READ_META),
-                        enforce_metadata=False)
-    # The store's buckets hold whole patients already; an export's files are moved to the partition of each patient.
-    shuffled = frame if export.grouped else frame.shuffle("patient", npartitions=n_out)
-    evaluated = shuffled.map_partitions(evaluate_partition, now.isoformat(), plugin.digest, ",".join(unread),
-                                        task_limit(n_out), meta=_empty(OUTPUT_META), enforce_metadata=False)
-    future = client.compute(evaluated)
+def _evaluate(client: Any, buckets: list[list[str]], plugin: RulesPlugin, now: datetime, unread: tuple[str, ...],
+              progress: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
+    futures = client.map(evaluate_bucket, buckets, now_iso=now.isoformat(), digest=plugin.digest,
+                         unread=",".join(unread), limit=task_limit(len(buckets)), pure=False)
     if progress is not None:
-        progress(future)
-    rows, problems, not_listed = collect(future.result())
-    return rows, *list_problems(export.refused + problems, not_listed)
+        progress(futures, "evaluating")
+    return collect(client.gather(futures))
 
 
-def collect(output: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Problem], int]:
-    """Rows sorted by patient; problems; the count of the problems the tasks did not list."""
-    rows = [orjson.loads(d) for d in output.loc[output["kind"] == "row", "data"]]
-    entries = [Problem(**orjson.loads(d)) for d in output.loc[output["kind"] == "problem", "data"]]
+def collect(outputs: list[dict[str, list[str]]]) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Rows sorted by patient; problems (NOT_LISTED entries among them, standing for those a task only counted)."""
+    rows: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for output in outputs:
+        for kind, data in zip(output["kind"], output["data"]):
+            if kind == "row":
+                rows.append(orjson.loads(data))
+            else:
+                problems.append(Problem(**orjson.loads(data)))
     rows.sort(key=lambda r: r["patient"])
-    return rows, [p for p in entries if p.kind != NOT_LISTED], sum(p.count for p in entries if p.kind == NOT_LISTED)
+    return rows, problems
 
 
 def list_problems(problems: list[Problem], not_listed: int) -> tuple[list[Problem], int]:

@@ -196,7 +196,7 @@ def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], m
     if not_listed:
         say(f"... and {not_listed_text(not_listed)}")
     say(f"{meta['seconds']:.1f} s on {meta['workers']} workers ({meta['partitions'][0]} read partitions, "
-        f"{meta['partitions'][1]} after the shuffle); wrote {', '.join(str(f) for f in files)}")
+        f"{meta['partitions'][1]} patient buckets); wrote {', '.join(str(f) for f in files)}")
 
 
 def now_text(now: datetime) -> str:

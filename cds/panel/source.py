@@ -106,6 +106,11 @@ class ProblemLog:
         return [*self.kept, Problem(NOT_LISTED, file, 0, f"{self.unlisted} more problems not listed", self.unlisted)]
 
 
+def bucket_of(patient: str, buckets: int) -> int:
+    """The bucket of a patient id among `buckets`: the same in every process and on every run (unlike hash())."""
+    return zlib.crc32(patient.encode()) % buckets
+
+
 def task_limit(tasks: int) -> int:
     """The problems one of `tasks` tasks lists: its share of PROBLEMS_LISTED, at least PROBLEMS_PER_TASK."""
     return max(PROBLEMS_PER_TASK, math.ceil(PROBLEMS_LISTED / max(tasks, 1)))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cds.panel.source import FILE_KINDS, PROBLEM_KEY, TYPES, Export, Part, Problem, read_part, task_limit
+from cds.panel.source import bucket_of as source_bucket
 
 NAME = "store.json"
 BUCKETS = 64
@@ -82,8 +82,8 @@ def _save(folder: Path, state: State) -> None:
 
 
 def bucket_of(patient: str) -> int:
-    """The bucket of a patient id: the same in every process and on every run (unlike Python's hash)."""
-    return zlib.crc32(patient.encode()) % BUCKETS
+    """The store's bucket of a patient id."""
+    return source_bucket(patient, BUCKETS)
 
 
 def bucket_path(folder: Path, bucket: int) -> Path:
@@ -256,7 +256,7 @@ def as_export(folder: Path, state: State, refused: list[Problem], file_types: di
 
 def read_bucket(path: str) -> pa.Table:
     """A bucket's columns as the evaluation reads them."""
-    return pq.read_table(path, columns=["patient", "file", "line", "resource"])
+    return pq.ParquetFile(path).read(columns=["patient", "file", "line", "resource"], use_threads=False)
 
 
 def _private_file(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""What runs inside a Dask worker: the rule engine built once per worker process, and a partition's evaluation.
+"""What runs inside a Dask worker: the rule engine built once per worker process, a part of the export written
+out by the bucket of each line's patient, and a bucket's evaluation.
 
 A durable-rules engine cannot be pickled, so the rule files travel instead (a few hundred kB, once per worker,
 in a worker plugin) and each worker loads them itself. Shipping the files rather than a path means a cluster
@@ -8,6 +9,7 @@ whose workers do not share the client's disk evaluates with exactly the client's
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from datetime import datetime
@@ -15,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from distributed import WorkerPlugin
 
 from cds.engine import RuleEngine, load_knowledge
 from cds.heap import settle_heap
 from cds.panel.rows import evaluate_group
-from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, ProblemLog
+from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, Part, ProblemLog, bucket_of, read_part
 
-OUTPUT_META = {"kind": "str", "patient": "str", "data": "str"}
+# The columns a line travels in from its read task to its patient's evaluation task.
+SPILL_SCHEMA = pa.schema([("patient", pa.string()), ("file", pa.string()), ("line", pa.int64()),
+                          ("resource", pa.string())])
 _ENGINES: dict[str, RuleEngine] = {}  # per worker process, by rule bundle digest; filled by RulesPlugin.setup
 
 
@@ -72,28 +77,57 @@ def worker_engine(digest: str) -> RuleEngine:
     return engine
 
 
-def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime, unread: tuple[str, ...] = (),
-                   limit: int = PROBLEMS_LISTED) -> dict[str, list[str]]:
-    """A shuffled partition (all lines of its patients) -> rows and problems as columns kind/patient/data. The read
-    tasks' problems pass through (each task bounded its own); of the problems found here, `limit` are kept and the
-    rest counted.
+def spill_part(part: Part, index: int, folder: str, buckets: int, limit: int) -> tuple[list[dict[str, Any]],
+                                                                                dict[int, str]]:
+    """The read task: a part's lines written to one Arrow file per bucket of their patients (in `folder`, readable
+    by this user only), and the part's problems (as dicts; `limit` line problems listed, the rest counted). Files
+    on disk, not results held in memory, carry the lines to the evaluation: no worker ever holds more than a part
+    and a bucket."""
+    columns = read_part(part, limit)
+    problems: list[dict[str, Any]] = []
+    rows: dict[int, list[int]] = {}
+    for number, patient in enumerate(columns["patient"]):
+        if patient == PROBLEM_KEY:
+            problems.append(orjson.loads(columns["resource"][number]))
+        else:
+            rows.setdefault(bucket_of(patient, buckets), []).append(number)
+    table = pa.table({name: pa.array(columns[name], SPILL_SCHEMA.field(name).type) for name in SPILL_SCHEMA.names})
+    written: dict[int, str] = {}
+    for bucket, numbers in rows.items():
+        path = Path(folder) / f"{bucket:05d}-{index:06d}.arrow"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as sink, pa.ipc.new_file(sink, SPILL_SCHEMA) as writer:
+            writer.write_table(table.take(pa.array(numbers, pa.int64())))
+        written[bucket] = str(path)
+    return problems, written
 
-    The lines are grouped in a dict over plain lists, as the one-process loop does: a pandas groupby builds a
-    sub-frame per patient, which cost about 15 % of the evaluation itself."""
+
+def _bucket_table(path: str) -> pa.Table:
+    """A spilled Arrow file, or a bucket of the panel's store (Parquet), in SPILL_SCHEMA's columns."""
+    if path.endswith(".parquet"):
+        return pq.ParquetFile(path).read(columns=SPILL_SCHEMA.names, use_threads=False)
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def evaluate_bucket(paths: list[str], now_iso: str, digest: str, unread: str = "",
+                    limit: int = PROBLEMS_LISTED) -> dict[str, list[str]]:
+    """The evaluation task: every line of a bucket's patients (from `paths`) -> rows and problems as columns
+    kind/patient/data (`unread`: the resource types whose files could not be read whole, by comma; `limit`: the
+    problems it lists, the rest counted). The lines are grouped in a dict over plain lists: a pandas groupby builds
+    a sub-frame per patient, which cost about 15 % of the evaluation itself."""
+    engine, now = worker_engine(digest), datetime.fromisoformat(now_iso)
+    missing = tuple(t for t in unread.split(",") if t)
     groups: dict[str, list[tuple[str, int, str]]] = {}
-    for patient, file, line, text in zip(frame["patient"].tolist(), frame["file"].tolist(),
-                                         frame["line"].tolist(), frame["resource"].tolist()):
-        groups.setdefault(patient, []).append((file, line, text))
+    for path in paths:
+        table = _bucket_table(path)
+        for patient, file, line, text in zip(*(table.column(name).to_pylist() for name in SPILL_SCHEMA.names)):
+            groups.setdefault(patient, []).append((file, line, text))
+        del table
     out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
     found = ProblemLog(limit)
-    for patient, items in groups.items():
-        if patient == PROBLEM_KEY:
-            for _, _, text in items:
-                out["kind"].append("problem")
-                out["patient"].append("")
-                out["data"].append(text)
-            continue
-        row, problems = evaluate_group(engine, patient, items, now, unread)
+    for patient in list(groups):
+        row, problems = evaluate_group(engine, patient, groups.pop(patient), now, missing)
         if row is not None:
             out["kind"].append("row")
             out["patient"].append(patient)
@@ -105,13 +139,3 @@ def evaluate_frame(engine: RuleEngine, frame: pd.DataFrame, now: datetime, unrea
         out["patient"].append("")
         out["data"].append(orjson.dumps(problem.as_dict()).decode())
     return out
-
-
-def evaluate_partition(frame: pd.DataFrame, now_iso: str, digest: str, unread: str = "",
-                       limit: int = PROBLEMS_LISTED) -> pd.DataFrame:
-    """The Dask task over one output partition of the shuffle (`unread`: the resource types whose files could not
-    be read whole, by comma; `limit`: the problems it lists)."""
-    missing = tuple(t for t in unread.split(",") if t)
-    columns = evaluate_frame(worker_engine(digest), frame, datetime.fromisoformat(now_iso), missing, limit) \
-        if len(frame) else {}
-    return pd.DataFrame({name: pd.Series(columns.get(name, []), dtype=dtype) for name, dtype in OUTPUT_META.items()})
