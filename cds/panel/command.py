@@ -139,9 +139,9 @@ def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str
     return None
 
 
-def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, list[str], str | None]:
-    """(the panel as the store holds it after this run's export, notes, why it could not be) from the FHIR server:
-    a full export rebuilds the store in OUT/store, an incremental one (--since) is merged into it."""
+def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, str | None]:
+    """(the panel as the store holds it after this run's export, with its notes; why it could not be) from the FHIR
+    server: a full export rebuilds the store in OUT/store, an incremental one (--since) is merged into it."""
     import httpx
 
     from cds.panel import store
@@ -167,7 +167,7 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, lis
         since = held.transaction_time
     elif bulk.since:
         if held is None:
-            return None, [], (f"--since {bulk.since} merges into the store of an earlier full run of this server and "
+            return None, (f"--since {bulk.since} merges into the store of an earlier full run of this server and "
                               f"Group in {out}, and there is none: run once without --since")
         since = bulk.since
     try:
@@ -179,7 +179,7 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, lis
                 tokens.discover()
             notes += run_export(BulkClient(http, bulk.fhir_server, tokens, say), folder, bulk.group, TYPES, since)
     except (BulkError, TokenError, ManifestError) as exc:
-        return None, [], f"the export from {bulk.fhir_server} failed: {exc}"
+        return None, f"the export from {bulk.fhir_server} failed: {exc}"
     export = discover(folder)
     written = manifest_file.read(folder, open_regular)
     transaction_time = written.transaction_time if written is not None else None
@@ -195,7 +195,7 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, lis
                      f"{since or 'the start (a full export)'}")
     state = store.load(at)
     assert state is not None
-    return store.as_export(at, state, export.refused + problems, export.file_types, notes), [], None
+    return store.as_export(at, state, export.refused + problems, export.file_types, notes), None
 
 
 def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: str | None, scheduler: str | None,
@@ -223,7 +223,7 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
         misuse = bulk_misuse(bulk, export_dir, settings.env == "production")
         if misuse:
             return refuse(misuse)
-        got, _, failed = fetch_panel(bulk, Path(out_dir), lambda text: console.print(
+        got, failed = fetch_panel(bulk, Path(out_dir), lambda text: console.print(
             escape_controls(text), markup=False, highlight=False))
         if got is None:
             return refuse(failed or "the export failed", 1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,8 @@ from cds.panel.source import bucket_of as source_bucket
 
 NAME = "store.json"
 BUCKETS = 64
-VERSION = 1
+VERSION = 2  # 2: each bucket sorted by patient (a store of another version is rebuilt by a full export)
+ROW_GROUP = 8192  # rows a Parquet row group holds: what an evaluation task reads at a time
 SCHEMA = pa.schema([("patient", pa.string()), ("type", pa.string()), ("id", pa.string()), ("file", pa.string()),
                     ("line", pa.int64()), ("resource", pa.string())])
 SEQ = "seq"  # a full export's running line number, while its buckets are first written
@@ -174,7 +175,7 @@ def rebuild(folder: Path, export: Export, server: str, group: str | None, types:
         rows = pq.read_table(_unsorted(fresh, bucket))
         if len(dropped):
             rows = rows.filter(pc.invert(pc.is_in(rows.column(SEQ), value_set=dropped)))
-        pq.write_table(rows.drop_columns([SEQ]), _private_file(bucket_path(fresh, bucket)), compression="zstd")
+        _write_bucket(rows.drop_columns([SEQ]), bucket_path(fresh, bucket))
         _unsorted(fresh, bucket).unlink()
     whole = not any(p.kind in FILE_KINDS for p in problems)
     _save(fresh, State(server, group, list(types), transaction_time if whole else None,
@@ -226,13 +227,21 @@ def merge(folder: Path, export: Export, state: State,
             rows = kept if rows is None else pa.concat_tables([kept, rows])
         assert rows is not None
         partial = path.with_name(path.name + ".part")
-        pq.write_table(rows, _private_file(partial), compression="zstd")
+        _write_bucket(rows, partial)
         os.replace(partial, path)
     if transaction_time and not any(p.kind in FILE_KINDS for p in problems):
         state.transaction_time = transaction_time
         state.merged = [*state.merged, transaction_time][-31:]
         _save(folder, state)
     return problems, changed.num_rows, len(set(changed.column("patient").to_pylist()))
+
+
+def _write_bucket(rows: pa.Table, path: Path) -> None:
+    """A bucket sorted by patient (a patient's resources together, in the order they came), in row groups of
+    ROW_GROUP rows: the evaluation reads it a row group at a time and evaluates each patient once whole, so its
+    memory does not grow with the bucket."""
+    ordered = rows.take(pc.sort_indices(rows, sort_keys=[("patient", "ascending")]))
+    pq.write_table(ordered, _private_file(path), compression="zstd", row_group_size=ROW_GROUP)
 
 
 def as_export(folder: Path, state: State, refused: list[Problem], file_types: dict[str, str],
@@ -257,6 +266,30 @@ def as_export(folder: Path, state: State, refused: list[Problem], file_types: di
 def read_bucket(path: str) -> pa.Table:
     """A bucket's columns as the evaluation reads them."""
     return pq.ParquetFile(path).read(columns=["patient", "file", "line", "resource"], use_threads=False)
+
+
+class NotSorted(ValueError):
+    """A bucket whose patients are not in order: the store was not written by this version."""
+
+
+def patients_of(path: str) -> Iterator[tuple[str, list[tuple[str, int, str]]]]:
+    """Each patient of a bucket with its lines (file, line, resource), a row group at a time: only one row group
+    and one patient are held."""
+    current: str | None = None
+    lines: list[tuple[str, int, str]] = []
+    with pq.ParquetFile(path) as bucket:
+        for batch in bucket.iter_batches(batch_size=ROW_GROUP, columns=["patient", "file", "line", "resource"],
+                                         use_threads=False):
+            for patient, file, line, text in zip(*(column.to_pylist() for column in batch.columns)):
+                if patient != current:
+                    if current is not None:
+                        if patient < current:
+                            raise NotSorted(f"{Path(path).name} is not sorted by patient")
+                        yield current, lines
+                    current, lines = patient, []
+                lines.append((file, line, text))
+    if current is not None:
+        yield current, lines
 
 
 def _private_file(path: Path) -> str:

@@ -12,19 +12,20 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 from distributed import WorkerPlugin
 
 from cds.engine import RuleEngine, load_knowledge
 from cds.heap import settle_heap
 from cds.panel.rows import evaluate_group
 from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, Part, ProblemLog, bucket_of, read_part
+from cds.panel.store import patients_of
 
 # The columns a line travels in from its read task to its patient's evaluation task.
 SPILL_SCHEMA = pa.schema([("patient", pa.string()), ("file", pa.string()), ("line", pa.int64()),
@@ -102,12 +103,22 @@ def spill_part(part: Part, index: int, folder: str, buckets: int, limit: int) ->
     return problems, written
 
 
-def _bucket_table(path: str) -> pa.Table:
-    """A spilled Arrow file, or a bucket of the panel's store (Parquet), in SPILL_SCHEMA's columns."""
-    if path.endswith(".parquet"):
-        return pq.ParquetFile(path).read(columns=SPILL_SCHEMA.names, use_threads=False)
-    with pa.memory_map(path) as source:
-        return pa.ipc.open_file(source).read_all()
+def _patients(paths: list[str]) -> Iterator[tuple[str, list[tuple[str, int, str]]]]:
+    """Each patient of a bucket with its lines: a bucket of the store (one Parquet file, sorted by patient) a row
+    group at a time; a bucket of spilled Arrow files (one per read task, in no order) gathered whole, then handed
+    out a patient at a time."""
+    if len(paths) == 1 and paths[0].endswith(".parquet"):
+        yield from patients_of(paths[0])
+        return
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for path in paths:
+        with pa.memory_map(path) as source:
+            table = pa.ipc.open_file(source).read_all()
+        for patient, file, line, text in zip(*(table.column(name).to_pylist() for name in SPILL_SCHEMA.names)):
+            groups.setdefault(patient, []).append((file, line, text))
+        del table
+    for patient in list(groups):
+        yield patient, groups.pop(patient)
 
 
 def evaluate_bucket(paths: list[str], now_iso: str, digest: str, unread: str = "",
@@ -118,16 +129,10 @@ def evaluate_bucket(paths: list[str], now_iso: str, digest: str, unread: str = "
     a sub-frame per patient, which cost about 15 % of the evaluation itself."""
     engine, now = worker_engine(digest), datetime.fromisoformat(now_iso)
     missing = tuple(t for t in unread.split(",") if t)
-    groups: dict[str, list[tuple[str, int, str]]] = {}
-    for path in paths:
-        table = _bucket_table(path)
-        for patient, file, line, text in zip(*(table.column(name).to_pylist() for name in SPILL_SCHEMA.names)):
-            groups.setdefault(patient, []).append((file, line, text))
-        del table
     out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
     found = ProblemLog(limit)
-    for patient in list(groups):
-        row, problems = evaluate_group(engine, patient, groups.pop(patient), now, missing)
+    for patient, lines in _patients(paths):
+        row, problems = evaluate_group(engine, patient, lines, now, missing)
         if row is not None:
             out["kind"].append("row")
             out["patient"].append(patient)

@@ -1,10 +1,12 @@
 """The Bulk Data client against faults a real sekmet-fhir cannot produce, put in its way by a proxy process
-(tests/support/bulk_proxy.py): a status URL and files answering 429 then 503 before they answer, and files on
-another origin than the FHIR server."""
+(tests/support/bulk_proxy.py): a status URL and files answering 429 then 503 before they answer, a status that
+stays 503, files on another origin than the FHIR server, an error file, a status response that is no manifest."""
 
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +19,9 @@ from bench.export import patient
 from cds.panel import manifest as manifest_file
 from cds.panel.bulk import MAX_TRANSIENT, STATE, BulkClient, BulkError, run_export
 from cds.panel.source import TYPES
-from tests.panel.conftest import NOW_AT
-from tests.panel.test_bulk_client import tokens_for
+from tests.panel.conftest import NOW, NOW_AT, PACING_CDS
+from tests.panel.test_bulk_client import key_file, tokens_for
+from tests.support.bulk_proxy import ERROR_TEXT
 from tests.support.fhir_server import FhirServer, SmartClient
 from tests.support.processes import ServerProcess, free_port
 
@@ -127,3 +130,28 @@ def test_a_status_that_stays_unavailable_fails_the_run_and_deletes_the_job(
     assert len(waits) == MAX_TRANSIENT, "asked again a bounded number of times, not until the day's deadline"
     assert any(method == "DELETE" and "/bulk-status/" in path for _, method, path, _, _ in down.requests())
     assert not (tmp_path / "export" / STATE).exists(), "a failed job is not continued"
+
+
+def test_the_servers_error_file_is_listed_with_the_problems_of_the_worklist(
+        tmp_path: Path, server: FhirServer, smart_client: SmartClient, proxy: Callable[[str], Proxy]) -> None:
+    errors = proxy("error-file")
+    out = tmp_path / "out"
+    run = subprocess.run([str(PACING_CDS), "worklist", "--fhir-server", errors.base_url, "--group", "panel-1",
+                          "--client-id", smart_client.client_id, "--private-key", str(key_file(smart_client, tmp_path)),
+                          "--key-id", smart_client.kid, "--out", str(out), "--now", NOW, "--workers", "1"],
+                         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(out / "problems.csv", newline="") as handle:
+        problems = list(csv.DictReader(handle))
+    assert any(p["kind"] == "export-error" and ERROR_TEXT in p["message"] for p in problems), problems
+    with open(out / "worklist.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 3, "the rest of the export is evaluated"
+
+
+def test_a_status_response_that_is_no_manifest_fails_the_run_and_deletes_the_job(
+        tmp_path: Path, server: FhirServer, smart_client: SmartClient, proxy: Callable[[str], Proxy]) -> None:
+    broken = proxy("bad-manifest")
+    with pytest.raises(BulkError, match="output is not a list"):
+        export_through(broken, server, smart_client, tmp_path / "export", [])
+    assert any(method == "DELETE" and "/bulk-status/" in path for _, method, path, _, _ in broken.requests())
+    assert not list((tmp_path / "export").glob("*.ndjson")), "no file of an export that cannot be read"

@@ -79,6 +79,10 @@ def test_the_kick_off_asks_for_the_group_or_every_patient_and_the_types_read() -
     (BulkArgs("http://ehr.example.org/fhir"), None, False, "https URL (or http to loopback)"),
     (BulkArgs("http://127.0.0.1:8080/fhir"), None, True, "https URL"),
     (BulkArgs("https://ehr.example.org/fhir", key_id="k"), None, False, "--key-id needs --client-id"),
+    (BulkArgs(None, since="auto"), None, False, "need --fhir-server"),
+    (BulkArgs("https://ehr.example.org/fhir", since="yesterday"), None, False, "auto or an instant"),
+    (BulkArgs("https://ehr.example.org/fhir", since="2026-12-01"), None, False, "auto or an instant"),
+    (BulkArgs("https://ehr.example.org/fhir", since="2026-12-01T02:00:00"), None, False, "with its offset"),
 ])
 def test_unusable_source_options_are_refused(bulk: BulkArgs, folder: str | None, production: bool, why: str) -> None:
     problem = bulk_misuse(bulk, folder, production)
@@ -89,3 +93,5 @@ def test_usable_source_options_pass() -> None:
     assert bulk_misuse(BulkArgs("http://127.0.0.1:8080/fhir", group="g"), None, False) is None
     assert bulk_misuse(BulkArgs("https://ehr.example.org/fhir", client_id="c", private_key="k.pem"), None, True) \
         is None
+    for since in ("auto", "2026-12-01T02:00:00Z", "2026-12-01T02:00:00.123+01:00"):
+        assert bulk_misuse(BulkArgs("https://ehr.example.org/fhir", since=since), None, True) is None

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,12 +46,16 @@ def held(folder: Path) -> dict[tuple[str, str], tuple[str, int]]:
         path = store.bucket_path(folder, bucket)
         if not path.exists():
             continue
+        # Read a patient at a time (as the evaluation reads it), each patient comes once, with all its lines.
+        patients = [(patient, len(lines)) for patient, lines in store.patients_of(str(path))]
+        assert len({p for p, _ in patients}) == len(patients), "a patient's resources are together"
         table = store.pq.read_table(path).to_pylist()
         for row in table:
             assert store.bucket_of(row["patient"]) == bucket
             assert (row["type"], row["id"]) not in found, "a resource is held once"
             text = orjson.loads(row["resource"])
             found[(row["type"], row["id"])] = (row["patient"], int(text["note"][0]["text"]) if "note" in text else -1)
+        assert sum(n for _, n in patients) == len(table)
     return found
 
 
@@ -136,3 +141,23 @@ def test_a_store_of_another_server_or_group_is_not_continued(tmp_path: Path) -> 
     state = store.load(tmp_path / "store")
     assert state is not None and state.serves("https://a.example/fhir/", "g1")
     assert not state.serves("https://b.example/fhir", "g1") and not state.serves("https://a.example/fhir", "g2")
+
+
+def test_a_patient_cut_by_row_groups_is_read_whole_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluation reads a bucket a row group at a time: a patient whose lines straddle row groups is still
+    handed out once, with every line."""
+    monkeypatch.setattr(store, "ROW_GROUP", 5)
+    resources = [(pid, "Observation", 100 * PATIENTS.index(pid) + n, 0) for pid in PATIENTS
+                 for n in range(4 + PATIENTS.index(pid))]
+    write(tmp_path / "full", resources)
+    store.rebuild(tmp_path / "store", discover(tmp_path / "full"), "http://fhir", None, list(TYPES), "t0")
+    seen: dict[str, int] = {}
+    for bucket in range(store.BUCKETS):
+        path = store.bucket_path(tmp_path / "store", bucket)
+        if path.exists():
+            assert store.pq.ParquetFile(path).metadata.num_row_groups > 1 or \
+                store.pq.ParquetFile(path).metadata.num_rows <= 5
+            for patient, lines in store.patients_of(str(path)):
+                assert patient not in seen
+                seen[patient] = len(lines)
+    assert seen == {pid: 1 + 4 + PATIENTS.index(pid) for pid in PATIENTS}, "the Patient and every Observation"

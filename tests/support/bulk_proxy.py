@@ -11,12 +11,16 @@ assertion). MODE:
 - elsewhere: the status response names its files on FILES_PORT, another origin (same host, another port), which
   serves them from sekmet's data folder (DATA_DIR/bulk/<job>/<name>) to anyone;
 - down: each export status URL is answered 503 every time (the job is still deleted when asked);
+- error-file: the status response lists one more file under `error`, which the proxy serves: OperationOutcome
+  NDJSON of ERROR_TEXT;
+- bad-manifest: the status response, once the export is done, is a JSON object whose `output` is not a list;
 - pass: nothing changed.
 LOG gets a line per request: "<port> <method> <path> auth=<yes|no> <status>".
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+ERROR_TEXT = "Observation/obs-77 could not be exported: the resource is locked"
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "server", "date"}
 
 
@@ -72,6 +77,11 @@ def main() -> None:
         def _forward(self) -> None:
             if self._busy():
                 return
+            if self.path.endswith("/proxy-errors/OperationOutcome.ndjson"):
+                outcome = {"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "processing", "diagnostics": ERROR_TEXT}]}
+                self._answer(200, json.dumps(outcome).encode() + b"\n", {"Content-Type": "application/fhir+ndjson"})
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP | {"host"}}
@@ -83,6 +93,13 @@ def main() -> None:
                 out = {k: v.replace(upstream, base) for k, v in out.items()}
             if mode == "elsewhere" and "/bulk-status/" in self.path and response.status_code == 200:
                 content = content.replace(f"{base}/bulk-files/".encode(), f"{files_base}/bulk-files/".encode())
+            if mode == "error-file" and "/bulk-status/" in self.path and response.status_code == 200:
+                status = json.loads(content)
+                status["error"] = [*status.get("error", []), {"type": "OperationOutcome",
+                                                               "url": f"{base}/proxy-errors/OperationOutcome.ndjson"}]
+                content = json.dumps(status).encode()
+            if mode == "bad-manifest" and "/bulk-status/" in self.path and response.status_code == 200:
+                content = b'{"transactionTime": "2026-11-20T09:00:00Z", "request": "x", "output": "none"}'
             self._answer(response.status_code, content, out)
 
         do_GET = do_POST = do_PUT = do_DELETE = _forward
