@@ -199,10 +199,13 @@ def _age(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-def eligibility(record: PatientRecord, today: date, min_age: float, draft_for_pain: bool = False) -> Eligibility:
+def eligibility(record: PatientRecord, today: date, min_age: float, draft_for_pain: bool = False,
+                conditions_unread: bool = False) -> Eligibility:
     """The pacing rules are for adults with chronic pain: an age of min_age or more from the birth date, and an
     active chronic-pain condition or an active exercise prescription (or, at an order hook, a draft) for pain.
-    Without a birth date (US Core allows none) the patient is taken for an adult, and the cards say so."""
+    Without a birth date (US Core allows none) the patient is taken for an adult, and the cards say so. When the
+    Conditions could not be read, no condition found means nothing: the patient is taken as in scope, so that the
+    cards say what could not be read (and so could not be checked, red flags among it) instead of saying nothing."""
     assumed = record.birth_date is None
     if not assumed and _age(record.birth_date, today) < min_age:  # type: ignore[arg-type]
         return Eligibility(False, f"younger than {min_age:g} years: out of scope")
@@ -212,5 +215,8 @@ def eligibility(record: PatientRecord, today: date, min_age: float, draft_for_pa
         return Eligibility(True, f"{who} with an active chronic-pain condition ({condition})", assumed)
     if record.pain_orders or draft_for_pain:
         return Eligibility(True, f"{who} with an active exercise prescription for pain", assumed)
+    if conditions_unread:
+        return Eligibility(True, f"{who} whose conditions could not be read: taken as in scope, so that the cards "
+                                 f"say what could not be checked", assumed)
     return Eligibility(False, "no active chronic-pain condition and no exercise prescription for pain", assumed)
 

@@ -169,7 +169,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     features = compute(record, now, params, unread)
     facts: list[dict[str, Any]] = []
     who = eligibility(record, now.date(), params["adult_min_age"],
-                      any(for_pain(d.get("reasonCode"), knowledge) for d in drafts.values()))
+                      any(for_pain(d.get("reasonCode"), knowledge) for d in drafts.values()), "Condition" in unread)
     features.age_assumed = who.age_assumed
     if not who.eligible:  # not a patient the pacing rules are for: no cards (the audit says why)
         nothing = Evaluation(service_id, now, knowledge.version, (), ())

@@ -99,3 +99,28 @@ def test_typed_lines_read_as_the_general_path_reads_them(engine: RuleEngine, ind
     assert read_typed.record.set_aside == read_plain.record.set_aside
     assert read_typed.record.duplicates == read_plain.record.duplicates
     assert read_typed.silence == read_plain.silence
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 10_000))
+def test_conditions_that_could_not_be_read_are_said_never_silent(engine: RuleEngine, index: int) -> None:
+    """A Condition file lost or cut short: no chronic-pain condition found means nothing, so no adult's row falls
+    silent as "not a patient the pacing rules are for"; each says the conditions could not be read (and so red flags
+    could not be checked) and changes no dose."""
+    pid, resources = patient(index, 5, NOW, 40)
+    left = [r for r in resources if r["resourceType"] != "Condition"]
+    row, _ = evaluate_group(engine, pid, lines(left), NOW, unread=("Condition",))
+    assert row is not None and row["note"] is not None
+    assert "not a patient the pacing rules are for" not in row["note"], row
+    assert "Condition" in row["note"] and row["recommendations"], row  # a card: data-quality, or a precaution first
+    assert not {"progress", "start", "re-baseline"} & set(row["recommendations"].split()), "no dose is raised"
+
+
+def test_a_child_is_out_of_scope_whether_or_not_its_conditions_were_read(engine: RuleEngine) -> None:
+    pid, resources = export_of("progress-walking")
+    for resource in resources:
+        if resource["resourceType"] == "Patient":
+            resource["birthDate"] = "2014-06-01"
+    row, _ = evaluate_group(engine, pid, lines([r for r in resources if r["resourceType"] != "Condition"]), NOW,
+                            unread=("Condition",))
+    assert row is not None and row["recommendations"] == "" and "younger than 18 years" in row["note"]
