@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from cds import escape_controls
 from cds.panel import manifest as manifest_file
-from cds.panel.source import FILE_KINDS, Export, open_regular
+from cds.panel.source import FILE_KINDS, SPILL_PREFIX, Export, open_regular
 from cds.settings import Settings
 
 
@@ -139,6 +139,26 @@ def bulk_misuse(bulk: BulkArgs, export_dir: str | None, production: bool) -> str
     return None
 
 
+LOCK = ".worklist.lock"
+
+
+def hold(out: Path) -> Any:
+    """The output folder held for this run (an open lock file; released when the process ends), with what a run
+    killed there left behind (its spill folders) removed; None when another run holds it."""
+    import fcntl
+
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = open(out / LOCK, "a")  # noqa: SIM115 - held open for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    for stale in out.glob(f"{SPILL_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return handle
+
+
 def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, str | None]:
     """(the panel as the store holds it after this run's export, with its notes; why it could not be) from the FHIR
     server: a full export rebuilds the store in OUT/store, an incremental one (--since) is merged into it."""
@@ -223,6 +243,13 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
         misuse = bulk_misuse(bulk, export_dir, settings.env == "production")
         if misuse:
             return refuse(misuse)
+        try:
+            lock = hold(Path(out_dir))
+        except OSError as exc:
+            return refuse(f"cannot use the output folder {out_dir}: {exc.strerror or exc}", 1)
+        if lock is None:
+            return refuse(f"another pacing-cds worklist run is using {out_dir} (its store and export): this one "
+                          f"stops", 1)
         got, failed = fetch_panel(bulk, Path(out_dir), lambda text: console.print(
             escape_controls(text), markup=False, highlight=False))
         if got is None:

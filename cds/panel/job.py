@@ -32,6 +32,7 @@ from cds.panel.source import (
     FILE_KINDS,
     NOT_LISTED,
     PROBLEMS_LISTED,
+    SPILL_PREFIX,
     Export,
     Problem,
     ProblemLog,
@@ -155,7 +156,7 @@ def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, pr
         if export.grouped:
             buckets = [[part.path] for part in export.parts]
         else:
-            folder = Path(tempfile.mkdtemp(prefix="pacing-cds-spill-", dir=spill))
+            folder = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=spill))
             read, buckets = _spill(client, export, folder, output_partitions(export, max(workers, 1)), progress)
         # A type the export has no file for is none recorded (Bulk Data writes no file for an empty type): not
         # unread. A type whose file was refused before reading, lost, not exported, or cut short, unreadable or

@@ -31,6 +31,7 @@ TYPES = ("Patient", "Observation", "Condition", "ServiceRequest", "Goal", "CareP
 SUFFIXES = (".ndjson", ".ndjson.gz")
 BLOCK_BYTES = 32 * 1024 * 1024
 GZIP_RATIO = 8  # what a gzip file of NDJSON is expected to hold, for sizing the shuffle's output
+SPILL_PREFIX = "pacing-cds-spill-"  # the folders the read tasks write the lines of each bucket to
 PROBLEM_KEY = ""  # the shuffle key of problem lines: they travel together to one partition
 MIB = 1024 * 1024
 # A line is one resource. The largest of the types read (a Patient with an inline photo, an Observation holding a

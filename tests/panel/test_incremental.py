@@ -16,6 +16,8 @@ import pytest
 from bench.export import CLINICAL, SNOMED, VERIFICATION, patient
 from cds.panel import manifest as manifest_file
 from cds.panel import store
+from cds.panel.command import hold
+from cds.panel.source import SPILL_PREFIX
 from tests.panel.conftest import NOW, NOW_AT, PACING_CDS
 from tests.panel.test_bulk_client import key_file
 from tests.support.fhir_server import FhirServer, SmartClient
@@ -130,3 +132,20 @@ def test_since_an_instant_needs_the_store_of_an_earlier_full_run(tmp_path: Path,
                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert run.returncode == 1
     assert "run once without --since" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_second_run_on_the_same_folder_stops_and_a_killed_runs_spill_is_removed(tmp_path: Path) -> None:
+    """Two nightly runs must not merge into one store at once: the second stops, saying why. A run killed in the
+    middle leaves its spill folder (patient data); the next run that holds the folder removes it."""
+    out = tmp_path / "out"
+    held = hold(out)
+    assert held is not None
+    run = subprocess.run([str(PACING_CDS), "worklist", "--fhir-server", "http://127.0.0.1:9/fhir", "--out", str(out),
+                          "--now", NOW], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "another pacing-cds worklist run is using" in run.stderr, run.stderr
+    held.close()
+    (out / f"{SPILL_PREFIX}left").mkdir()
+    (out / f"{SPILL_PREFIX}left" / "00001-000001.arrow").write_bytes(b"lines of patients")
+    again = hold(out)
+    assert again is not None and not list(out.glob(f"{SPILL_PREFIX}*"))
+    again.close()
