@@ -15,6 +15,7 @@ the run's notes say so. No token appears in a log, a note or an error.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -141,8 +142,17 @@ class BulkClient:
         if len(set(urls.values())) < len(urls):
             raise BulkError("two files of the export have the same name")
         elsewhere = [u for u in urls if not same_origin(u, self.base)]
+        done, lock = [0, 0], threading.Lock()
+
+        def fetch(item: tuple[str, str]) -> None:
+            self._fetch(item[0], folder / item[1])
+            with lock:
+                done[0] += 1
+                done[1] += (folder / item[1]).stat().st_size
+                self.say(f"downloaded {done[0]} of {len(urls)} files ({done[1] / 1e6:,.1f} MB)")
+
         with ThreadPoolExecutor(DOWNLOADS, thread_name_prefix="bulk") as pool:
-            list(pool.map(lambda item: self._fetch(item[0], folder / item[1]), urls.items()))
+            list(pool.map(fetch, urls.items()))
         write_private(folder / manifest_file.NAME, orjson.dumps(status, option=orjson.OPT_INDENT_2))
         return [f"{len(elsewhere)} file(s) on another origin than the FHIR server were fetched without the access "
                 "token"] if elsewhere else []

@@ -77,14 +77,14 @@ def proxy(tmp_path: Path, server: FhirServer) -> Iterator[Callable[[str], Proxy]
 
 
 def export_through(proxy: Proxy, server: FhirServer, client: SmartClient, folder: Path,
-                   waits: list[float], at_most_s: float = 1.0) -> list[str]:
+                   waits: list[float], at_most_s: float = 1.0, said: list[str] | None = None) -> list[str]:
     def sleep(seconds: float) -> None:
         waits.append(seconds)
         time.sleep(min(seconds, at_most_s))
 
     with httpx.Client(timeout=30.0) as http:
         tokens = tokens_for(server, client, http, folder.parent)
-        bulk = BulkClient(http, proxy.base_url, tokens, sleep=sleep)
+        bulk = BulkClient(http, proxy.base_url, tokens, (said if said is not None else []).append, sleep=sleep)
         return run_export(bulk, folder, "panel-1", TYPES)
 
 
@@ -92,10 +92,12 @@ def test_a_busy_server_is_asked_again_after_retry_after_and_the_export_completes
         tmp_path: Path, server: FhirServer, smart_client: SmartClient, proxy: Callable[[str], Proxy]) -> None:
     busy = proxy("busy")
     waits: list[float] = []
-    export_through(busy, server, smart_client, tmp_path / "export", waits)
+    said: list[str] = []
+    export_through(busy, server, smart_client, tmp_path / "export", waits, said=said)
     saved = json.loads((tmp_path / "export" / manifest_file.NAME).read_text())
     names = {manifest_file.file_name(entry["url"], "output") for entry in saved["output"]}
     assert names and all((tmp_path / "export" / name).stat().st_size > 0 for name in names)
+    assert said[-1].startswith(f"downloaded {len(names)} of {len(names)} files"), said  # the progress shown
     seen = [(path, status) for _, method, path, _, status in busy.requests() if method == "GET"]
     for kind in ("/bulk-status/", "/bulk-files/"):
         answers = [status for path, status in seen if kind in path]
