@@ -163,6 +163,7 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, str
     """(the panel as the store holds it after this run's export, with its notes; why it could not be) from the FHIR
     server: a full export rebuilds the store in OUT/store, an incremental one (--since) is merged into it."""
     import httpx
+    import pyarrow as pa
 
     from cds.panel import store
     from cds.panel.bulk import BulkClient, BulkError, run_export
@@ -203,25 +204,39 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, str
     export = discover(folder)
     written = manifest_file.read(folder, open_regular)
     transaction_time = written.transaction_time if written is not None else None
-    if since is None or held is None:
-        problems = store.rebuild(at, export, bulk.fhir_server, bulk.group, list(TYPES), transaction_time)
-        notes.append(f"full export (transactionTime {transaction_time}): the panel's store rebuilt from it")
-    else:
-        problems, resources, patients = store.merge(at, export, held, transaction_time)
-        notes.append(f"incremental export of what changed since {since} (transactionTime {transaction_time}): "
-                     f"{resources} resources of {patients} patients merged into the panel's store")
+    try:
+        if since is None or held is None:
+            problems = store.rebuild(at, export, bulk.fhir_server, bulk.group, list(TYPES), transaction_time)
+            notes.append(f"full export (transactionTime {transaction_time}): the panel's store rebuilt from it")
+        else:
+            problems, resources, patients = store.merge(at, export, held, transaction_time)
+            notes.append(f"incremental export of what changed since {since} (transactionTime {transaction_time}): "
+                         f"{resources} resources of {patients} patients merged into the panel's store")
+        state = store.load(at)
+        assert state is not None
+        panel = store.as_export(at, state, export.refused + problems, export.file_types, notes)
+    except (OSError, store.StoreError, pa.ArrowException) as exc:
+        return None, f"the panel's store in {at} could not be written or read ({_reason(exc)}): {REBUILD}"
     if any(p.kind in FILE_KINDS for p in problems + export.refused):
         notes.append(f"part of the export was lost: the next --since auto run asks again from "
                      f"{since or 'the start (a full export)'}")
-    state = store.load(at)
-    assert state is not None
-    return store.as_export(at, state, export.refused + problems, export.file_types, notes), None
+    return panel, None
+
+
+REBUILD = "run without --since to rebuild it from a full export"
+
+
+def _reason(exc: BaseException) -> str:
+    """An error in a few words: an OSError's own words, else the first line of the message, shortened."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return (text.splitlines() or [type(exc).__name__])[0][:160]
 
 
 def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: str | None, scheduler: str | None,
              workers: int | None, *, tls_ca_file: str | None = None, tls_cert: str | None = None,
              tls_key: str | None = None, bulk: BulkArgs | None = None) -> int:
     """Evaluate the export, write the outputs, print the summary; 2 on unusable arguments, 1 if the run fails."""
+    import pyarrow as pa
     from distributed import KilledWorker
     from rich.console import Console
 
@@ -229,6 +244,7 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
     from cds.panel.job import dask_client, run
     from cds.panel.report import now_text, summary, write_outputs
     from cds.panel.source import discover
+    from cds.panel.store import NotSorted
     from cds.panel.workers import rule_bundle
 
     console = Console(stderr=True)
@@ -282,6 +298,8 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:
             result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console), out)
+    except (pa.ArrowException, NotSorted) as exc:  # a bucket of the store damaged since this run read it
+        return refuse(f"the panel's store could not be read ({_reason(exc)}): {REBUILD}", 1)
     except (OSError, KilledWorker) as exc:
         if made:  # a run that wrote nothing leaves no folder behind
             shutil.rmtree(out, ignore_errors=True)

@@ -149,3 +149,19 @@ def test_a_second_run_on_the_same_folder_stops_and_a_killed_runs_spill_is_remove
     again = hold(out)
     assert again is not None and not list(out.glob(f"{SPILL_PREFIX}*"))
     again.close()
+
+
+def test_a_damaged_store_stops_the_run_with_what_to_do_and_a_full_run_rebuilds_it(
+        tmp_path: Path, server: FhirServer, smart_client: SmartClient) -> None:
+    out = tmp_path / "out"
+    worklist(server, smart_client, out)
+    bucket = next((out / "store").glob("bucket-*.parquet"))
+    bucket.write_bytes(b"PAR1 not a parquet file PAR1")
+    args = [str(PACING_CDS), "worklist", "--fhir-server", server.base_url, "--group", "panel-1",
+            "--client-id", smart_client.client_id, "--private-key", str(key_file(smart_client, tmp_path)),
+            "--key-id", smart_client.kid, "--out", str(out), "--now", NOW, "--workers", "1", "--since", "auto"]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "run without --since to rebuild it" in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    worklist(server, smart_client, out)  # a full run
+    assert set(rows(out)) == {f"Patient/{pid}" for pid in server.members}  # type: ignore[attr-defined]
