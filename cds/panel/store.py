@@ -24,7 +24,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
@@ -58,8 +58,6 @@ class State:
     group: str | None
     types: list[str]
     transaction_time: str | None  # None: the store may lack something, the next run must be a full export
-    full_time: str | None = None  # the transactionTime of the full export the store was built from
-    merged: list[str] = field(default_factory=list)  # the transactionTimes merged since, oldest first (last 31)
     version: int = VERSION
 
     def serves(self, server: str, group: str | None) -> bool:
@@ -178,8 +176,7 @@ def rebuild(folder: Path, export: Export, server: str, group: str | None, types:
         _write_bucket(rows.drop_columns([SEQ]), bucket_path(fresh, bucket))
         _unsorted(fresh, bucket).unlink()
     whole = not any(p.kind in FILE_KINDS for p in problems)
-    _save(fresh, State(server, group, list(types), transaction_time if whole else None,
-                       transaction_time if whole else None))
+    _save(fresh, State(server, group, list(types), transaction_time if whole else None))
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
@@ -231,7 +228,6 @@ def merge(folder: Path, export: Export, state: State,
         os.replace(partial, path)
     if transaction_time and not any(p.kind in FILE_KINDS for p in problems):
         state.transaction_time = transaction_time
-        state.merged = [*state.merged, transaction_time][-31:]
         _save(folder, state)
     return problems, changed.num_rows, len(set(changed.column("patient").to_pylist()))
 
@@ -261,11 +257,6 @@ def as_export(folder: Path, state: State, refused: list[Problem], file_types: di
     not_exported = [t for t in TYPES if t not in state.types]
     missing = [t for t in TYPES if t in state.types and t not in held]
     return Export(parts, raw, missing, refused, not_exported, not_exported, file_types, notes, grouped=True)
-
-
-def read_bucket(path: str) -> pa.Table:
-    """A bucket's columns as the evaluation reads them."""
-    return pq.ParquetFile(path).read(columns=["patient", "file", "line", "resource"], use_threads=False)
 
 
 class NotSorted(ValueError):

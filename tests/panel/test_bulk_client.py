@@ -11,6 +11,7 @@ import subprocess
 import time as clock
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,6 +68,19 @@ def killed_after(job: Job, folder: Path) -> None:
     (folder / STATE).write_text(json.dumps({"status_url": job.status_url, "started": job.started}))
 
 
+def client_of(http: httpx.Client, server: FhirServer, client: SmartClient, folder: Path) -> BulkClient:
+    """A Bulk Data client of the server, authorised as `client`."""
+    return BulkClient(http, server.base_url, tokens_for(server, client, http, folder))
+
+
+def finished_and_killed(client: BulkClient, folder: Path) -> dict[str, Any]:
+    """A Group export the server has finished, left as a run killed before its download leaves it; its status."""
+    job = client.start("panel-1", TYPES)
+    status = client.wait(job)
+    killed_after(job, folder)
+    return status
+
+
 def test_a_groups_worklist_straight_from_the_fhir_server(tmp_path: Path, server: FhirServer,
                                                          smart_client: SmartClient, dask_cluster: DaskCluster) -> None:
     out = tmp_path / "out"
@@ -121,7 +135,7 @@ def test_a_run_killed_after_kick_off_continues_the_same_job(tmp_path: Path, serv
                                                             smart_client: SmartClient) -> None:
     folder = tmp_path / "export"
     with httpx.Client(timeout=30.0) as http:
-        client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
+        client = client_of(http, server, smart_client, tmp_path)
         job = client.start("panel-1", TYPES)
         killed_after(job, folder)
         notes = run_export(client, folder, "panel-1", TYPES)
@@ -133,11 +147,8 @@ def test_a_run_killed_mid_download_keeps_the_files_it_had_and_fetches_the_rest(t
                                                                                smart_client: SmartClient) -> None:
     folder = tmp_path / "export"
     with httpx.Client(timeout=30.0) as http:
-        client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
-        job = client.start("panel-1", TYPES)
-        status = client.wait(job)
-        killed_after(job, folder)
-        first, *rest = status["output"]
+        client = client_of(http, server, smart_client, tmp_path)
+        first, *rest = finished_and_killed(client, folder)["output"]
         whole = folder / manifest_file.file_name(first["url"], "output")
         whole.write_text(server.bulk_file(first["url"]).read_text())
         kept = whole.stat().st_mtime_ns
@@ -158,7 +169,7 @@ def test_a_job_the_server_no_longer_has_is_started_again(tmp_path: Path, server:
     (folder / STATE).write_text(json.dumps({"status_url": f"{server.base_url}/bulk-status/gone", "started": 0}))
     (folder / "Stale.ndjson").write_text("{}\n")  # an earlier export's file is not this one's
     with httpx.Client(timeout=30.0) as http:
-        client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
+        client = client_of(http, server, smart_client, tmp_path)
         notes = run_export(client, folder, "panel-1", TYPES)
     assert "the export started earlier is gone from the server: a new one was started" in notes
     assert not (folder / "Stale.ndjson").exists()
@@ -169,11 +180,9 @@ def test_a_failed_export_asks_to_delete_its_job_and_leaves_no_state(tmp_path: Pa
                                                              smart_client: SmartClient) -> None:
     folder = tmp_path / "export"
     with httpx.Client(timeout=30.0) as http:
-        client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
-        job = client.start("panel-1", TYPES)
-        status = client.wait(job)
+        client = client_of(http, server, smart_client, tmp_path)
+        status = finished_and_killed(client, folder)
         server.bulk_file(status["output"][0]["url"]).unlink()  # a file the server lists but cannot serve
-        killed_after(job, folder)
         with pytest.raises(BulkError, match="answered 404") as failed:
             run_export(client, folder, "panel-1", TYPES)
     # Deleting a job needs a delete scope at sekmet, which a read-only client does not ask for: the error says so.
@@ -185,7 +194,7 @@ def test_without_a_group_every_patient_is_exported(tmp_path: Path, server: FhirS
                                                    smart_client: SmartClient) -> None:
     folder = tmp_path / "export"
     with httpx.Client(timeout=30.0) as http:
-        client = BulkClient(http, server.base_url, tokens_for(server, smart_client, http, tmp_path))
+        client = client_of(http, server, smart_client, tmp_path)
         run_export(client, folder, None, TYPES)
     saved = json.loads((folder / manifest_file.NAME).read_text())
     assert "/Patient/$export" in saved["request"]

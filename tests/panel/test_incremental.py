@@ -117,8 +117,9 @@ def test_a_resource_changed_on_the_server_replaces_the_copy_held(tmp_path: Path,
     server.load([flag])
     worklist(server, smart_client, out, "--since", "auto")
     assert not rows(out)[f"Patient/{pid}"]["red_flags"], "the corrected Condition replaced the red flag"
-    held = [r for part in store.as_export(out / "store", store.load(out / "store"), [], {}, []).parts  # type: ignore[arg-type]
-            for r in store.read_bucket(part.path).column("resource").to_pylist() if f"{pid}-new-red-flag" in r]
+    held = [r for path in (out / "store").glob("bucket-*.parquet")
+            for r in store.pq.read_table(path, columns=["resource"]).column("resource").to_pylist()
+            if f"{pid}-new-red-flag" in r]
     assert len(held) == 1 and "entered-in-error" in held[0]
 
 
