@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from cds.settings import Settings, load_settings
+from cds.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from cds.api.auth import Authenticator
@@ -72,6 +72,15 @@ def build_authenticator(settings: Settings, store: Store) -> Authenticator | Non
     return Authenticator(issuers, settings.base_url, replay)
 
 
+def unknown_silent(settings: Settings, knowledge: Any) -> str | None:
+    """Why PACING_CDS_SILENT cannot be used with these rules (it names a service they do not define), or None."""
+    unknown = [s for s in settings.silent if s not in knowledge.services]
+    if not unknown:
+        return None
+    return (f"PACING_CDS_SILENT names no service of the rules: {', '.join(unknown)} (known: "
+            f"{', '.join(sorted(knowledge.services))})")
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application: settings, rule engine, database, FHIR client, services and HTTP edge."""
     from cds import api
@@ -87,6 +96,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level, settings.log_format)
     engine = RuleEngine(load_knowledge(settings.rules_path))
     services = services_of(engine.knowledge)
+    unknown = unknown_silent(settings, engine.knowledge)
+    if unknown:
+        raise SettingsError(unknown)
     plan_text = load_plan_text(settings.rules_path, {r.rule.conclude.code for r in engine.knowledge.rules})
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

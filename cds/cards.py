@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import string
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property, lru_cache
 from types import MappingProxyType
@@ -481,13 +481,36 @@ SUGGESTIONS: dict[str, SuggestionBuilder] = {
 # ---------------------------------------------------------------- cards
 
 
+def card_groups(findings: Iterable[Fired]) -> list[list[Fired]]:
+    """The findings of each card, in card order: one card per recommendation code (and per draft order)."""
+    groups: dict[tuple[str, str | None], list[Fired]] = {}
+    for finding in findings:
+        groups.setdefault((finding.code, finding.subject if finding.kind == "order" else None), []).append(finding)
+    return list(groups.values())
+
+
 def build_cards(evaluation: Evaluation, ctx: CardContext) -> list[Card]:
     """One card per recommendation: the dose card, then one per draft order, then the patterns."""
-    groups: dict[tuple[str, str | None], list[Fired]] = {}
-    for finding in evaluation.findings:
-        groups.setdefault((finding.code, finding.subject if finding.kind == "order" else None), []).append(finding)
-    ctx.groups = {findings[0].rule_id + (findings[0].subject or ""): findings for findings in groups.values()}
-    return [_card(findings, ctx) for findings in groups.values()]
+    groups = card_groups(evaluation.findings)
+    ctx.groups = {findings[0].rule_id + (findings[0].subject or ""): findings for findings in groups}
+    return [_card(findings, ctx) for findings in groups]
+
+
+def build_silent_cards(evaluation: Evaluation, ctx: CardContext,
+                       recommendation: Callable[[Fired], Recommendation | None]) -> list[tuple[Card, Fired]]:
+    """The card each rule in silent mode would have shown (one per rule and draft order, so that each rule's firing
+    is counted apart), with its first finding. `recommendation` gives a dose finding's dose. Its uuid is its own, so
+    that it never takes the place of a live card's in the audit."""
+    built: list[tuple[Card, Fired]] = []
+    by_rule: dict[tuple[str, str | None], list[Fired]] = {}
+    for finding in evaluation.silent:
+        by_rule.setdefault((finding.rule_id, finding.subject), []).append(finding)
+    for (rule_id, subject), findings in by_rule.items():
+        first = findings[0]
+        own = replace(ctx, recommendation=recommendation(first) if first.kind == "dose" else None,
+                      groups={rule_id + (subject or ""): findings})
+        built.append((_card(findings, own, card_uuid(ctx.hook_instance, "silent", rule_id, subject or "")), first))
+    return built
 
 
 def _values(findings: list[Fired], ctx: CardContext) -> dict[str, Any]:
@@ -533,7 +556,7 @@ def _indicator(findings: list[Fired], ctx: CardContext) -> Indicator:
     return max((c.indicator_at.get(hook, c.indicator) for c in conclusions), key=SEVERITY.__getitem__)
 
 
-def _card(findings: list[Fired], ctx: CardContext) -> Card:
+def _card(findings: list[Fired], ctx: CardContext, card_id: str | None = None) -> Card:
     first = findings[0]
     rule = ctx.knowledge.rule(first.rule_id).rule
     values = _values(findings, ctx)
@@ -548,7 +571,7 @@ def _card(findings: list[Fired], ctx: CardContext) -> Card:
     detail = "\n\n".join(part for part in (body, footer) if part)
     suggestions = [s for spec in rule.conclude.suggest for s in SUGGESTIONS[spec.kind](ctx, first, spec)]
     return Card(
-        uuid=card_uuid(ctx.hook_instance, first.code, first.subject or ""),
+        uuid=card_id or card_uuid(ctx.hook_instance, first.code, first.subject or ""),
         summary=_clip(_fill(rule.conclude.summary, values)),
         detail=detail,
         indicator=_indicator(findings, ctx),

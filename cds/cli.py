@@ -152,12 +152,17 @@ def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
 
 def check_rules(settings: Settings, out: Any = sys.stderr) -> Any:
     """Load and validate rules/; print every problem and return None when there are any."""
+    from cds import unknown_silent
     from cds.charts.plan import PlanTextError, load_plan_text
     from cds.engine import RuleError, load_knowledge
 
     try:
         knowledge = load_knowledge(settings.rules_path)
         load_plan_text(settings.rules_path, {r.rule.conclude.code for r in knowledge.rules})
+        unknown = unknown_silent(settings, knowledge)
+        if unknown:
+            _print_problems(settings, [unknown], out)
+            return None
         return knowledge
     except RuleError as exc:
         _print_problems(settings, exc.problems, out)
@@ -191,15 +196,16 @@ def rules_test(settings: Settings, out: Any = sys.stdout) -> int:
     knowledge = check_rules(settings)
     if knowledge is None:
         return 1
-    results = run_scenarios(knowledge, RuleEngine(knowledge))
+    results = run_scenarios(knowledge, RuleEngine(knowledge, silent_as_live=True))  # a rule in pilot is tested too
     width = max(len(c.rule.id) for c in knowledge.rules)
     for compiled in knowledge.rules:
         mine = [r for r in results if r.scenario.rule == compiled.rule.id]
         failed = [r for r in mine if not r.ok]
         fires = sum(1 for r in mine if r.scenario.fires)
         status = "FAIL" if failed else "ok"
+        mode = "  (silent)" if compiled.rule.mode == "silent" else ""
         print(f"{status:<4}  {compiled.rule.id:<{width}}  v{compiled.rule.version}  {len(mine)} scenarios "
-              f"({fires} fire, {len(mine) - fires} do not)  {compiled.file}", file=out)
+              f"({fires} fire, {len(mine) - fires} do not)  {compiled.file}{mode}", file=out)
         for result in failed:
             print(f"      - {result.scenario.name!r} [{result.service}]: {result.problem}", file=out)
     passed = sum(1 for r in results if r.ok)
@@ -237,7 +243,7 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
                       max_entries=settings.fhir_max_entries)
     try:
         answered = answer(service, body, RuleEngine(knowledge), fhir, now, base_url=settings.base_url,
-                          allowed=AllowList.parse(settings.allowed_fhir_servers))
+                          allowed=AllowList.parse(settings.allowed_fhir_servers), silent=service.id in settings.silent)
     except CdsError as exc:
         print(f"pacing-cds: {exc.message}", file=sys.stderr)
         return 1
@@ -247,6 +253,9 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
           file=out)
     print(f"{knowledge.info.name} {knowledge.version}\n", file=out)
     _print_cards(answered.outcome.response.cards, out, answered.outcome.silence)
+    if answered.outcome.silent:
+        print("Silent (evaluated and audited, not returned)\n", file=out)
+        _print_cards([card for card, _ in answered.outcome.silent], out)
     _print_trace(answered, out)
     return 0
 
@@ -318,8 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="serve the CDS service (gunicorn) on PACING_CDS_HOST:PACING_CDS_PORT")
     feedback = commands.add_parser("feedback", help="feedback analytics")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
-    feedback_commands.add_parser("report", help="cards per service and card topic by their latest outcome "
-                                                   "(accepted / overridden), and override reasons")
+    feedback_report_cmd = feedback_commands.add_parser(
+        "report", help="cards per service and card topic by their latest outcome (accepted / overridden), and "
+                       "override reasons; --html: override trends per rule and week")
+    feedback_report_cmd.add_argument("--html", metavar="FILE", help="write the override trends per rule and week "
+                                                                     "(with charts) to this HTML file")
+    feedback_report_cmd.add_argument("--now", help="with --html: the report's day, a date or date-time (default: the "
+                                                   "clock)")
+    report = commands.add_parser("report", help="governance reports from the audit")
+    report_commands = report.add_subparsers(dest="report_command", required=True)
+    firing = report_commands.add_parser("firing", help="per service, rule and day: evaluations, cards shown, cards "
+                                                       "silent, distinct patients")
+    firing.add_argument("--since", help="from this day on (YYYY-MM-DD; default: every day audited)")
+    firing.add_argument("--format", choices=("table", "csv", "html"), default="table", help="default: table")
+    firing.add_argument("--out", metavar="FILE", help="write the report to this file (default: standard output)")
     purge_cmd = commands.add_parser("purge", help="delete feedback and audit records past the retention period")
     purge_cmd.add_argument("--days", type=int, help="keep this many days (default PACING_CDS_RETENTION_DAYS)")
     commands.add_parser("settings", help="list the PACING_CDS_* settings with their defaults")
@@ -355,6 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios")
     rules_commands.add_parser("test", help="run the scenarios; a line per rule")
+    impact = rules_commands.add_parser("impact", help="what a rule change would change: every patient of a panel "
+                                                      "(and every example) evaluated under the baseline and these "
+                                                      "rules")
+    impact.add_argument("--baseline", required=True, help="the rules before the change: a rules folder, or a git ref "
+                                                          "(commit, branch, tag) of the repository holding --rules")
+    impact.add_argument("--rules", help="the rules after the change (default: PACING_CDS_RULES_DIR)")
+    impact.add_argument("--export", help="the panel: a folder of Bulk Data NDJSON files, or a worklist's store "
+                                         "(OUT/store of pacing-cds worklist --fhir-server: last night's panel)")
+    impact.add_argument("--fhir-server", help="the panel: export it from this FHIR server (Bulk Data) into OUT")
+    impact.add_argument("--group", help="with --fhir-server: the Group to export")
+    impact.add_argument("--client-id", help="with --fhir-server: SMART Backend Services client id")
+    impact.add_argument("--private-key", help="with --client-id: its private key (PEM)")
+    impact.add_argument("--key-id", help="with --client-id: the kid of that key")
+    impact.add_argument("--examples", action="store_true", help="also compare every example request of the "
+                                                                "repository (fhir_examples/ beside the rules)")
+    impact.add_argument("--now", help="evaluate as of this date or date-time (default: the clock)")
+    impact.add_argument("--out", default="impact", help="folder for impact.csv and impact.html (default: ./impact)")
+    impact.add_argument("--fail-on", choices=("red-flag-lost",), action="append", default=[],
+                        help="exit 3 when any patient or example loses a red flag under the new rules")
+    impact.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    impact.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per CPU)")
     return parser
 
 
@@ -378,12 +420,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return worklist(settings, args.export, args.out, args.now, args.scheduler, args.workers,
                         tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert, tls_key=args.tls_key, bulk=bulk)
     if args.command == "rules":
+        if args.rules_command == "impact":
+            from cds.panel.impact import impact_command
+
+            return impact_command(settings, args)
         return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
+    if args.command == "report":
+        from cds.reports.firing import firing_command
+
+        return firing_command(settings, args.since, args.format, args.out)
     if args.command == "purge":
         if args.days is not None and args.days < 0:
             print("pacing-cds: --days must be 0 or more", file=sys.stderr)
             return 2
         return purge(settings, args.days)
+    if args.html:
+        from cds.reports.overrides import overrides_command
+
+        return overrides_command(settings, args.html, args.now)
     return feedback_report(settings)
 
 

@@ -45,10 +45,10 @@ def render(report: FeedbackReport, info: RuleSetInfo, out: Any) -> None:
             total[outcome] += counts[outcome]
     rows.append(["total", "", sum(row[2] for row in rows), total["accepted"], total["overridden"]])
     print(f"events received: {report.events} ({rows[-1][2]} cards)\n", file=out)
-    _table(["service", "topic", "cards", "accepted", "overridden"], rows, out)
+    print_table(["service", "topic", "cards", "accepted", "overridden"], rows, out)
     if reasons:
         print("\nOverride reasons (the latest outcome of each card)", file=out)
-        _table(["service", "topic", "code", "reason", "cards"],
+        print_table(["service", "topic", "code", "reason", "cards"],
                [[*key, n] for key, n in sorted(reasons.items(), key=_order)], out)
 
 
@@ -58,7 +58,7 @@ def _order(item: tuple[tuple[str, ...], Any]) -> tuple[Any, ...]:
     return service, topic == NOT_ISSUED, topic, *rest
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: Any) -> None:
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: Any) -> None:
     """Columns two spaces apart: text left-aligned, numbers right-aligned."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(header))]

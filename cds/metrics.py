@@ -43,7 +43,8 @@ class _Metrics:
         self.calls = Counter("pacing_cds_calls", "CDS service calls answered", ["service", "status"], registry=r)
         self.call_seconds = Histogram("pacing_cds_call_duration_seconds", "time to answer a CDS service call",
                                       ["service"], buckets=LATENCY_BUCKETS, registry=r)
-        self.cards = Counter("pacing_cds_cards", "cards returned", ["topic", "indicator"], registry=r)
+        self.cards = Counter("pacing_cds_cards", "cards evaluated: returned (mode shown) or audited only (mode silent)",
+                             ["topic", "indicator", "mode"], registry=r)
         self.fhir = Counter("pacing_cds_fhir_requests", "requests to FHIR servers, by outcome", ["outcome"],
                             registry=r)
         self.fhir_seconds = Histogram("pacing_cds_fhir_request_duration_seconds", "time of a FHIR request",
@@ -117,11 +118,11 @@ def service_call(service: str, status: int, seconds: float) -> None:
     m.call_seconds.labels(service).observe(seconds)
 
 
-def cards(issued: Iterable[tuple[str, str]]) -> None:
-    """The cards of one answer, as (topic, indicator)."""
+def cards(issued: Iterable[tuple[str, str, str]]) -> None:
+    """The cards of one answer, as (topic, indicator, mode): shown, or silent (audited, not returned)."""
     m = _get()
-    for topic, indicator in issued:
-        m.cards.labels(topic, indicator).inc()
+    for topic, indicator, mode in issued:
+        m.cards.labels(topic, indicator, mode).inc()
 
 
 def fhir_request(outcome: str, seconds: float) -> None:

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     bulk_since: str | None = Field(
         None, description="`auto`: the worklist exports only what changed since its last run (Bulk Data _since)"
     )
+    silent: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated service ids in silent mode: every card is evaluated and audited as silent, "
+        "none returned (docs/governance.md)"
+    )
     allow_all_interfaces: bool = Field(
         False, description="production binds HOST 0.0.0.0 or :: only when this is true"
     )
@@ -160,7 +164,7 @@ class Settings(BaseSettings):
         # several times slower than the same test against the clock.
         return value.astimezone(UTC) if value is not None else None
 
-    @field_validator("cors_origins", "fhir_servers", mode="before")
+    @field_validator("cors_origins", "fhir_servers", "silent", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -42,7 +42,9 @@ def _rule(compiled: CompiledRule, knowledge: Knowledge) -> str:
                if rule.evidence.derived else "")
     return (f'<section class="rule" id="{_e(rule.id)}"><h3>{_e(rule.title)} <small><code>{_e(rule.id)}</code> '
             f"v{_e(rule.version)}</small></h3>"
-            f"<p><b>When</b> {_e(rule.plain.when)}<br><b>Then</b> {_e(rule.plain.then)}</p>"
+            + ('<p class="derived"><b>Silent (in pilot)</b>: evaluated and audited, its card never returned</p>'
+               if rule.mode == "silent" else "")
+            + f"<p><b>When</b> {_e(rule.plain.when)}<br><b>Then</b> {_e(rule.plain.then)}</p>"
             f"<p>Card: {_e(rule.conclude.indicator)}; {_e(rule.kind)} recommendation, precedence "
             f"{_e(rule.precedence)}; services {_e(', '.join(compiled.services))}</p>"
             f"<p>Evidence: {evidence}</p>{derived}{_parameters(sorted(compiled.parameters), knowledge)}</section>")

@@ -14,14 +14,15 @@ from cds import metrics
 from cds.api.body import read_json
 from cds.api.error_handler import json_response, where
 from cds.charts.links import add_chart_links
+from cds.engine import Fired
 from cds.errors import CdsError
 from cds.fhir.client import DeadlineExceeded
-from cds.hooks.models import CdsResponse
+from cds.hooks.models import Card, CdsResponse
 from cds.runtime import runtime
 from cds.services.base import CdsService
-from cds.services.pipeline import answer
+from cds.services.pipeline import Outcome, answer
 from cds.services.unavailable import data_unavailable_card
-from cds.store.database import AuditRecord, Store
+from cds.store.database import SHOWN, SILENT, AuditRecord, CardEntry, Store
 
 bp = Blueprint("service_call", __name__)
 log = logging.getLogger("cds.api")
@@ -48,7 +49,8 @@ def call(service_id: str) -> Response:
             answered = answer(service, body, rt.engine, rt.fhir, now, record=record,
                               deadline=time.monotonic() + max(0.0, deadline - time.perf_counter()),
                               https_only=rt.settings.env == "production", base_url=rt.settings.base_url,
-                              allowed=rt.fhir_servers.for_issuer(g.get("iss")))
+                              allowed=rt.fhir_servers.for_issuer(g.get("iss")),
+                              silent=service.id in rt.settings.silent)
         except (ArithmeticError, ValueError, TypeError) as exc:
             # OverflowError from extreme numbers, pydantic's ValidationError on what we build from the data, TypeError
             # from a resource field of the wrong JSON type. The exception text can quote the data: only its type and
@@ -64,15 +66,16 @@ def call(service_id: str) -> Response:
                               f"server ({exc}); answered that guidance is unavailable")
             card = data_unavailable_card(record.hook_instance or "", rt.engine.knowledge,
                                          rt.settings.request_deadline_s)
-            record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)]
+            record.cards = [CardEntry(card.uuid or "", _topic(card))]
             return json_response(CdsResponse(cards=[card]).to_json())
         metrics.prefetch_sources(answered.data.sources.values())
         response = answered.outcome.response
         if answered.outcome.silence:
             record.message = f"no cards: {answered.outcome.silence}"
-        record.cards = [(card.uuid or "", card.source.topic.code if card.source.topic else None)
-                        for card in response.cards]
-        metrics.cards((c.source.topic.code if c.source.topic else "none", c.indicator) for c in response.cards)
+        evaluated = cards_by_mode(answered.outcome)
+        record.cards = [CardEntry(card.uuid or "", _topic(card), first.rule_id, first.rule_version, mode,
+                                  card.to_json() if mode == SILENT else None) for card, first, mode in evaluated]
+        metrics.cards((_topic(card) or "none", card.indicator, mode) for card, _, mode in evaluated)
         # Stored with the audit record, in its transaction, before the answer leaves: any instance can serve it.
         record.charts = add_chart_links(answered.outcome, rt.engine.knowledge.parameters, rt.settings.base_url)
         record.charts_expire = datetime.now(UTC) + timedelta(hours=rt.settings.chart_ttl_h)
@@ -94,6 +97,17 @@ def call(service_id: str) -> Response:
                  duration_ms, extra={"event": "service call", "service": service.id, "status": status,
                                      "hookInstance": record.hook_instance, "iss": g.get("iss"), "jti": g.get("jti"),
                                      "cards": len(record.cards), "duration_ms": duration_ms})
+
+
+def cards_by_mode(outcome: Outcome) -> list[tuple[Card, Fired, str]]:
+    """Every card evaluated, with its first finding (its rule) and its mode: those returned, then the silent ones
+    (audited with what they would have said)."""
+    return ([(card, first, SHOWN) for card, first in zip(outcome.response.cards, outcome.shown, strict=True)]
+            + [(card, first, SILENT) for card, first in outcome.silent])
+
+
+def _topic(card: Card) -> str | None:
+    return card.source.topic.code if card.source.topic else None
 
 
 def write_audit(store: Store, record: AuditRecord, status: int) -> None:

@@ -87,6 +87,9 @@ class Evaluation:
     findings: tuple[Fired, ...]
     trace: tuple[Fired, ...]
     facts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # Findings of rules in silent mode: what precedence would have selected had they been live (the live findings
+    # above are resolved as if they had not fired). Audited as silent cards, never returned.
+    silent: tuple[Fired, ...] = ()
 
     @property
     def codes(self) -> list[str]:
@@ -100,8 +103,11 @@ class Evaluation:
 class RuleEngine:
     """One per process (built in create_app): a ruleset per service compiled from rules/."""
 
-    def __init__(self, knowledge: Knowledge) -> None:
+    def __init__(self, knowledge: Knowledge, *, silent_as_live: bool = False) -> None:
+        """`silent_as_live`: rules in silent mode answer as if live (what a change would do once live)."""
         self.knowledge = knowledge
+        self._silent = frozenset() if silent_as_live else frozenset(
+            c.rule.id for c in knowledge.rules if c.rule.mode == "silent")
         self._lock = threading.Lock()
         self._sessions = itertools.count(1)  # session ids, unique in this process (each has its own engine)
         self._rulesets: dict[str, int] = {}
@@ -121,6 +127,17 @@ class RuleEngine:
             raise EngineError("facts do not fit rules/facts.yaml: " + "; ".join(problems))
         fired = self._run(self._rulesets[service_id], facts)
         trace = [self._fired_record(self.knowledge.rule(rule_id), matched) for rule_id, matched in fired]
+        silent: list[Fired] = []
+        if self._silent and any(f.rule_id in self._silent for f in trace):
+            # What the silent rules would say: their findings in a resolution with every rule live. The live answer
+            # is resolved without them, so a rule in pilot never changes, outranks or suppresses a live card.
+            silent = [f for f in resolve_precedence(trace)[0] if f.rule_id in self._silent]
+            live = [f for f in trace if f.rule_id not in self._silent]
+            findings, resolved = resolve_precedence(live)
+            quiet = [f.with_outcome("silent (in pilot): audited, not returned") for f in trace
+                     if f.rule_id in self._silent]
+            return Evaluation(service_id, now, self.knowledge.version, tuple(findings), tuple(resolved + quiet),
+                              tuple(facts), tuple(silent))
         findings, trace = resolve_precedence(trace)
         return Evaluation(service_id, now, self.knowledge.version, tuple(findings), tuple(trace), tuple(facts))
 

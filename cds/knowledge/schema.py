@@ -39,7 +39,7 @@ class Parameter(Strict):
     description: Text
     source: Text
     derived: bool
-    used_by: list[Literal["rules", "features", "dose", "records", "cards"]] = Field(min_length=1)
+    used_by: list[Literal["rules", "features", "dose", "records", "cards", "reports"]] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _in_range(self) -> Parameter:
@@ -228,6 +228,8 @@ class Rule(Strict):
     kind: Literal["dose", "pattern", "order"]
     precedence: int = Field(ge=1, le=99)
     suppressed_by: list[Id] = Field(default_factory=list)
+    # silent: a rule in pilot. It is evaluated and its would-be card audited, never returned (docs/governance.md).
+    mode: Literal["live", "silent"] = "live"
     conditions: dict[str, Any]
     conclude: Conclusion
 

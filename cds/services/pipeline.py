@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from cds.cards import CardContext, build_cards
+from cds.cards import CardContext, build_cards, build_silent_cards, card_groups
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend
@@ -23,7 +23,7 @@ from cds.clinical.records import (
     SetAside,
     eligibility,
 )
-from cds.engine import Evaluation, RuleEngine
+from cds.engine import Evaluation, Fired, RuleEngine
 from cds.errors import CdsError
 from cds.fhir.allowlist import AllowList
 from cds.fhir.client import FhirClient
@@ -39,7 +39,14 @@ from cds.fhir.readers import (
     read_dose,
 )
 from cds.fhir.resolver import UNOBTAINABLE, PrefetchData, draft_order_problems, read_as_dicts, resolve
-from cds.hooks.models import CdsRequest, CdsResponse, OrderSelectContext, OrderSignContext, PatientViewContext
+from cds.hooks.models import (
+    Card,
+    CdsRequest,
+    CdsResponse,
+    OrderSelectContext,
+    OrderSignContext,
+    PatientViewContext,
+)
 from cds.hooks.validation import validate
 from cds.services.base import CdsService
 
@@ -55,6 +62,14 @@ class Outcome:
     facts: list[dict[str, Any]] = field(default_factory=list)
     eligibility: Eligibility = Eligibility(True, "")
     silence: str | None = None  # why the answer has no card (the trace, the audit and the worklist say it)
+    shown: list[Fired] = field(default_factory=list)  # the first finding (its rule) of each card returned, in order
+    silent: list[tuple[Card, Fired]] = field(default_factory=list)  # cards evaluated and audited, not returned
+
+    def silenced(self, why: str) -> Outcome:
+        """This outcome with every card silent (a service in silent mode): evaluated and audited, none returned."""
+        cards = list(zip(self.response.cards, self.shown, strict=True))
+        silence = self.silence if not cards else f"{why}: {len(cards)} card(s) audited as silent, not returned"
+        return replace(self, response=CdsResponse(cards=[]), shown=[], silent=cards + self.silent, silence=silence)
 
 
 def _drafts(context: PatientViewContext, exercise_codes: set[str]) -> dict[str, dict[str, Any]]:
@@ -99,11 +114,12 @@ class Answer:
 def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient, now: datetime, *,
            deadline: float | None = None, https_only: bool = False, record: CallRecord | None = None,
            stages: dict[str, float] | None = None, base_url: str | None = None,
-           allowed: AllowList | None = None) -> Answer:
+           allowed: AllowList | None = None, silent: bool = False) -> Answer:
     """Answer one call of `service`: validate (CdsError 400), resolve prefetch (CdsError 412, DeadlineExceeded
     past `deadline` on the monotonic clock), evaluate and build the cards. `stages` receives seconds per stage;
     `base_url`, where the service is reached, makes each card's source link to its rule on the rules page;
-    `allowed`, the FHIR servers the caller may name as fhirServer (none: any)."""
+    `allowed`, the FHIR servers the caller may name as fhirServer (none: any); `silent`, the service is in silent
+    mode: every card is evaluated and kept in the outcome as silent, none returned."""
     started = time.perf_counter()
     request = validate(CdsRequest, body)
     if record is not None:
@@ -140,6 +156,8 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
     except NotLean:  # an Observation read typed needs the general readers: every typed key is read as dicts
         read_as_dicts(data, service.templates, context.patientId, request.fhirServer)
         outcome = evaluated([r for key in data.resources for r in data.entries(key)])
+    if silent:
+        outcome = outcome.silenced(f"the service {service.id} is in silent mode")
     return Answer(service, request, context, data, outcome)
 
 
@@ -199,12 +217,17 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
                                  features, params) if dose_finding else None,
         reviews=reviews, drafts=drafts, facts=facts, rules_url=rules_url, user_id=user_id)
     response = CdsResponse(cards=build_cards(evaluation, ctx))
+    silent = build_silent_cards(evaluation, ctx, lambda finding: recommend(
+        finding.code, knowledge.rule(finding.rule_id).rule.conclude.dose, features, params)) \
+        if evaluation.silent else []
     if stages is not None:
         stages["features"] = features_done - started
         stages["rules"] = rules_done - features_done
         stages["cards"] = time.perf_counter() - rules_done
-    silence = None if response.cards else _silence(hook, drafts, reviews)
-    return Outcome(response, evaluation, features, record, facts, who, silence)
+    silence = None if response.cards else _silence(hook, drafts, reviews) if not silent else \
+        f"only rules in silent mode made a recommendation: {len(silent)} card(s) audited as silent, not returned"
+    return Outcome(response, evaluation, features, record, facts, who, silence,
+                   [group[0] for group in card_groups(evaluation.findings)], silent)
 
 
 def _draft_doses(drafts: dict[str, dict[str, Any]], record: PatientRecord, instruction_dose: list[str],

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import (
@@ -76,6 +76,7 @@ class AuditEvent(Base):
     """One service call: who, which patient, what was answered, how long it took. No tokens, no resources."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_service_time", "service_id", "time"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -93,7 +94,8 @@ class AuditEvent(Base):
 
 
 class IssuedCard(Base):
-    """A card this service sent, so that feedback (which names only the card uuid) can be tied to its topic."""
+    """A card this service sent, so that feedback (which names only the card uuid) can be tied to its topic and rule;
+    or a silent card (mode "silent"): evaluated, not returned, kept with what it would have said (`card`)."""
 
     __tablename__ = "issued_card"
 
@@ -102,6 +104,11 @@ class IssuedCard(Base):
     topic: Mapped[str | None] = mapped_column(String(128), nullable=True)
     hook_instance: Mapped[str] = mapped_column(String(128))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    mode: Mapped[str] = mapped_column(String(8), server_default="shown")
+    rule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rule_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ChartRecord(Base):
@@ -121,6 +128,20 @@ CHART_INSERT = cast(Table, ChartRecord.__table__).insert()
 AUDIT_INSERT = cast(Table, AuditEvent.__table__).insert()
 
 
+SHOWN, SILENT = "shown", "silent"
+
+
+class CardEntry(NamedTuple):
+    """A card of a call as the audit keeps it: returned (shown), or silent with what it would have said."""
+
+    uuid: str
+    topic: str | None
+    rule_id: str | None = None
+    rule_version: str | None = None
+    mode: str = SHOWN
+    card: dict[str, Any] | None = None  # the card's JSON, kept for a silent card only
+
+
 @dataclass
 class AuditRecord:
     """What the HTTP edge collects during a service call; written once when the call ends."""
@@ -131,7 +152,7 @@ class AuditRecord:
     hook: str | None = None
     patient_id: str | None = None
     user_id: str | None = None
-    cards: list[tuple[str, str | None]] = field(default_factory=list)  # (uuid or "", topic code)
+    cards: list[CardEntry] = field(default_factory=list)  # shown and silent
     rule_set_version: str | None = None
     message: str | None = None
     data_sources: dict[str, Any] | None = None
@@ -351,7 +372,7 @@ class Store:
             "hook": record.hook,
             "patient_id": record.patient_id,
             "user_id": record.user_id,
-            "card_topics": [topic for _, topic in record.cards if topic],
+            "card_topics": [card.topic for card in record.cards if card.topic and card.mode == SHOWN],
             "rule_set_version": record.rule_set_version,
             "duration_ms": round(duration_ms, 3),
             "status": status,
@@ -361,12 +382,14 @@ class Store:
         if self._writer is None:
             with self.engine.begin() as conn:
                 conn.execute(AUDIT_INSERT, event)
-                self._issue(record.service_id, record.hook_instance or "", record.cards, now, conn)
+                self._issue(record.service_id, record.hook_instance or "", record.cards, now, conn,
+                            record.patient_id)
                 if record.charts_expire is not None:
                     self._add_charts(conn, record.charts, now, record.charts_expire)
             return
         charts = [] if record.charts_expire is None else _chart_rows(record.charts, now, record.charts_expire)
-        self._writer.write(event, _issued_rows(record.service_id, record.hook_instance or "", record.cards, now),
+        self._writer.write(event, _issued_rows(record.service_id, record.hook_instance or "", record.cards, now,
+                                               record.patient_id),
                            charts, now if charts and self._purge_due() else None)
 
     def _purge_due(self) -> bool:
@@ -376,9 +399,9 @@ class Store:
             return True
         return False
 
-    def _issue(self, service_id: str, hook_instance: str, cards: list[tuple[str, str | None]],
-               now: datetime, conn: Any) -> None:
-        rows = _issued_rows(service_id, hook_instance, cards, now)
+    def _issue(self, service_id: str, hook_instance: str, cards: Iterable[tuple[Any, ...]],
+               now: datetime, conn: Any, patient_id: str | None = None) -> None:
+        rows = _issued_rows(service_id, hook_instance, cards, now, patient_id)
         if not rows:
             return
         statement = self._issue_insert
@@ -388,9 +411,11 @@ class Store:
         with self.engine.begin() as own:
             own.execute(statement, rows)
 
-    def record_issued_cards(self, service_id: str, hook_instance: str, cards: list[tuple[str, str | None]]) -> None:
-        """Remember cards issued outside a service call (imports of history, tests)."""
-        self._issue(service_id, hook_instance, cards, _utcnow(), None)
+    def record_issued_cards(self, service_id: str, hook_instance: str, cards: Iterable[tuple[Any, ...]],
+                            patient_id: str | None = None, at: datetime | None = None) -> None:
+        """Remember cards issued outside a service call (imports of history, tests): CardEntry tuples, or
+        (uuid, topic) pairs."""
+        self._issue(service_id, hook_instance, cards, at or _utcnow(), None, patient_id)
 
     # ------------------------------------------------------------ charts
 
@@ -471,10 +496,12 @@ def _lock_key(client_key: str) -> int:
     return int.from_bytes(hashlib.sha256(client_key.encode()).digest()[:4], "big", signed=True)
 
 
-def _issued_rows(service_id: str, hook_instance: str, cards: list[tuple[str, str | None]],
-                 now: datetime) -> list[dict[str, Any]]:
-    return [{"card_uuid": uuid, "service_id": service_id, "topic": topic, "hook_instance": hook_instance,
-             "issued_at": now} for uuid, topic in cards if uuid]
+def _issued_rows(service_id: str, hook_instance: str, cards: Iterable[tuple[Any, ...]], now: datetime,
+                 patient_id: str | None) -> list[dict[str, Any]]:
+    entries = (CardEntry(*card) for card in cards)
+    return [{"card_uuid": c.uuid, "service_id": service_id, "topic": c.topic, "hook_instance": hook_instance,
+             "issued_at": now, "mode": c.mode, "rule_id": c.rule_id, "rule_version": c.rule_version,
+             "patient_id": patient_id, "card": c.card} for c in entries if c.uuid]
 
 
 def _chart_rows(charts: list[tuple[str, dict[str, Any]]], now: datetime, expires: datetime) -> list[dict[str, Any]]:
@@ -493,7 +520,8 @@ def _call_writer(url: URL, dialect: Dialect) -> SqliteCallWriter | None:
     quote = dialect.identifier_preparer.quote
     return SqliteCallWriter(
         path, _sqlite_pragmas, Prepared(audit_table, event_columns, dialect),
-        Prepared(cast(Table, IssuedCard.__table__), ["card_uuid", "service_id", "topic", "hook_instance", "issued_at"],
+        Prepared(cast(Table, IssuedCard.__table__), ["card_uuid", "service_id", "topic", "hook_instance", "issued_at",
+                                                     "mode", "rule_id", "rule_version", "patient_id", "card"],
                  dialect, f" ON CONFLICT ({quote('card_uuid')}) DO NOTHING"),
         Prepared(chart_table, ["token", "created_at", "expires_at", "series"], dialect),
         f"DELETE FROM {quote(chart_table.name)} WHERE {quote(expires.name)} < ?",
