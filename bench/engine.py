@@ -32,11 +32,20 @@ ON_TRACK: dict[str, Any] = {
     "acwr": 1.0, "boom_bust": False, "inactive": False, "weekly_minutes": 60, "mean_daily_steps": 5500}
 
 
+def _progressing() -> list[dict[str, Any]]:
+    """The facts of the first scenario of rules/ in which `progress` fires."""
+    knowledge = load_knowledge(ROOT / "rules")
+    return next(list(s.given) for _, s in knowledge.scenarios if s.rule == "progress" and s.fires)
+
+
+PROGRESSING = _progressing()
+
+
 def cases(n: int) -> list[tuple[str, str, list[tuple[str, list[dict[str, Any]]]]]]:
     return [
         ("baseline: empty session", "pacing-review", [("pacing-review", [])] * n),
         ("nothing matches", "pacing-review", [("pacing-review", nothing_matches(i)) for i in range(n)]),
-        ("on-track patient -> progress", "pacing-review", [("pacing-review", [ON_TRACK])] * n),
+        ("on-track patient -> progress", "pacing-review", [("pacing-review", PROGRESSING)] * n),
         ("red flags + patterns", "pacing-review", [("pacing-review", [
             {**ON_TRACK, "boom_bust": True, "inactive": True},
             {"t": "vitals", "systolic": 190.0, "diastolic": 100.0, "temperature_max": 38.5},
@@ -60,6 +69,24 @@ def measure(engine: RuleEngine, work: list[tuple[str, list[dict[str, Any]]]]) ->
     elapsed = time.perf_counter() - started
     times.sort()
     return len(work) / elapsed, statistics.median(times) * 1e6, times[int(len(times) * 0.99) - 1] * 1e6
+
+
+def silent_engine() -> RuleEngine:
+    """The rules with `progress` in silent mode: what a rule in pilot adds (a second precedence resolution and the
+    trace of what it would have said) when it fires."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        rules = Path(folder) / "rules"
+        shutil.copytree(ROOT / "rules", rules)
+        path = rules / "progress" / "rule.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["rules"][0]["mode"] = "silent"
+        path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+        return RuleEngine(load_knowledge(rules))
 
 
 def threaded(engine: RuleEngine, work: list[tuple[str, list[dict[str, Any]]]], threads: int) -> float:
@@ -95,6 +122,12 @@ def main() -> int:
         rate, p50, p99 = measure(engine, work)
         baseline = baseline or p50
         print(f"| {name:<30} | {rate:>9,.0f} | {p50:>8.1f} | {p99:>8.1f} | {f'{p50 / baseline:.2f} x baseline':>16} |")
+    pilot = silent_engine()
+    assert pilot.evaluate("pacing-review", PROGRESSING, NOW).silent, "progress is silent in these facts"
+    rate, p50, p99 = measure(pilot, [("pacing-review", PROGRESSING)] * args.n)
+    assert baseline is not None
+    print(f"| {'on-track, progress in pilot':<30} | {rate:>9,.0f} | {p50:>8.1f} | {p99:>8.1f} | "
+          f"{f'{p50 / baseline:.2f} x baseline':>16} |")
     mixed = cases(args.n)[-1][2]
     single_rate = measure(engine, mixed)[0]
     for threads in (4, 8):

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds.store import database
-from cds.store.database import AuditRecord, IssuedCard, Store
+from cds.store.database import SILENT, AuditRecord, CardEntry, IssuedCard, Store
 from cds.store.prepared import sqlite_file
 
 NOW = datetime(2026, 11, 20, 9, 30, 15, 123456, tzinfo=UTC)
@@ -29,7 +29,9 @@ def a_call(n: int, token: str | None = None) -> AuditRecord:
                          patient_id="p-1", user_id="Practitioner/7", rule_set_version="2.0.0+abc",
                          message="naïve — “quoted” text" if n % 2 else None,
                          data_sources={"pain": "prefetch", "goals": "unobtainable (optional)"} if n % 3 else None,
-                         cards=[(f"uuid-{n}-a", "progress"), (f"uuid-{n}-b", None), ("", "data-unavailable")])
+                         cards=[CardEntry(f"uuid-{n}-a", "progress", "progress", "0.2.0"), CardEntry(f"uuid-{n}-b", None),
+                                CardEntry("", "data-unavailable"),
+                                CardEntry(f"uuid-{n}-c", "hold", "hold", "0.1.0", SILENT, {"summary": "Hold — “x”"})])
     record.charts = [(token or f"token-{n}", {"days": ["2026-11-19", "2026-11-20"], "values": [20, 22.5],
                                              "plan": None})]
     record.charts_expire = NOW + timedelta(hours=24)
@@ -91,7 +93,8 @@ def test_a_call_that_cannot_be_written_leaves_nothing(tmp_path: Path, monkeypatc
         made.audit(a_call(3), 200)  # and the connection is usable again
         rows = written(made)
         assert [e["hook_instance"] for e in rows["events"]] == ["call-1", "call-3"]
-        assert [c["card_uuid"] for c in rows["cards"]] == ["uuid-1-a", "uuid-1-b", "uuid-3-a", "uuid-3-b"]
+        assert [c["card_uuid"] for c in rows["cards"]] == ["uuid-1-a", "uuid-1-b", "uuid-1-c", "uuid-3-a", "uuid-3-b",
+                                                           "uuid-3-c"]
     finally:
         made.close()
 
