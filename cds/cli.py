@@ -434,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("pacing-cds: --days must be 0 or more", file=sys.stderr)
             return 2
         return purge(settings, args.days)
+    if args.now and not args.html:
+        print("pacing-cds: --now goes with --html (the text report counts every card stored)", file=sys.stderr)
+        return 2
     if args.html:
         from cds.reports.overrides import overrides_command
 

@@ -46,7 +46,7 @@ class Firing:
         return (self.shown + self.silent) / self.evaluations if self.evaluations else None
 
 
-def _day(store: Store, column: Any) -> Any:
+def utc_day(store: Store, column: Any) -> Any:
     """The UTC day of a timestamp column, as the backend computes it."""
     if store.engine.dialect.name == "postgresql":
         return func.date(func.timezone("UTC", column))
@@ -57,10 +57,10 @@ def firing(store: Store, since: date | None = None) -> list[Firing]:
     """Per service, rule and day (from `since` on): evaluations, cards shown, cards silent, distinct patients."""
     audit, issued = AuditEvent.__table__, IssuedCard.__table__
     start = datetime(since.year, since.month, since.day, tzinfo=UTC) if since else None
-    audit_day = _day(store, audit.c.time)
+    audit_day = utc_day(store, audit.c.time)
     calls = (select(audit.c.service_id, audit_day, func.count())
              .where(audit.c.status == 200).group_by(audit.c.service_id, audit_day))
-    card_day = _day(store, issued.c.issued_at)
+    card_day = utc_day(store, issued.c.issued_at)
     rule = func.coalesce(issued.c.rule_id, issued.c.topic)
     cards = (select(issued.c.service_id, rule, issued.c.rule_id.is_(None), card_day,
                     func.sum(_count_of(issued.c.mode, SHOWN)), func.sum(_count_of(issued.c.mode, SILENT)),
