@@ -28,7 +28,7 @@ def parse_now(text: str | None, settings: Settings) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _progress_bar(console: Any) -> Any:
+def progress_bar(console: Any) -> Any:
     """A rich bar fed by the scheduler's count of finished tasks (distributed's text bar, redrawn by rich)."""
     from distributed.diagnostics.progressbar import TextProgressBar
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -216,7 +216,7 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, str
         assert state is not None
         panel = store.as_export(at, state, export.refused + problems, export.file_types, notes)
     except (OSError, store.StoreError, pa.ArrowException) as exc:
-        return None, f"the panel's store in {at} could not be written or read ({_reason(exc)}): {REBUILD}"
+        return None, f"the panel's store in {at} could not be written or read ({error_words(exc)}): {REBUILD}"
     if any(p.kind in FILE_KINDS for p in problems + export.refused):
         notes.append(f"part of the export was lost: the next --since auto run asks again from "
                      f"{since or 'the start (a full export)'}")
@@ -226,7 +226,7 @@ def fetch_panel(bulk: BulkArgs, out: Path, say: Any) -> tuple[Export | None, str
 REBUILD = "run without --since to rebuild it from a full export"
 
 
-def _reason(exc: BaseException) -> str:
+def error_words(exc: BaseException) -> str:
     """An error in a few words: an OSError's own words, else the first line of the message, shortened."""
     text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return (text.splitlines() or [type(exc).__name__])[0][:160]
@@ -297,9 +297,9 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
         return refuse(f"cannot make the output folder {out_dir}: {exc.strerror or exc}", 1)
     try:
         with dask_client(scheduler, workers or os.cpu_count() or 1, security) as client:
-            result = run(client, export, rule_bundle(settings.rules_path), now, _progress_bar(console), out)
+            result = run(client, export, rule_bundle(settings.rules_path), now, progress_bar(console), out)
     except (pa.ArrowException, NotSorted) as exc:  # a bucket of the store damaged since this run read it
-        return refuse(f"the panel's store could not be read ({_reason(exc)}): {REBUILD}", 1)
+        return refuse(f"the panel's store could not be read ({error_words(exc)}): {REBUILD}", 1)
     except (OSError, KilledWorker) as exc:
         if made:  # a run that wrote nothing leaves no folder behind
             shutil.rmtree(out, ignore_errors=True)

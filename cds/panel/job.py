@@ -19,7 +19,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -143,12 +143,20 @@ def _quiet_cancellation(record: logging.LogRecord) -> bool:
 
 def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, progress: Any = None,
         spill: Path | None = None) -> Result:
-    """Evaluate every patient of the export on the client's cluster; an export's lines are carried to their
-    buckets through a folder made in `spill` (the system's temporary folder by default; a folder every worker
-    can read), removed at the end."""
-    started = time.perf_counter()
+    """Evaluate every patient of the export on the client's cluster: the worklist rows."""
     plugin = RulesPlugin(bundle)
-    client.register_plugin(plugin)
+    return run_buckets(client, export, [plugin], evaluate_bucket, {"digest": plugin.digest}, now, progress, spill)
+
+
+def run_buckets(client: Any, export: Export, plugins: list[RulesPlugin], task: Callable[..., dict[str, list[str]]],
+                options: dict[str, str], now: datetime, progress: Any = None, spill: Path | None = None) -> Result:
+    """Every patient of the export through `task` (a bucket's evaluation in cds/panel/workers.py, given the bucket's
+    paths, now_iso, unread, limit and `options`), with the rule engines of `plugins` built on every worker. An
+    export's lines are carried to their buckets through a folder made in `spill` (the system's temporary folder by
+    default; a folder every worker can read), removed at the end."""
+    started = time.perf_counter()
+    for plugin in plugins:
+        client.register_plugin(plugin)
     workers = len(client.scheduler_info(n_workers=-1)["workers"])
     read: list[Problem] = []
     folder: Path | None = None
@@ -163,7 +171,7 @@ def run(client: Any, export: Export, bundle: dict[str, bytes], now: datetime, pr
         # refused part way (lines of patients no one can name are gone) is could not be read in every row, so
         # that no dose is changed on what is left of it.
         unread = unread_types(export.refused + read, export)
-        rows, problems = _evaluate(client, buckets, plugin, now, unread, progress)
+        rows, problems = _evaluate(client, buckets, task, options, now, unread, progress)
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -201,10 +209,10 @@ def unread_types(problems: list[Problem], export: Export | None = None) -> tuple
     return tuple(sorted(found | set(export.unread if export is not None else ())))
 
 
-def _evaluate(client: Any, buckets: list[list[str]], plugin: RulesPlugin, now: datetime, unread: tuple[str, ...],
-              progress: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
-    futures = client.map(evaluate_bucket, buckets, now_iso=now.isoformat(), digest=plugin.digest,
-                         unread=",".join(unread), limit=task_limit(len(buckets)), pure=False)
+def _evaluate(client: Any, buckets: list[list[str]], task: Callable[..., dict[str, list[str]]], options: dict[str, str],
+              now: datetime, unread: tuple[str, ...], progress: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
+    futures = client.map(task, buckets, now_iso=now.isoformat(), unread=",".join(unread),
+                         limit=task_limit(len(buckets)), pure=False, **options)
     if progress is not None:
         progress(futures, "evaluating")
     return collect(client.gather(futures))

@@ -104,11 +104,11 @@ th{background:#f4f6f9;font-weight:600} td.n{text-align:right;font-variant-numeri
 """
 
 
-def _codes_html(codes: str) -> str:
+def codes_html(codes: str) -> str:
     return "".join(f'<span class="code {html.escape(c)}">{html.escape(c)}</span>' for c in codes.split()) or "—"
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     return "—" if value is None or value == "" else html.escape(str(value))
 
 
@@ -118,11 +118,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         body.append(
-            f"<tr><td>{_cell(r['patient'])}</td><td>{_codes_html(r['recommendations'])}</td>"
-            f"<td>{_cell(r['dose_now'])}</td><td>{_cell(r['dose_proposed'])}</td>"
-            f"<td class=n>{_cell(r['adherence'])}</td><td class=n>{_cell(r['pain_delta'])}</td>"
-            f"<td class=n>{_cell(r['flare_weeks'])}</td><td>{_cell(r['last_data_day'])}</td>"
-            f"<td>{_cell(r['red_flags'])}</td><td>{_cell(r.get('note'))}</td></tr>")
+            f"<tr><td>{cell(r['patient'])}</td><td>{codes_html(r['recommendations'])}</td>"
+            f"<td>{cell(r['dose_now'])}</td><td>{cell(r['dose_proposed'])}</td>"
+            f"<td class=n>{cell(r['adherence'])}</td><td class=n>{cell(r['pain_delta'])}</td>"
+            f"<td class=n>{cell(r['flare_weeks'])}</td><td>{cell(r['last_data_day'])}</td>"
+            f"<td>{cell(r['red_flags'])}</td><td>{cell(r.get('note'))}</td></tr>")
     return "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
 
 
@@ -131,7 +131,7 @@ def page(rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, An
     counts = recommendation_counts(rows)
     top = max(counts.values(), default=1)
     count_rows = "".join(
-        f"<tr><td>{_codes_html(code)}</td><td class=n>{n}</td>"
+        f"<tr><td>{codes_html(code)}</td><td class=n>{n}</td>"
         f'<td><span class="bar" style="width:{max(2, round(240 * n / top))}px"></span></td></tr>'
         for code, n in counts.most_common())
     order = meta["needs_action"]

@@ -1,5 +1,6 @@
-"""What runs inside a Dask worker: the rule engine built once per worker process, a part of the export written
-out by the bucket of each line's patient, and a bucket's evaluation.
+"""What runs inside a Dask worker: the rule engines built once per worker process, a part of the export written
+out by the bucket of each line's patient, and a bucket's evaluation (the worklist's, or the impact's: each patient
+under two rule sets).
 
 A durable-rules engine cannot be pickled, so the rule files travel instead (a few hundred kB, once per worker,
 in a worker plugin) and each worker loads them itself. Shipping the files rather than a path means a cluster
@@ -12,7 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from distributed import WorkerPlugin
 
 from cds.engine import RuleEngine, load_knowledge
 from cds.heap import settle_heap
-from cds.panel.rows import evaluate_group
-from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, Part, ProblemLog, bucket_of, read_part
+from cds.panel.rows import evaluate_group, evaluate_parsed, impact_row, parse_group
+from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, Part, Problem, ProblemLog, bucket_of, read_part
 from cds.panel.store import patients_of
 
 # The columns a line travels in from its read task to its patient's evaluation task.
@@ -38,36 +39,38 @@ def rule_bundle(rules_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(rules_dir)): p.read_bytes() for p in sorted(rules_dir.rglob("*")) if p.is_file()}
 
 
-def bundle_digest(bundle: dict[str, bytes]) -> str:
-    sha = hashlib.sha256()
+def bundle_digest(bundle: dict[str, bytes], silent_as_live: bool = False) -> str:
+    """The key of the engine built from these files: an engine whose silent rules answer as if live is another."""
+    sha = hashlib.sha256(b"silent-as-live\0" if silent_as_live else b"")
     for name, content in sorted(bundle.items()):
         sha.update(name.encode() + b"\0" + content + b"\0")
     return sha.hexdigest()
 
 
-def engine_from_bundle(bundle: dict[str, bytes]) -> RuleEngine:
+def engine_from_bundle(bundle: dict[str, bytes], silent_as_live: bool = False) -> RuleEngine:
     """Write the files to a temporary folder, load and compile them there."""
     folder = Path(tempfile.mkdtemp(prefix="pacing-cds-rules-"))
     try:
         for name, content in bundle.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(content)
-        return RuleEngine(load_knowledge(folder))
+        return RuleEngine(load_knowledge(folder), silent_as_live=silent_as_live)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 class RulesPlugin(WorkerPlugin):
-    """Builds the rule engine on every worker, including workers that join later."""
+    """Builds the rule engine on every worker, including workers that join later. `silent_as_live`: its rules in
+    silent mode answer as if live (the impact of a change once live)."""
 
-    def __init__(self, bundle: dict[str, bytes]) -> None:
-        self.bundle = bundle
-        self.digest = bundle_digest(bundle)
+    def __init__(self, bundle: dict[str, bytes], silent_as_live: bool = False) -> None:
+        self.bundle, self.silent_as_live = bundle, silent_as_live
+        self.digest = bundle_digest(bundle, silent_as_live)
         self.name = f"pacing-cds-rules-{self.digest[:16]}"
 
     def setup(self, worker: Any) -> None:
         if self.digest not in _ENGINES:
-            _ENGINES[self.digest] = engine_from_bundle(self.bundle)
+            _ENGINES[self.digest] = engine_from_bundle(self.bundle, self.silent_as_live)
             settle_heap()
 
 
@@ -129,16 +132,46 @@ def evaluate_bucket(paths: list[str], now_iso: str, digest: str, unread: str = "
     a sub-frame per patient, which cost about 15 % of the evaluation itself."""
     engine, now = worker_engine(digest), datetime.fromisoformat(now_iso)
     missing = tuple(t for t in unread.split(",") if t)
+    return _bucket_rows(paths, limit, lambda patient, lines: evaluate_group(engine, patient, lines, now, missing))
+
+
+def impact_bucket(paths: list[str], now_iso: str, before: str, after: str, unread: str = "",
+                  limit: int = PROBLEMS_LISTED) -> dict[str, list[str]]:
+    """The impact's evaluation task: every patient of a bucket, its lines parsed once, evaluated under the engines
+    `before` and `after` (by digest) -> impact rows and problems, as evaluate_bucket gives worklist rows."""
+    was, will, now = worker_engine(before), worker_engine(after), datetime.fromisoformat(now_iso)
+    missing = tuple(t for t in unread.split(",") if t)
+
+    def row_of(patient: str, lines: list[tuple[str, int, str]]) -> tuple[dict[str, Any] | None, list[Problem]]:
+        parsed, problems = parse_group(patient, lines)
+        if parsed is None:
+            return None, problems
+        return impact_row(patient, evaluate_parsed(was, parsed, now, missing),
+                          evaluate_parsed(will, parsed, now, missing)), problems
+
+    return _bucket_rows(paths, limit, row_of)
+
+
+RowOf = Callable[[str, list[tuple[str, int, str]]], tuple[dict[str, Any] | None, list[Problem]]]
+
+
+def _bucket_rows(paths: list[str], limit: int, row_of: RowOf) -> dict[str, list[str]]:
+    """Each patient of a bucket through `row_of` -> its rows and problems as columns kind/patient/data."""
     out: dict[str, list[str]] = {"kind": [], "patient": [], "data": []}
     found = ProblemLog(limit)
     for patient, lines in _patients(paths):
-        row, problems = evaluate_group(engine, patient, lines, now, missing)
+        row, problems = row_of(patient, lines)
         if row is not None:
             out["kind"].append("row")
             out["patient"].append(patient)
             out["data"].append(orjson.dumps(row).decode())
         for problem in problems:
             found.append(problem)
+    return _with_problems(out, found)
+
+
+def _with_problems(out: dict[str, list[str]], found: ProblemLog) -> dict[str, list[str]]:
+    """A task's output with its problems after its rows (those past its limit as one NOT_LISTED entry)."""
     for problem in found.entries(""):
         out["kind"].append("problem")
         out["patient"].append("")

@@ -16,19 +16,14 @@ from sqlalchemy import insert
 from cds.reports.firing import Firing, as_csv, as_html, firing, firing_command
 from cds.settings import load_settings
 from cds.store.database import SHOWN, SILENT, AuditEvent, IssuedCard, Store
-from tests.support.backing import PostgresServer
+from tests.support.backing import fresh_database
 
 DAY1, DAY2 = datetime(2026, 11, 18, 23, 30, tzinfo=UTC), datetime(2026, 11, 19, 0, 30, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'firing.db'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.database(f"cds_{uuid.uuid4().hex[:8]}")
-    seeded = Store(url)
+    seeded = Store(fresh_database(request.param, tmp_path, request))
     seeded.create_schema()
     _seed(seeded)
     yield seeded

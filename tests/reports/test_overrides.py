@@ -37,7 +37,7 @@ from cds.reports.overrides import (
 from cds.settings import load_settings
 from cds.store.database import SHOWN, SILENT, CardEntry, Store
 from tests.conftest import ROOT, VENV_BIN
-from tests.support.backing import PostgresServer
+from tests.support.backing import fresh_database
 
 SERVICE = "pacing-review"
 OURS = "https://pacing-cds.example.org/CodeSystem/override-reason"  # rules/ruleset.yaml override_reason_system
@@ -162,12 +162,7 @@ def silent_knowledge(rules: Path) -> Knowledge:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('overrides-db') / 'cds.db'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.database(f"cds_{uuid.uuid4().hex[:8]}")
-    seeded = Store(url)
+    seeded = Store(fresh_database(request.param, tmp_path_factory.mktemp("overrides-db"), request))
     seeded.create_schema()
     seed(seeded)
     yield seeded

@@ -12,7 +12,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +104,12 @@ class PostgresServer:
     def stop(self) -> None:
         self.process.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def fresh_database(backend: str, folder: Path, request: Any) -> str:
+    """The URL of an empty database on `backend` ("sqlite": a file in `folder`; "postgresql": a new database of the
+    session's PostgreSQL server, started by its fixture)."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'cds.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.database(f"cds_{uuid.uuid4().hex[:8]}")
