@@ -83,7 +83,7 @@ def unknown_silent(settings: Settings, knowledge: Any) -> str | None:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application: settings, rule engine, database, FHIR client, services and HTTP edge."""
-    from cds import api
+    from cds import api, metrics
     from cds.charts.plan import load_plan_text
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.allowlist import AllowList, ServerPolicy
@@ -118,4 +118,14 @@ def create_app(settings: Settings | None = None) -> Flask:
                                   authenticator.fhir_server_lists() if authenticator else {}),
     )
     api.register(app, settings)
+    metrics.declare(services, _card_kinds(engine.knowledge))
     return app
+
+
+def _card_kinds(knowledge: Any) -> list[tuple[str, str]]:
+    """Every (topic, indicator) a card of these rules can carry, and the card that says data were unavailable."""
+    from cds.services.unavailable import INDICATOR, TOPIC
+
+    kinds = {(c.rule.conclude.code, indicator) for c in knowledge.rules
+             for indicator in (c.rule.conclude.indicator, *c.rule.conclude.indicator_at.values())}
+    return sorted(kinds | {(TOPIC, INDICATOR)})

@@ -47,9 +47,10 @@ def _serve(settings: Settings) -> int:
     store.create_schema()  # once, before the workers start
     store.close()
 
-    from cds.serving import Load
+    from cds.serving import Load, complete_reason_phrases
 
     load = Load()
+    complete_reason_phrases()  # before the workers fork: each inherits the table
 
     def post_fork(_arbiter: Any, worker: Any) -> None:
         load.join(worker.age)
@@ -95,6 +96,10 @@ def _serve(settings: Settings) -> int:
             return app
 
     configure_logging(settings.log_level, settings.log_format)
+    if settings.now is not None:
+        logging.getLogger("cds").warning(
+            "PACING_CDS_NOW pins the clock at %s: every call is evaluated as of that instant, not today (demos and "
+            "tests only)", settings.now.isoformat())
     logging.getLogger("cds").info(
         "pacing-cds serving %s/cds-services on %s (%d workers x %d threads behind a buffering event loop, env %s)%s",
         settings.base_url, _bind(settings), settings.workers, settings.threads, settings.env,

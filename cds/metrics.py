@@ -34,6 +34,13 @@ _REFUSALS = (
 )
 
 
+# Label values known before the first call: each series is declared at zero when the app is made (see `declare`).
+FHIR_OUTCOMES = ("ok", "timeout", "unreachable", "http_error", "invalid")
+PREFETCH_SOURCES = ("prefetch", "fetched", "null")
+FEEDBACK_OUTCOMES = ("accepted", "overridden")
+CARD_MODES = ("shown", "silent")
+
+
 class _Metrics:
     """The metric objects of this process."""
 
@@ -106,6 +113,27 @@ def worker_exit(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+
+
+def declare(services: Iterable[str], card_kinds: Iterable[tuple[str, str]]) -> None:
+    """Every series whose labels are known before the first call, at zero (each service's 200s and latency, each
+    card topic and indicator in both modes, each FHIR outcome, prefetch source, refusal reason and feedback
+    outcome): a scraper sees every metric, and a rate, from the first scrape rather than from the first event."""
+    m = _get()
+    for service in services:
+        m.calls.labels(service, "200")
+        m.call_seconds.labels(service)
+    for topic, indicator in card_kinds:
+        for mode in CARD_MODES:
+            m.cards.labels(topic, indicator, mode)
+    for outcome in FHIR_OUTCOMES:
+        m.fhir.labels(outcome)
+    for source in PREFETCH_SOURCES:
+        m.prefetch.labels(source)
+    for reason in dict.fromkeys([*(reason for _, reason in _REFUSALS), "other"]):
+        m.jwt_refusals.labels(reason)
+    for outcome in FEEDBACK_OUTCOMES:
+        m.feedback.labels(outcome)
 
 
 # ------------------------------------------------------------------ hooks called where things happen

@@ -44,6 +44,22 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 log = logging.getLogger("cds")
 
 
+def complete_reason_phrases() -> None:
+    """gunicorn's ASGI worker writes each status line from its own table of reason phrases, which lacks some this
+    service answers (412 Precondition Failed went out as "412 Unknown"): the standard library's phrase is added for
+    every status the table lacks. Its entries are kept; a gunicorn without the table is left as it is."""
+    from http import HTTPStatus
+
+    try:
+        from gunicorn.asgi import protocol
+    except ImportError:
+        return
+    table = getattr(protocol, "_REASON_PHRASES", None)
+    if isinstance(table, dict):
+        for status in HTTPStatus:
+            table.setdefault(status.value, status.phrase)
+
+
 class Load:
     """Requests in hand per worker, in memory shared by the workers of one `pacing-cds serve` (made before they
     fork). A worker counts its own in its slot; any worker reads the others'."""

@@ -21,7 +21,8 @@ from cds.runtime import runtime
 from cds.settings import Settings
 from cds.store.replay import ReplayCacheError
 
-OPEN_PATHS = {"/healthz", "/livez", "/rules"}  # no patient data: a clinician opens /rules from a card
+# No patient data: a clinician opens /rules from a card; a browser asks for /favicon.ico by itself (404, not 401).
+OPEN_PATHS = {"/healthz", "/livez", "/rules", "/favicon.ico"}
 # Opened by a person's browser from a card link, which carries no JWT: the random token is the credential.
 OPEN_PREFIXES = ("/charts/",)
 
@@ -40,7 +41,7 @@ def register(app: Flask, settings: Settings) -> None:
         except AuthError as exc:
             metrics.jwt_refused(str(exc))
             error_handler.log.warning("401 on %s %s: %s", request.method, request.path[:200], exc)
-            raise unauthorized() from exc
+            raise unauthorized(exc.public) from exc
         except (ReplayCacheUnavailable, ReplayCacheError) as exc:
             metrics.replay_cache_error()
             error_handler.log.error("replay cache unavailable (%s): calls refused", exc)

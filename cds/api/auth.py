@@ -46,7 +46,12 @@ JWKS_MAX_BYTES = 256 * 1024
 
 
 class AuthError(Exception):
-    """Why a token was refused; logged, never sent to the client."""
+    """Why a token was refused; logged. `public`: what the client is told besides "authentication required", for
+    a refusal an integrator must be able to see (the audience), never the token or a key."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public
 
 
 class ReplayCacheUnavailable(Exception):
@@ -282,6 +287,10 @@ class Authenticator:
             claims = jwt.decode(token, key=key.key, algorithms=[alg], audience=audience, issuer=issuer.config.iss,
                                 options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_exp": False,
                                          "verify_iat": False, "verify_nbf": False})
+        except jwt.InvalidAudienceError as exc:  # raised after the signature checked out: the aud is the sender's
+            received = jwt.decode(token, options={"verify_signature": False}).get("aud")
+            said = f"the token's aud {str(received)[:200]!r} is not this endpoint's URL {audience!r}"
+            raise AuthError(f"InvalidAudienceError: {said}", public=said) from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"{type(exc).__name__}: {exc}"[:200]) from exc
         self._check_times(claims, now)
@@ -310,5 +319,6 @@ class Authenticator:
             raise AuthError(f"lifetime over {MAX_LIFETIME_S} s")
 
 
-def unauthorized() -> CdsError:
-    return CdsError(401, "authentication required", headers={"WWW-Authenticate": 'Bearer realm="cds-services"'})
+def unauthorized(why: str | None = None) -> CdsError:
+    return CdsError(401, "authentication required" + (f": {why}" if why else ""),
+                    headers={"WWW-Authenticate": 'Bearer realm="cds-services"'})

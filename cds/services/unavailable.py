@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from cds.cards import card_uuid
 from cds.engine import Knowledge
 from cds.hooks.models import Card, Coding, Source
 
 TOPIC = "data-unavailable"
+INDICATOR: Final = "warning"
 
 
 def data_unavailable_card(hook_instance: str, knowledge: Knowledge, deadline_s: float) -> Card:
@@ -18,7 +21,7 @@ def data_unavailable_card(hook_instance: str, knowledge: Knowledge, deadline_s: 
         detail=(f"The patient's record could not be read from the EHR's FHIR server within {deadline_s:g} s, "
                 "so this service checked neither red flags nor the exercise dose. Review the record before "
                 "progressing or ordering exercise."),
-        indicator="warning",
+        indicator=INDICATOR,
         source=Source(label=f"{info.name} {knowledge.version}",
                       topic=Coding(system=info.code_system, code=TOPIC, display="Data unavailable")),
     )

@@ -178,8 +178,6 @@ P = "/cds-services/pacing-review"
 @pytest.mark.parametrize(("name", "make"), [
     ("alg none", unsigned),
     ("HS256 keyed with the public key", hs256_with_public_key),
-    ("wrong audience", lambda: token("/cds-services/exercise-order-sign")),
-    ("audience on another host", lambda: token(P, aud="https://evil.example.com" + P)),
     ("unknown issuer", lambda: token(P, iss="https://other-ehr.example.org")),
     ("expired beyond leeway", lambda: token(P, exp=int(time.time()) - 61, iat=int(time.time()) - 400)),
     ("issued in the future", lambda: token(P, iat=int(time.time()) + 120)),
@@ -202,6 +200,19 @@ def test_bad_tokens_get_a_bare_401(client: FlaskClient, name: str, make: Any) ->
     assert response.status_code == 401, name
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.get_json()["issue"][0]["details"]["text"] == "authentication required"
+
+
+@pytest.mark.parametrize("aud", [BASE + "/cds-services/exercise-order-sign", "https://evil.example.com" + P,
+                                 BASE.replace("https", "http") + P])
+def test_a_wrong_audience_is_named_beside_the_one_expected(client: FlaskClient, aud: str) -> None:
+    """An integrator who set the wrong base URL sees what the token said and what this endpoint is, never the
+    token itself."""
+    sent = token(P, aud=aud)
+    response = call(client, sent)
+    assert response.status_code == 401
+    text = response.get_json()["issue"][0]["details"]["text"]
+    assert text == f"authentication required: the token's aud {aud!r} is not this endpoint's URL {BASE + P!r}"
+    assert sent not in response.get_data(as_text=True)
 
 
 def test_leeway_of_60_seconds(client: FlaskClient) -> None:
@@ -325,24 +336,26 @@ HEADER = {"alg": "ES384", "typ": "JWT", "kid": "ec-1"}
 
 
 @pytest.mark.parametrize(("name", "make"), [
-    ("alg an array", lambda: raw_token({**HEADER, "alg": ["ES384"]}, claims_now())),
-    ("alg an object", lambda: raw_token({**HEADER, "alg": {"name": "ES384"}}, claims_now())),
-    ("iss an array", lambda: raw_token(HEADER, claims_now(iss=[ISS]))),
-    ("iss an object", lambda: raw_token(HEADER, claims_now(iss={"url": ISS}))),
-    ("kid an array", lambda: raw_token({**HEADER, "kid": ["ec-1"]}, claims_now())),
-    ("tenant an array, signed", lambda: token(P, iss="https://tenant.example.org", tenant=["t-1"])),
-    ("exp past any float, signed", lambda: token(P, exp=10**400)),
-    ("iat past any float, signed", lambda: token(P, iat=-(10**400))),
+    ("alg an array", lambda p: raw_token({**HEADER, "alg": ["ES384"]}, claims_now(aud=BASE + p))),
+    ("alg an object", lambda p: raw_token({**HEADER, "alg": {"name": "ES384"}}, claims_now(aud=BASE + p))),
+    ("iss an array", lambda p: raw_token(HEADER, claims_now(iss=[ISS], aud=BASE + p))),
+    ("iss an object", lambda p: raw_token(HEADER, claims_now(iss={"url": ISS}, aud=BASE + p))),
+    ("kid an array", lambda p: raw_token({**HEADER, "kid": ["ec-1"]}, claims_now(aud=BASE + p))),
+    ("tenant an array, signed", lambda p: token(p, iss="https://tenant.example.org", tenant=["t-1"])),
+    ("exp past any float, signed", lambda p: token(p, exp=10**400)),
+    ("iat past any float, signed", lambda p: token(p, iat=-(10**400))),
 ])
-@pytest.mark.parametrize("where", ["discovery", "service call", "metrics"])
+@pytest.mark.parametrize("where", ["/cds-services", P, "/metrics"])
 def test_tokens_with_json_arrays_objects_or_huge_numbers_get_401(client: FlaskClient, name: str, make: Any,
                                                                  where: str) -> None:
-    tok = make()
-    if where == "discovery":
-        response = client.get("/cds-services", headers=bearer(tok))
-    elif where == "metrics":
-        response = client.get("/metrics", headers=bearer(tok))
-    else:
-        response = call(client, tok)
+    """Each token is meant for the endpoint it is sent to: only its odd claim or header refuses it."""
+    tok = make(where)
+    response = call(client, tok) if where == P else client.get(where, headers=bearer(tok))
     assert response.status_code == 401, (name, response.get_data(as_text=True)[:200])
     assert response.get_json()["issue"][0]["details"]["text"] == "authentication required"
+
+
+def test_a_browsers_favicon_request_is_a_404_not_a_401(client: FlaskClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 404
+    assert "WWW-Authenticate" not in response.headers
