@@ -3,7 +3,7 @@ the first scrape, a reason phrase on every status line, and a warning at start w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,3 +36,21 @@ def test_a_first_scrape_lists_every_metric_and_statuses_carry_their_phrase(live_
         missing = http.post(f"{service.url}/cds-services/nothing-here", json={})
         assert (missing.status_code, missing.reason_phrase) == (404, "Not Found")
     assert "PACING_CDS_NOW pins the clock at 2026-11-20T09:00:00+00:00" in service.log()
+
+
+def test_a_client_that_sends_a_body_over_the_limit_reads_the_413(live_service: Start) -> None:
+    """An ordinary client still sending a body four times the limit when it is refused reads the 413, not a
+    connection reset; chunked or with its length."""
+    service = live_service(max_body_bytes=str(1024 * 1024))
+    big = b'{"pad": "' + b"x" * (4 * 1024 * 1024 - 16) + b'"}'
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start:start + 64 * 1024]
+
+    with httpx.Client(timeout=30) as http:
+        for body in (big, chunks()):
+            refused = http.post(f"{service.url}/cds-services/pacing-review", content=body,
+                                headers={"Content-Type": "application/json"})
+            assert refused.status_code == 413
+            assert "larger than the limit of 1048576 bytes" in refused.json()["issue"][0]["details"]["text"]
