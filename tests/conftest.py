@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,8 +108,10 @@ class LiveService:
         return self
 
     def stop(self, sig: int | None = None) -> None:
+        """By default gunicorn's quick shutdown (SIGQUIT), then a kill after 3 s: a test has its answers, and a
+        graceful stop waits up to 10 s for any connection a client kept alive."""
         if self.process is not None:
-            self.process.stop() if sig is None else self.process.stop(sig)
+            self.process.stop(signal.SIGQUIT, grace_s=3.0) if sig is None else self.process.stop(sig)
             self.process = None
 
     def log(self) -> str:

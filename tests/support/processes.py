@@ -60,14 +60,15 @@ class ServerProcess:
             self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
+    def stop(self, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> int:
+        """Signal the process group, wait up to `grace_s`, then kill it."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=15)
