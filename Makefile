@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,11) <= sys.version_info[:2] < (3,13)))'; \
 	then echo $$p; break; fi; done)
 
-.PHONY: run test lint venv clean screenshot fuzz
+.PHONY: run test check lint venv clean screenshot fuzz
 
 venv: $(VENV)/.installed
 
@@ -23,11 +23,19 @@ run: venv
 lint: venv
 	$(VENV)/bin/ruff check cds tests bench scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: lint, the layer contracts, the rules, and every test that starts no process (no server, cluster,
+# browser or command: those are marked slow and left to make test).
+check: lint
+	$(VENV)/bin/pacing-cds rules check
+	$(VENV)/bin/pacing-cds rules test
+	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # The invariants of docs/clinical.md on many more generated cases than `make test` runs, at random (the examples
 # hypothesis finds failing are kept in .hypothesis/ and tried first next time). FUZZ_CASES per example and test.

@@ -3,56 +3,25 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from cds.logs import configure_logging, escape_controls
 from cds.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from cds.api.auth import Authenticator
+    from cds.auth.tokens import Authenticator
     from cds.store.database import Store
 
-__all__ = ["create_app"]
-
-
-class EscapingFormatter(logging.Formatter):
-    """Control characters (newlines, ANSI escapes) in a message are escaped: one record is one line, and text
-    from a request (a path with %0a) can neither forge log lines nor drive the operator's terminal."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().format(record))
-
-
-def escape_controls(text: str) -> str:
-    """Every control character but tab written as an escape, e.g. \\n or \\x1b."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
-
-def configure_logging(level: str, kind: str = "text") -> None:
-    """One stderr handler for the `cds` loggers, text or JSON; request bodies and tokens are never logged."""
-    from cds.logs import formatter
-
-    logger = logging.getLogger("cds")
-    logger.setLevel(level)
-    handler = next((h for h in logger.handlers if getattr(h, "_pacing_cds", False)), None)
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler._pacing_cds = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
-    handler.setFormatter(formatter(kind))
+__all__ = ["configure_logging", "create_app", "escape_controls"]
 
 
 def build_authenticator(settings: Settings, store: Store) -> Authenticator | None:
     """The JWT verifier when issuers are configured; None (open) otherwise, said loudly."""
-    from cds.api.auth import Authenticator, RedisReplayCache, ReplayCache, load_issuers
+    from cds.auth.replay import DatabaseReplayCache, RedisReplayCache, ReplayCache
+    from cds.auth.tokens import Authenticator, load_issuers
     from cds.settings import SettingsError
-    from cds.store.replay import DatabaseReplayCache
 
     log = logging.getLogger("cds")
     if settings.issuers_file is None:
@@ -72,15 +41,6 @@ def build_authenticator(settings: Settings, store: Store) -> Authenticator | Non
     return Authenticator(issuers, settings.base_url, replay)
 
 
-def unknown_silent(settings: Settings, knowledge: Any) -> str | None:
-    """Why PACING_CDS_SILENT cannot be used with these rules (it names a service they do not define), or None."""
-    unknown = [s for s in settings.silent if s not in knowledge.services]
-    if not unknown:
-        return None
-    return (f"PACING_CDS_SILENT names no service of the rules: {', '.join(unknown)} (known: "
-            f"{', '.join(sorted(knowledge.services))})")
-
-
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application: settings, rule engine, database, FHIR client, services and HTTP edge."""
     from cds import api, metrics
@@ -96,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level, settings.log_format)
     engine = RuleEngine(load_knowledge(settings.rules_path))
     services = services_of(engine.knowledge)
+    from cds.startup import unknown_silent
+
     unknown = unknown_silent(settings, engine.knowledge)
     if unknown:
         raise SettingsError(unknown)

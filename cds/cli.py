@@ -11,6 +11,7 @@ from datetime import UTC
 from typing import Any
 
 from cds.settings import Settings, SettingsError, load_settings, settings_table
+from cds.startup import check_rules, print_problems
 
 
 def _bind(settings: Settings) -> str:
@@ -119,7 +120,7 @@ def feedback_report(settings: Settings, out: Any = sys.stdout) -> int:
     try:  # override reasons are named as the rule set names them
         info = load_ruleset_info(settings.rules_path)
     except RuleError as exc:
-        _print_problems(settings, exc.problems, sys.stderr)
+        print_problems(str(settings.rules_path), exc.problems)
         return 2
     store = Store(settings.database_url)
     try:
@@ -153,34 +154,6 @@ def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
     print(f"Purged records older than {keep} days (before {before.isoformat(timespec='seconds')}): "
           + ", ".join(f"{n} {name}" for name, n in counts.items()), file=out)
     return 0
-
-
-def check_rules(settings: Settings, out: Any = sys.stderr) -> Any:
-    """Load and validate rules/; print every problem and return None when there are any."""
-    from cds import unknown_silent
-    from cds.charts.plan import PlanTextError, load_plan_text
-    from cds.engine import RuleError, load_knowledge
-
-    try:
-        knowledge = load_knowledge(settings.rules_path)
-        load_plan_text(settings.rules_path, {r.rule.conclude.code for r in knowledge.rules})
-        unknown = unknown_silent(settings, knowledge)
-        if unknown:
-            _print_problems(settings, [unknown], out)
-            return None
-        return knowledge
-    except RuleError as exc:
-        _print_problems(settings, exc.problems, out)
-        return None
-    except PlanTextError as exc:
-        _print_problems(settings, [str(exc)], out)
-        return None
-
-
-def _print_problems(settings: Settings, problems: list[str], out: Any) -> None:
-    print(f"pacing-cds: {len(problems)} problem(s) in {settings.rules_path}:", file=out)
-    for problem in problems:
-        print(f"  {problem}", file=out)
 
 
 def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
@@ -268,15 +241,13 @@ def evaluate(settings: Settings, path: str, now_text: str | None, service_id: st
 def _read_request(path: str, now_text: str | None, settings: Settings) -> tuple[Any, Any] | None:
     """The request body and the evaluation time, or None after saying why they cannot be read."""
     import json
-    from datetime import datetime
+
+    from cds.clock import parse_now
 
     try:
         with open(path, encoding="utf-8") as handle:
             body = json.loads(handle.read())
-        now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else \
-            settings.now or datetime.now(UTC)
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
+        now = parse_now(now_text, settings)
     except (OSError, ValueError) as exc:
         print(f"pacing-cds: cannot read {path}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return None

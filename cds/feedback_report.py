@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from cds import escape_controls
 from cds.knowledge.schema import RuleSetInfo
+from cds.logs import escape_controls
 from cds.store.database import FeedbackReport
 
 NOT_ISSUED = "(card not issued here)"

@@ -7,6 +7,7 @@ body or a FHIR resource can never ride along on a record by accident.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime
 
 import orjson
@@ -35,11 +36,38 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class EscapingFormatter(logging.Formatter):
+    """Control characters (newlines, ANSI escapes) in a message are escaped: one record is one line, and text
+    from a request (a path with %0a) can neither forge log lines nor drive the operator's terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record))
+
+
+def escape_controls(text: str) -> str:
+    """Every control character but tab written as an escape, e.g. \\n or \\x1b."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def configure_logging(level: str, kind: str = "text") -> None:
+    """One stderr handler for the `cds` loggers, text or JSON; request bodies and tokens are never logged."""
+    logger = logging.getLogger("cds")
+    logger.setLevel(level)
+    handler = next((h for h in logger.handlers if getattr(h, "_pacing_cds", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._pacing_cds = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    handler.setFormatter(formatter(kind))
+
+
 def formatter(kind: str) -> logging.Formatter:
     if kind == "json":
         return JsonFormatter()
-    from cds import EscapingFormatter
-
     return EscapingFormatter(TEXT_FORMAT)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from cds.api.auth import Authenticator
+from cds.auth.tokens import Authenticator
 from cds.charts.plan import PlanText
 from cds.engine import RuleEngine
 from cds.fhir.allowlist import ServerPolicy

@@ -26,6 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
+# A test that uses one of these starts a real process (a server, a cluster, a browser): `make check` skips it.
+PROCESS_FIXTURES = {"fhir_server", "redis_server", "postgres_server", "live_service", "fault_server", "chart_service",
+                    "browser", "dask_cluster", "worklist", "cluster_run", "generated"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test that starts a process through a fixture (its own module may mark more)."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the PACING_CDS_* variables they set themselves."""

@@ -15,11 +15,11 @@ from cds.api import (
     scrape,
     service_call,
 )
-from cds.api.auth import AuthError, ReplayCacheUnavailable, unauthorized
+from cds.auth.replay import ReplayCacheError, ReplayCacheUnavailable
+from cds.auth.tokens import AuthError
 from cds.errors import CdsError
 from cds.runtime import runtime
 from cds.settings import Settings
-from cds.store.replay import ReplayCacheError
 
 # No patient data: a clinician opens /rules from a card; a browser asks for /favicon.ico by itself (404, not 401).
 OPEN_PATHS = {"/healthz", "/livez", "/rules", "/favicon.ico"}
@@ -52,3 +52,8 @@ def register(app: Flask, settings: Settings) -> None:
         app.register_blueprint(module.bp)
     if settings.metrics_port is None:  # else the server answers /metrics on its own port, outside this app
         app.register_blueprint(scrape.bp)
+
+
+def unauthorized(why: str | None = None) -> CdsError:
+    return CdsError(401, "authentication required" + (f": {why}" if why else ""),
+                    headers={"WWW-Authenticate": 'Bearer realm="cds-services"'})

@@ -12,20 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cds import escape_controls
+from cds.clock import parse_now
+from cds.logs import escape_controls
 from cds.panel import manifest as manifest_file
 from cds.panel.source import FILE_KINDS, SPILL_PREFIX, Export, open_regular
 from cds.settings import Settings
-
-
-def parse_now(text: str | None, settings: Settings) -> datetime:
-    """--now as a date or date-time (a date means the end of that day's morning clinic, 09:00 UTC)."""
-    if text is None:
-        return settings.now or datetime.now(UTC)
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if len(text) == 10:
-        parsed = parsed.replace(hour=9)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def progress_bar(console: Any) -> Any:
@@ -240,12 +231,12 @@ def worklist(settings: Settings, export_dir: str | None, out_dir: str, now_arg: 
     from distributed import KilledWorker
     from rich.console import Console
 
-    from cds.cli import check_rules
     from cds.panel.job import dask_client, run
     from cds.panel.report import now_text, summary, write_outputs
     from cds.panel.source import discover
     from cds.panel.store import NotSorted
     from cds.panel.workers import rule_bundle
+    from cds.startup import check_rules
 
     console = Console(stderr=True)
     try:

@@ -16,21 +16,20 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds import escape_controls
-from cds.knowledge.diff import RuleSetDiff, diff_knowledge
-from cds.knowledge.loader import Knowledge, example_dirs
+from cds.clock import parse_now
+from cds.knowledge.diff import diff_knowledge
+from cds.knowledge.loader import example_dirs
+from cds.logs import escape_controls
 from cds.panel.command import (
     REBUILD,
     BulkArgs,
@@ -38,18 +37,26 @@ from cds.panel.command import (
     error_words,
     fetch_panel,
     hold,
-    parse_now,
     progress_bar,
     refuse,
     remote_credentials,
 )
-from cds.panel.rows import IMPACT_COLUMNS, RED_FLAG, red_flags
-from cds.panel.source import NOT_LISTED, Export, Problem
+from cds.panel.impact_model import (
+    NONE,
+    ExampleResult,
+    Impact,
+    RuleSet,
+    example_flags,
+    red_flags_lost,
+    row_flags,
+    transitions,
+)
+from cds.panel.rows import IMPACT_COLUMNS, red_flags
+from cds.panel.source import NOT_LISTED, Export
 from cds.settings import Settings
 
 RED_FLAG_LOST = "red-flag-lost"  # the --fail-on choice
 EXIT_RED_FLAG_LOST = 3
-NONE = "none"  # the dose recommendation of a patient with none (no dose finding)
 EXAMPLES_DIR = "fhir_examples"  # beside the rules folder, in a checkout of the repository
 
 
@@ -59,63 +66,6 @@ class Stop(Exception):
     def __init__(self, message: str | None, code: int = 2) -> None:
         super().__init__(message)
         self.message, self.code = message, code
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """One side of the comparison: where its rules came from (as the user named them), loaded and as files."""
-
-    label: str
-    knowledge: Knowledge
-    bundle: dict[str, bytes]
-
-    @property
-    def title(self) -> str:
-        return f"{self.knowledge.info.name} {self.knowledge.version}"
-
-    @property
-    def silent_rules(self) -> list[str]:
-        return [c.rule.id for c in self.knowledge.rules if c.rule.mode == "silent"]
-
-
-@dataclass(frozen=True)
-class ExampleResult:
-    """An example request answered under both rule sets: its card topic codes and red flags on either side (an
-    answer that failed says why in place of its codes)."""
-
-    name: str
-    before: str
-    after: str
-    flags_before: str = ""
-    flags_after: str = ""
-
-    @property
-    def changed(self) -> bool:
-        return (self.before, self.flags_before) != (self.after, self.flags_after)
-
-
-@dataclass
-class Impact:
-    """Everything the outputs say: the two rule sets and their difference, the panel's rows (None without a
-    panel), the examples compared (None when not asked for or not found)."""
-
-    before: RuleSet
-    after: RuleSet
-    baseline: str
-    now: datetime
-    diff: RuleSetDiff
-    rows: list[dict[str, Any]] | None = None
-    problems: list[Problem] = field(default_factory=list)
-    not_listed: int = 0
-    examples: list[ExampleResult] | None = None
-    notes: list[str] = field(default_factory=list)
-    panel: str = ""  # where the panel came from
-    workers: int = 0
-    seconds: float = 0.0
-
-    @property
-    def changed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows or [] if r["changed"]]
 
 
 def impact_command(settings: Settings, args: Any) -> int:
@@ -208,19 +158,12 @@ def no_examples(rules_dir: Path) -> str:
 
 def load_rule_set(folder: Path, label: str) -> RuleSet:
     """The rules of `folder`, checked as `pacing-cds rules check` checks them; Stop after printing every problem."""
-    from cds.charts.plan import PlanTextError, load_plan_text
-    from cds.engine import RuleError, load_knowledge
     from cds.panel.workers import rule_bundle
+    from cds.startup import checked_rules
 
-    try:
-        knowledge = load_knowledge(folder)
-        load_plan_text(folder, {r.rule.conclude.code for r in knowledge.rules})
-    except (RuleError, PlanTextError) as exc:
-        problems = exc.problems if isinstance(exc, RuleError) else [str(exc)]
-        print(escape_controls(f"pacing-cds: {len(problems)} problem(s) in {label}:"), file=sys.stderr)
-        for problem in problems:
-            print(escape_controls(f"  {problem}"), file=sys.stderr)
-        raise Stop(None) from None
+    knowledge = checked_rules(folder, label)
+    if knowledge is None:
+        raise Stop(None)
     return RuleSet(label, knowledge, rule_bundle(folder))
 
 
@@ -412,49 +355,6 @@ def _panel(impact: Impact, args: Any, bulk: BulkArgs | None, out: Path, console:
     return export
 
 
-# ---------------------------------------------------------------- what changed
-
-
-def transitions(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
-    """The patients by (dose recommendation before, after), "none" for no dose recommendation."""
-    found: dict[tuple[str, str], list[str]] = {}
-    for row in rows:
-        key = (row["recommendation_before"] or NONE, row["recommendation_after"] or NONE)
-        found.setdefault(key, []).append(row["patient"])
-    return found
-
-
-def counts(rows: list[dict[str, Any]]) -> Counter[str]:
-    """Patients by dose recommendation on either side, for the order of the transition table."""
-    found: Counter[str] = Counter()
-    for row in rows:
-        found[row["recommendation_before"] or NONE] += 1
-        found[row["recommendation_after"] or NONE] += 1
-    return found
-
-
-def flags_lost(codes_before: str, codes_after: str, flags_before: str, flags_after: str) -> list[str]:
-    """The red flags of the answer before that the answer after lacks (the red-flag recommendation itself when
-    its card is gone and no flag is named)."""
-    after = set(flags_after.split())
-    lost = [flag for flag in flags_before.split() if flag not in after]
-    if not lost and RED_FLAG in codes_before.split() and RED_FLAG not in codes_after.split():
-        lost = [RED_FLAG]
-    return lost
-
-
-def row_flags(row: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """A panel row's red flags (lost, gained)."""
-    return (flags_lost(row["before"], row["after"], row["red_flags_before"], row["red_flags_after"]),
-            flags_lost(row["after"], row["before"], row["red_flags_after"], row["red_flags_before"]))
-
-
-def example_flags(example: ExampleResult) -> tuple[list[str], list[str]]:
-    """An example's red flags (lost, gained)."""
-    return (flags_lost(example.before, example.after, example.flags_before, example.flags_after),
-            flags_lost(example.after, example.before, example.flags_after, example.flags_before))
-
-
 # ---------------------------------------------------------------- outputs
 
 
@@ -493,12 +393,6 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
-
-
-def red_flags_lost(impact: Impact) -> tuple[int, int]:
-    """The patients and the examples that lose a red flag."""
-    return (sum(1 for row in impact.rows or [] if row_flags(row)[0]),
-            sum(1 for example in impact.examples or [] if example_flags(example)[0]))
 
 
 def print_summary(impact: Impact, files: list[Path]) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from cds.knowledge.diff import RuleSetDiff
-from cds.panel.impact import NONE, Impact, counts, example_flags, row_flags, transitions
+from cds.panel.impact_model import NONE, Impact, counts, example_flags, row_flags, transitions
 from cds.panel.report import STYLE, cell, codes_html, not_listed_text, now_text
 
 IMPACT_STYLE = """

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from cds import escape_controls
+from cds.logs import escape_controls
 from cds.panel.rows import COLUMNS
 from cds.panel.source import NOT_LISTED, Problem
 

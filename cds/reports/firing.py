@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
-from cds import escape_controls
+from cds.logs import escape_controls
 from cds.settings import Settings
 from cds.store.database import SHOWN, SILENT, AuditEvent, IssuedCard, Store
 

@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sqlalchemy import and_, case, func, null, select
 
-from cds import escape_controls
 from cds.charts.render import BLUE, GREEN, ORANGE, RC, VERMILLION
+from cds.clock import parse_now
 from cds.feedback_report import reason_names
 from cds.knowledge import Knowledge, RuleError, load_knowledge
 from cds.knowledge.schema import RuleSetInfo
+from cds.logs import escape_controls
 from cds.panel.report import STYLE, private_file
 from cds.reports.firing import NO_RULE, utc_day
 from cds.settings import Settings
@@ -514,20 +515,12 @@ def page(report: Report) -> str:
 # ---------------------------------------------------------------- the command
 
 
-def _parse_now(text: str | None, settings: Settings) -> datetime | None:
-    """--now as an aware datetime (a date is its midnight UTC); the settings' clock without it; None if unreadable."""
-    if text is None:
-        return settings.now or datetime.now(UTC)
-    try:
-        now = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now
-
-
 def overrides_command(settings: Settings, html_path: str, now_text: str | None, out: Any = sys.stdout) -> int:
     """Write the override report to `html_path` (0600); print one line per flagged rule and the path written."""
-    now = _parse_now(now_text, settings)
+    try:
+        now: datetime | None = parse_now(now_text, settings)
+    except ValueError:
+        now = None
     if now is None:
         print(f"pacing-cds: --now {escape_controls((now_text or '')[:40])!r} is not a date or date-time "
               "(YYYY-MM-DD or ISO 8601)", file=sys.stderr)

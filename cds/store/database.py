@@ -111,6 +111,15 @@ class IssuedCard(Base):
     card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class UsedToken(Base):
+    """A token id seen while its token lives; the key is a digest of issuer and jti."""
+
+    __tablename__ = "used_token"
+
+    token_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class ChartRecord(Base):
     """The series behind one card's chart and plan: dates and numbers only, reachable by its random token until
     `expires_at`. No name, no identifier, no free text from the record (see cds/charts/series.py)."""
@@ -271,8 +280,6 @@ class Store:
 
     def purge(self, before: datetime) -> dict[str, int]:
         """Delete feedback, audit events and issued cards older than `before`; how many rows of each."""
-        from cds.store.replay import UsedToken
-
         counts = {}
         with self.engine.begin() as conn:
             for name, statement in (

@@ -19,7 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds import create_app
-from cds.api.auth import Authenticator, AuthError, IssuerConfig, MemoryReplayCache
+from cds.auth.replay import MemoryReplayCache
+from cds.auth.tokens import Authenticator, AuthError, IssuerConfig
 from cds.settings import SettingsError, load_settings
 from tests.support import data
 

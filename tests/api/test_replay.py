@@ -14,7 +14,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds.api.auth import RedisReplayCache, ReplayCacheUnavailable
+from cds.auth.replay import RedisReplayCache, ReplayCacheUnavailable
 from tests.conftest import LiveService
 from tests.support.backing import RedisServer
 from tests.support.processes import free_port

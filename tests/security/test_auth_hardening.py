@@ -16,7 +16,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds.api.auth import AuthError, Issuer, IssuerConfig
+from cds.auth.tokens import AuthError, Issuer, IssuerConfig
 from cds.settings import SettingsError, load_settings
 from tests.conftest import LiveService
 from tests.support.backing import RedisServer

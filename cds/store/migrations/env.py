@@ -2,7 +2,6 @@
 
 from alembic import context
 
-from cds.store import replay  # noqa: F401  (its table belongs to the metadata)
 from cds.store.database import Base
 
 connection = context.config.attributes["connection"]

@@ -14,14 +14,12 @@ Every failure is the same 401 to the client; the reason goes to the log with iss
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import jwt
@@ -29,7 +27,7 @@ import yaml
 from jwt import PyJWK
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cds.errors import CdsError
+from cds.auth.replay import ReplayCache
 from cds.fhir.allowlist import AllowList, NotAllowed, parse_target
 from cds.knowledge.loader import read_yaml
 
@@ -52,10 +50,6 @@ class AuthError(Exception):
     def __init__(self, message: str, public: str | None = None) -> None:
         super().__init__(message)
         self.public = public
-
-
-class ReplayCacheUnavailable(Exception):
-    """The shared replay cache cannot be reached: no token can be checked for replay (503, not 401)."""
 
 
 class IssuerConfig(BaseModel):
@@ -112,60 +106,6 @@ def load_issuers(path: Path) -> list[IssuerConfig]:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
         raise ValueError(f"{path}: {problems}") from exc
-
-
-class ReplayCache(Protocol):
-    def first_use(self, key: str, expires_at: float, now: float) -> bool:
-        """Record key until expires_at; True the first time, False for a replay."""
-
-    def reachable(self) -> bool:
-        """Whether first_use can be answered now (readiness)."""
-
-
-class MemoryReplayCache:
-    """In-process replay cache (one instance); expired entries are dropped as new ones arrive."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, key: str, expires_at: float, now: float) -> bool:
-        with self._lock:
-            if len(self._seen) > 1000:
-                self._seen = {k: e for k, e in self._seen.items() if e > now}
-            if self._seen.get(key, 0) > now:
-                return False
-            self._seen[key] = expires_at
-            return True
-
-    def reachable(self) -> bool:
-        return True
-
-
-class RedisReplayCache:
-    """Replay cache shared by every instance: SET NX with the token's remaining lifetime as expiry."""
-
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._error = redis.RedisError
-
-    def first_use(self, key: str, expires_at: float, now: float) -> bool:
-        name = "pacing-cds:jti:" + hashlib.sha256(key.encode()).hexdigest()
-        try:
-            return bool(self._redis.set(name, b"1", nx=True, ex=max(1, math.ceil(expires_at - now))))
-        except self._error as exc:
-            raise ReplayCacheUnavailable(type(exc).__name__) from exc
-
-    def reachable(self) -> bool:
-        try:
-            return bool(self._redis.ping())
-        except self._error:
-            return False
-
-    def close(self) -> None:
-        self._redis.close()
 
 
 class Issuer:
@@ -317,8 +257,3 @@ class Authenticator:
             raise AuthError("not yet valid")
         if claims["exp"] - max(claims["iat"], now - LEEWAY_S) > MAX_LIFETIME_S:
             raise AuthError(f"lifetime over {MAX_LIFETIME_S} s")
-
-
-def unauthorized(why: str | None = None) -> CdsError:
-    return CdsError(401, "authentication required" + (f": {why}" if why else ""),
-                    headers={"WWW-Authenticate": 'Bearer realm="cds-services"'})

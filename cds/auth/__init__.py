@@ -1,0 +1,1 @@
+"""Who may call: CDS client JWTs from allow-listed issuers (`tokens`), each used once (`replay`)."""
