@@ -35,7 +35,7 @@ test: lint
 check: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
-	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not slow" -n auto $(PYTEST_ARGS)
 
 # The invariants of docs/clinical.md on many more generated cases than `make test` runs, at random (the examples
 # hypothesis finds failing are kept in .hypothesis/ and tried first next time). FUZZ_CASES per example and test.

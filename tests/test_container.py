@@ -17,6 +17,8 @@ import pytest
 from tests.support.container import base_image, podman, run_options
 from tests.support.processes import ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # builds and runs the container image
+
 ROOT = Path(__file__).resolve().parents[1]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 EXAMPLE = ROOT / "fhir_examples" / "progress-walking" / "request.json"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from cds.store.database import Store
@@ -21,6 +22,8 @@ from tests.support import data
 from tests.support.examples import example_path
 from tests.support.fhir_server import TOKEN, FhirServer
 from tests.support.processes import ServerProcess, free_port
+
+pytestmark = pytest.mark.slow  # starts the service and a FHIR server
 
 Start = Callable[..., LiveService]
 

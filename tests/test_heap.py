@@ -24,6 +24,9 @@ from cds.fhir.typed import decode_request
 from cds.heap import YOUNG_COLLECTION_THRESHOLD, settle_heap
 from cds.services import services_of
 from cds.services.pipeline import answer
+import pytest
+
+pytestmark = pytest.mark.slow  # measures a fresh interpreter's heap
 
 engine = RuleEngine(load_knowledge(Path("rules")))
 service = services_of(engine.knowledge)["pacing-review"]

@@ -17,6 +17,8 @@ from openapi_spec_validator import validate
 
 from tests.support.processes import ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # builds the wheel and serves it from a fresh virtual environment
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "fhir_examples" / "progress-walking" / "request.json"
 SOURCE = ("cds", "rules", "pyproject.toml", "README.md")

@@ -14,9 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cds.engine import Knowledge, RuleEngine
 from tests.support.processes import ServerProcess, free_port
 from tests.support.stress import NOW, canonical, patient_case
+
+pytestmark = pytest.mark.slow  # serves the engine under gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 

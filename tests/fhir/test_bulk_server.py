@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.fhir_server import ASSERTION_TYPE, TOKEN, FhirServer, SmartClient
 
+pytestmark = pytest.mark.slow  # asks a FHIR server for Bulk Data exports
+
 PREFER = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
 

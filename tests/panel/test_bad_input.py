@@ -8,11 +8,15 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from bench.export import patient
 from cds.panel.source import Part, discover, read_part
 from tests.panel.conftest import NOW_AT, worklist
 from tests.support.dask_cluster import DaskCluster
 from tests.support.processes import free_port
+
+pytestmark = pytest.mark.slow  # runs pacing-cds worklist
 
 
 def lines_of(resources: list[dict]) -> list[str]:

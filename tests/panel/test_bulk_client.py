@@ -26,6 +26,8 @@ from tests.panel.conftest import NOW, NOW_AT, PACING_CDS
 from tests.support.dask_cluster import DaskCluster
 from tests.support.fhir_server import FhirServer, SmartClient
 
+pytestmark = pytest.mark.slow  # runs exports against a FHIR server
+
 MEMBERS, OTHERS = 3, 2
 
 

@@ -25,6 +25,8 @@ from tests.support.bulk_proxy import ERROR_TEXT
 from tests.support.fhir_server import FhirServer, SmartClient
 from tests.support.processes import ServerProcess, free_port
 
+pytestmark = pytest.mark.slow  # runs exports against a FHIR server behind a faulty proxy
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -19,6 +19,8 @@ from cds.panel.job import dask_client
 from tests.panel.conftest import good_export, worklist
 from tests.support.dask_cluster import DaskCluster, TlsFiles, write_credentials
 
+pytestmark = pytest.mark.slow  # starts Dask clusters
+
 
 def listening() -> set[tuple[str, int]]:
     """(host, port) of every TCP socket this process and its descendants listen on."""

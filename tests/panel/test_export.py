@@ -6,10 +6,14 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.export import ARCHETYPES, patient, write_export
 from cds.engine import RuleEngine
 from cds.panel.rows import evaluate_group
 from tests.panel.conftest import NOW_AT
+
+pytestmark = pytest.mark.slow  # runs pacing-cds worklist
 
 
 def contents(folder: Path) -> dict[str, bytes]:

@@ -25,6 +25,8 @@ from tests.support.examples import EXAMPLES_DIR, SCENARIOS, run_example
 from tests.support.fhir_server import FhirServer, SmartClient
 from tests.support.rules import RULES, edit, set_parameter
 
+pytestmark = pytest.mark.slow  # runs pacing-cds rules impact and worklist
+
 GOAL = ("goal_weekly_minutes", 250)  # goal-met patients (200 minutes a week) are no longer at the goal: progress
 # Burst fracture of vertebra, the generated panel's red flags; a fracture of a lumbar vertebra, an example's.
 FRACTURE, LUMBAR = "314667001", "S32.0"

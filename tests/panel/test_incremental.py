@@ -22,6 +22,8 @@ from tests.panel.conftest import NOW, NOW_AT, PACING_CDS
 from tests.panel.test_bulk_client import key_file
 from tests.support.fhir_server import FhirServer, SmartClient
 
+pytestmark = pytest.mark.slow  # runs pacing-cds worklist against a FHIR server
+
 MEMBERS = 6
 
 

@@ -23,6 +23,8 @@ from tests.conftest import LiveService
 from tests.support import data
 from tests.support.backing import PostgresServer
 
+pytestmark = pytest.mark.slow  # kills a serving process mid-load
+
 CLIENTS, POSTS = 8, 500
 
 
