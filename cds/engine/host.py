@@ -13,6 +13,8 @@ orjson. What this module does about the engine's known hazards (durable-rules 2.
   per ruleset);
 - the engine is given each ruleset as JSON text, so the definitions it would mutate are never its to change;
 - an action that raises is abandoned in the engine, and the evaluation raises `EngineError`;
+- a rule fires once per evaluation and facts matched: the engine makes a rule of each branch of an `$or`, so a
+  fact meeting two branches fired it twice;
 - one lock around all engine calls (the C calls hold the GIL anyway, so it costs no parallelism).
 """
 
@@ -126,7 +128,10 @@ class RuleEngine:
         if problems:
             raise EngineError("facts do not fit rules/facts.yaml: " + "; ".join(problems))
         fired = self._run(self._rulesets[service_id], facts)
-        trace = [self._fired_record(self.knowledge.rule(rule_id), matched) for rule_id, matched in fired]
+        # durable-rules compiles each branch of an $or into a rule of its own: a fact that meets two branches fires
+        # the rule twice on the same facts. A rule fires once per evaluation and set of facts matched.
+        once = {(rule_id, _text(matched)): (rule_id, matched) for rule_id, matched in fired}
+        trace = [self._fired_record(self.knowledge.rule(rule_id), matched) for rule_id, matched in once.values()]
         silent: list[Fired] = []
         if self._silent and any(f.rule_id in self._silent for f in trace):
             # What the silent rules would say: their findings in a resolution with every rule live. The live answer

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cds.engine import EngineError, Knowledge, RuleEngine
 from cds.engine.host import Fired, resolve_precedence
+from tests.support.facts import BASE, facts
 from tests.support.rules import RULES
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -158,3 +162,21 @@ def test_facts_come_back_from_the_engine_as_they_were_given(engine: RuleEngine) 
     matched = [fact for fired in evaluation.trace for fact in fired.facts.values()]
     assert condition in matched
     assert vitals in matched
+
+
+def test_a_fact_meeting_two_branches_of_an_or_fires_the_rule_once(engine: RuleEngine, knowledge: Knowledge) -> None:
+    """progress holds `pain_delta` under the hold line OR no pain data: a patient with both fires it once."""
+    scenario = next(s for _, s in knowledge.scenarios if s.rule == "progress" and s.fires)
+    both = [{**scenario.given[0], "pain_known": False, "pain_delta": 0.0}]
+    evaluation = engine.evaluate("pacing-review", both, NOW)
+    assert [f.rule_id for f in evaluation.trace] == ["progress"]
+    assert [f.rule_id for f in evaluation.findings] == ["progress"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(given_facts=facts(), service=st.sampled_from(sorted(BASE.services)))
+def test_a_rule_fires_once_per_evaluation_and_facts_matched(engine: RuleEngine, given_facts: list[dict[str, Any]],
+                                                            service: str) -> None:
+    trace = engine.evaluate(service, given_facts, NOW).trace
+    fired = [(f.rule_id, json.dumps(f.facts, sort_keys=True)) for f in trace]
+    assert len(fired) == len(set(fired))

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from cds.engine import Fired, Knowledge, RuleEngine, RuleError, load_knowledge
 from tests.conftest import ROOT
+from tests.support.facts import BASE, facts
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 # Rules put in pilot together: a dose rule low in precedence, a red flag, a dose rule with a pattern, an order rule.
@@ -81,39 +82,6 @@ def _without(rules: Path) -> Knowledge:
         document["parameters"][name]["used_by"] = ["reports"]
     path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return load_knowledge(rules)
-
-
-def _field_values(knowledge: Knowledge) -> dict[tuple[str, str], list[Any]]:
-    """Every value a scenario gives each field of each fact type: thresholds are where the rules differ."""
-    seen: dict[tuple[str, str], list[Any]] = {}
-    for _, scenario in knowledge.scenarios:
-        for fact in scenario.given:
-            for name, value in fact.items():
-                if name != "t" and value not in seen.setdefault((fact["t"], name), []):
-                    seen[(fact["t"], name)].append(value)
-    return seen
-
-
-BASE = load_knowledge(ROOT / "rules")
-VALUES = _field_values(BASE)
-TYPED = {"boolean": st.booleans(), "integer": st.integers(0, 400), "number": st.floats(-4, 4),
-         "string": st.just("")}
-
-
-@st.composite
-def facts(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """A scenario's facts with up to four fields changed, each to another scenario's value or one of its type."""
-    _, scenario = draw(st.sampled_from(BASE.scenarios))
-    given = [dict(fact) for fact in scenario.given]
-    for _ in range(draw(st.integers(0, 4))):
-        fact = draw(st.sampled_from(given))
-        fields = BASE.facts[fact["t"]].fields
-        name = draw(st.sampled_from(sorted(fields)))
-        spec = fields[name]
-        choices = [v for v in VALUES.get((fact["t"], name), []) if v is not None]
-        typed = st.sampled_from(spec.values) if spec.values else TYPED[spec.type]
-        fact[name] = draw(st.sampled_from(choices) | typed if choices else typed)
-    return given
 
 
 def _said(findings: tuple[Fired, ...] | list[Fired]) -> list[tuple[str, str, str | None, str]]:
