@@ -21,6 +21,7 @@ orjson. What this module does about the engine's known hazards (durable-rules 2.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -40,8 +41,32 @@ NOT_HANDLED, OBSERVED, DEFERRED = 1, 2, 3
 
 
 def _text(value: Any) -> str:
-    """JSON text for the C core, as durable-rules' host writes it (UTF-8, not ASCII-escaped)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    """JSON text for the C core, as durable-rules' host writes it (UTF-8, not ASCII-escaped).
+
+    The core's number parser refuses an exponent after a mantissa without a fraction ("1e-7", "1e+20": error 204),
+    which orjson writes for a float below 1e-5 or from 1e16 in magnitude; such a float is written with ".0" added
+    to its mantissa ("1.0e-7"), the same number. Everything else is orjson's text as it is."""
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    if _BARE_EXPONENT.search(text) is None:
+        return text.decode()
+    return orjson.dumps(_core_numbers(value), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# A digit then "e": in a number, or (rarely) in a string, which only costs the walk below.
+_BARE_EXPONENT = re.compile(rb"\de")
+
+
+def _core_numbers(value: Any) -> Any:
+    """The value with each float the core could not read as orjson writes it replaced by text it reads."""
+    if isinstance(value, float):
+        text = orjson.dumps(value)
+        mantissa, e, exponent = text.partition(b"e")
+        return orjson.Fragment(mantissa + b".0e" + exponent) if e and b"." not in mantissa else value
+    if isinstance(value, dict):
+        return {key: _core_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_core_numbers(item) for item in value]
+    return value
 
 
 class EngineError(Exception):

@@ -5,19 +5,22 @@ that changes one of these calls or the shape of what it returns fails here, by n
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import durable_rules_engine as core
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cds.engine.host import DEFERRED, NOT_HANDLED, OBSERVED, SENTINEL_FACT, SENTINEL_RULE
+from cds.engine.host import DEFERRED, NOT_HANDLED, OBSERVED, SENTINEL_FACT, SENTINEL_RULE, _text
 
 RULES = {
     SENTINEL_RULE: {"all": [{"m": dict(SENTINEL_FACT)}]},
     "pair": {"all": [{"p": {"$and": [{"t": "a"}, {"x": 1}]}}]},
     "either": {"all": [{"p": {"$or": [{"y": 1}, {"z": 1}]}}]},
+    "positive": {"all": [{"p": {"$and": [{"t": "n"}, {"$gt": {"v": 0}}]}}]},
 }
 
 
@@ -39,9 +42,9 @@ def session(ruleset: int) -> Iterator[str]:
     core.delete_state(ruleset, sid)
 
 
-def actions(ruleset: int, fact: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+def actions(ruleset: int, fact: dict[str, Any], write: Callable[[Any], str] = text) -> tuple[int, list[dict[str, Any]]]:
     """Assert one fact; (the result code, every action message handed out), as cds/engine/host.py runs them."""
-    result, offset = core.assert_fact(ruleset, text(fact))
+    result, offset = core.assert_fact(ruleset, write(fact))
     assert isinstance(result, int) and isinstance(offset, int)
     messages: list[dict[str, Any]] = []
     if result in (NOT_HANDLED, OBSERVED):
@@ -96,3 +99,24 @@ def test_an_abandoned_action_leaves_the_ruleset_usable(ruleset: int) -> None:
         assert actions(ruleset, fact) == (0, [{"pair": {"p": fact}}])
     finally:
         core.delete_state(ruleset, second)
+
+
+def test_the_core_refuses_an_exponent_after_a_mantissa_without_a_fraction(ruleset: int, session: str) -> None:
+    """orjson writes 1e-7 and 1e+20 so; the core's parser refuses them (error 204), and reads 1.0e-7."""
+    actions(ruleset, {**SENTINEL_FACT, "sid": session})
+    with pytest.raises(core.error, match="204"):
+        core.assert_fact(ruleset, f'{{"t": "n", "v": 1e-7, "sid": "{session}"}}')
+    result, offset = core.assert_fact(ruleset, f'{{"t": "n", "v": 1.0e-7, "sid": "{session}"}}')
+    assert result == 0
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_every_finite_number_the_host_writes_is_read_and_compared_as_that_number(ruleset: int, value: float) -> None:
+    sid = "contract-number"
+    try:
+        actions(ruleset, {**SENTINEL_FACT, "sid": sid})
+        fact = {"t": "n", "v": value, "sid": sid}
+        _, fired = actions(ruleset, fact, _text)
+        assert fired == ([{"positive": {"p": fact}}] if value > 0 else [])
+    finally:
+        core.delete_state(ruleset, sid)
