@@ -1,9 +1,12 @@
 """Scale-out proof: two instances (gunicorn, 3 workers each) sharing PostgreSQL and Redis behind a round-robin,
-16 concurrent clients x 2,000 patient-view calls for distinct patients, every call authenticated."""
+16 concurrent clients x 125 patient-view calls (2,000 distinct patients), every call authenticated.
+PACING_CDS_SCALE_CALLS sets the calls per client: 2000 gives the full-size run of 32,000 calls (about 4 minutes on
+2 cores)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -21,7 +24,7 @@ from tests.conftest import LiveService
 from tests.support.backing import PostgresServer, RedisServer
 from tests.support.examples import example
 
-CLIENTS, CALLS = 16, 2000
+CLIENTS, CALLS = 16, int(os.environ.get("PACING_CDS_SCALE_CALLS", "125"))
 BASE = "https://cds.example.org"
 KEY = ec.generate_private_key(ec.SECP384R1())
 
@@ -32,9 +35,9 @@ def token() -> str:
     return jwt.encode(claims, KEY, algorithm="ES384", headers={"kid": "k1", "typ": "JWT"})
 
 
-def test_two_instances_16_clients_x_2000_distinct_patients(live_service: Callable[..., LiveService],
-                                                          postgres_server: PostgresServer,
-                                                          redis_server: RedisServer, tmp_path: Path) -> None:
+def test_two_instances_16_concurrent_clients_distinct_patients(live_service: Callable[..., LiveService],
+                                                              postgres_server: PostgresServer,
+                                                              redis_server: RedisServer, tmp_path: Path) -> None:
     jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key())), "kid": "k1"}
     issuers = tmp_path / "issuers.yaml"
     issuers.write_text(yaml.safe_dump({"issuers": [{"iss": "https://ehr.example.org", "jwks": {"keys": [jwk]}}]}))
