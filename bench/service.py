@@ -52,10 +52,10 @@ def free_port() -> int:
 
 def stages(bodies: dict[str, bytes], repeat: int) -> list[dict[str, Any]]:
     """Median seconds per stage of the one call path (cds.services.pipeline.answer), parse included."""
+    from cds.collector import settle_heap
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.client import FhirClient
     from cds.fhir.typed import decode_request
-    from cds.heap import settle_heap
     from cds.services import services_of
     from cds.services.pipeline import answer
 

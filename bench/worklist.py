@@ -42,8 +42,8 @@ def peak_rss_mb() -> float:
 
 def run_loop(export_dir: Path) -> dict[str, Any]:
     """The baseline: read, group in memory, evaluate; no Dask."""
+    from cds.collector import settle_heap
     from cds.engine import RuleEngine, load_knowledge
-    from cds.heap import settle_heap
     from cds.panel.rows import evaluate_group
     from cds.panel.source import PROBLEM_KEY, discover, read_part
 

@@ -1,4 +1,18 @@
-"""Pacing CDS: a CDS Hooks 2.0 service for activity pacing and graded exercise progression."""
+"""Pacing CDS: a CDS Hooks 2.0 service for activity pacing and graded exercise progression.
+
+A call goes: api/service_call -> services/pipeline.answer -> fhir (resolve, read) -> clinical.features -> engine ->
+cards -> store. In modules:
+
+- `cds/api/service_call.py`: POST /cds-services/{id}; calls `answer`, then audits the call
+- `cds/services/pipeline.py`: `answer` validates the request and completes the prefetch (`cds/fhir/resolver.py`,
+  `resolve`), then `evaluate_patient`, the per-patient core the panel worklist calls too, runs the steps below
+- `cds/fhir/readers.py`, `build_record`: the FHIR resources -> the patient's record
+- `cds/clinical/features.py`: the record -> features (`compute`) and the facts the rules read (a draft order's
+  fact: `cds/clinical/orders.py`)
+- `cds/engine/host.py`, `RuleEngine.evaluate`: the facts -> findings
+- `cds/cards/build.py`, `build_cards`: the findings -> cards
+- `cds/store/database.py`, `Store.audit`: the call's audit record, with the cards it issued
+"""
 
 from __future__ import annotations
 

@@ -48,9 +48,9 @@ def _serve(settings: Settings) -> int:
     store.create_schema()  # once, before the workers start
     store.close()
 
-    from cds.serving import Load, complete_reason_phrases
+    from cds.serving import WorkerLoad, complete_reason_phrases
 
-    load = Load()
+    load = WorkerLoad()
     complete_reason_phrases()  # before the workers fork: each inherits the table
 
     def post_fork(_arbiter: Any, worker: Any) -> None:
@@ -88,7 +88,7 @@ def _serve(settings: Settings) -> int:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            from cds.heap import settle_heap
+            from cds.collector import settle_heap
             from cds.serving import BufferedWsgi, Pages
 
             app = BufferedWsgi(create_app(settings), settings.threads, settings.max_body_bytes,

@@ -9,7 +9,7 @@ everyone else.
 A keep-alive connection stays with the worker that accepted it, and when clients open their connections at once,
 one worker may take most of them while the other waits (seen in bench/service.py: 14 of 16 on one worker, and
 throughput from 400 to 600 calls a second by how they fell). Each worker counts the requests it has in hand in
-memory shared by the workers (`Load`); a worker holding at least two more than another answers with
+memory shared by the workers (`WorkerLoad`); a worker holding at least two more than another answers with
 `Connection: close`, and the client's next connection is accepted by whichever worker is free to accept it.
 
 The hand-over is one hop each way: the thread receives the whole request as a WSGI environ and gives back the
@@ -60,7 +60,7 @@ def complete_reason_phrases() -> None:
             table.setdefault(status.value, status.phrase)
 
 
-class Load:
+class WorkerLoad:
     """Requests in hand per worker, in memory shared by the workers of one `pacing-cds serve` (made before they
     fork). A worker counts its own in its slot; any worker reads the others'."""
 
@@ -116,7 +116,7 @@ class BufferedWsgi:
     """ASGI application around a WSGI one: the request is complete before the WSGI application sees it."""
 
     def __init__(self, wsgi_app: Any, threads: int, max_body_bytes: int, client_timeout_s: float,
-                 load: Load | None = None, pages: Pages | None = None) -> None:
+                 load: WorkerLoad | None = None, pages: Pages | None = None) -> None:
         self.wsgi_app = wsgi_app
         self.load = load
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")

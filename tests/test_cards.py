@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds.cards import card_uuid
+from cds.cards.uuids import card_uuid
 from cds.clinical import dose as dosing
 from cds.clinical.records import Dose
 from cds.engine import Knowledge, RuleEngine

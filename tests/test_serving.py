@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from cds.serving import BufferedWsgi, Load, wsgi_environ
+from cds.serving import BufferedWsgi, WorkerLoad, wsgi_environ
 from tests.conftest import LiveService
 from tests.support import data
 
@@ -97,7 +97,7 @@ def test_an_application_that_fails_outside_flask_gets_a_500_outcome_and_no_data_
     assert "secret-id" not in caplog.text and "failed in the application: ValueError" in caplog.text
 
 
-def _other_worker(load: Load, requests: int, answer: Connection) -> None:
+def _other_worker(load: WorkerLoad, requests: int, answer: Connection) -> None:
     """A second worker process: it takes its slot, holds `requests` and says whether it is the busier."""
     load.join(2)
     load.add(requests)
@@ -105,8 +105,8 @@ def _other_worker(load: Load, requests: int, answer: Connection) -> None:
 
 
 def test_workers_see_each_others_requests_in_hand() -> None:
-    """The counts are shared by processes forked after the Load was made, as gunicorn forks its workers."""
-    load = Load()
+    """The counts are shared by processes forked after the WorkerLoad was made, as gunicorn forks its workers."""
+    load = WorkerLoad()
     load.join(1)
     mine, theirs = multiprocessing.get_context("fork").Pipe()
     other = multiprocessing.get_context("fork").Process(target=_other_worker, args=(load, 3, theirs))
@@ -146,7 +146,7 @@ def test_a_worker_holding_more_requests_than_another_asks_the_client_to_reconnec
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    load = Load()
+    load = WorkerLoad()
     load.join(1)
     load.join(2)  # the other worker's slot, as it would be from its own process
     load.slot = 1

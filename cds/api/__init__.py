@@ -10,9 +10,9 @@ from cds.api import (
     error_handler,
     feedback,
     health,
+    metrics_page,
     openapi,
     rules_page,
-    scrape,
     service_call,
 )
 from cds.auth.replay import ReplayCacheError, ReplayCacheUnavailable
@@ -51,7 +51,7 @@ def register(app: Flask, settings: Settings) -> None:
     for module in (discovery, service_call, feedback, health, openapi, rules_page, chart_pages):
         app.register_blueprint(module.bp)
     if settings.metrics_port is None:  # else the server answers /metrics on its own port, outside this app
-        app.register_blueprint(scrape.bp)
+        app.register_blueprint(metrics_page.bp)
 
 
 def unauthorized(why: str | None = None) -> CdsError:

@@ -22,8 +22,8 @@ import orjson
 import pyarrow as pa
 from distributed import WorkerPlugin
 
+from cds.collector import settle_heap
 from cds.engine import RuleEngine, load_knowledge
-from cds.heap import settle_heap
 from cds.panel.rows import evaluate_group, evaluate_parsed, impact_row, parse_group
 from cds.panel.source import PROBLEM_KEY, PROBLEMS_LISTED, Part, Problem, ProblemLog, bucket_of, read_part
 from cds.panel.store import patients_of

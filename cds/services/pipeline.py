@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from cds.cards import CardContext, build_cards, build_silent_cards, card_groups
+from cds.cards.build import CardContext, build_cards, build_silent_cards
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend
@@ -216,7 +216,8 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
         recommendation=recommend(dose_finding.code, knowledge.rule(dose_finding.rule_id).rule.conclude.dose,
                                  features, params) if dose_finding else None,
         reviews=reviews, drafts=drafts, facts=facts, rules_url=rules_url, user_id=user_id)
-    response = CdsResponse(cards=build_cards(evaluation, ctx))
+    shown = build_cards(evaluation, ctx)
+    response = CdsResponse(cards=[card for card, _ in shown])
     silent = build_silent_cards(evaluation, ctx, lambda finding: recommend(
         finding.code, knowledge.rule(finding.rule_id).rule.conclude.dose, features, params)) \
         if evaluation.silent else []
@@ -227,7 +228,7 @@ def evaluate_patient(engine: RuleEngine, service_id: str, hook: str, hook_instan
     silence = None if response.cards else _silence(hook, drafts, reviews) if not silent else \
         f"only rules in silent mode made a recommendation: {len(silent)} card(s) audited as silent, not returned"
     return Outcome(response, evaluation, features, record, facts, who, silence,
-                   [group[0] for group in card_groups(evaluation.findings)], silent)
+                   [first for _, first in shown], silent)
 
 
 def _draft_doses(drafts: dict[str, dict[str, Any]], record: PatientRecord, instruction_dose: list[str],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from cds.cards import card_uuid
+from cds.cards.uuids import card_uuid
 from cds.engine import Knowledge
 from cds.hooks.models import Card, Coding, Source
 

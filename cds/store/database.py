@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cds.hooks.models import Feedback
-from cds.store.prepared import Prepared, SqliteCallWriter, make_private, sqlite_file, sqlite_path
+from cds.store.sqlite_audit import Prepared, SqliteCallWriter, make_private, sqlite_file, sqlite_path
 
 _MIGRATION_LOCK = threading.Lock()
 PURGE_EVERY_S = 60.0
@@ -516,7 +516,7 @@ def _chart_rows(charts: list[tuple[str, dict[str, Any]]], now: datetime, expires
 
 
 def _call_writer(url: URL, dialect: Dialect) -> SqliteCallWriter | None:
-    """The prepared inserts of a service call's transaction, on an SQLite file (see cds/store/prepared.py)."""
+    """The prepared inserts of a service call's transaction, on an SQLite file (see cds/store/sqlite_audit.py)."""
     path = sqlite_file(url)
     if path is None:
         return None

@@ -13,7 +13,7 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
-from cds.fhir import drafts
+from cds.cards.drafts import layout
 
 PROFILE = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-servicerequest"
 CATEGORY = {"system": "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes",
@@ -22,7 +22,7 @@ EXERCISE = {"system": "http://snomed.info/sct", "code": "229065009", "display": 
 
 
 def draft() -> dict[str, Any]:
-    """A draft as cds/cards.py builds it, with every element it may set."""
+    """A draft as cds/cards/drafts/resources.py builds it, with every element it may set."""
     return copy.deepcopy({
         "resourceType": "ServiceRequest", "id": "5533ea05-eeb6-5206-a919-0476a61e5944",
         "meta": {"profile": [PROFILE]}, "status": "draft", "intent": "order", "category": [{"coding": [CATEGORY]}],
@@ -113,7 +113,7 @@ def _emitted(resource: dict[str, Any]) -> bytes | type[ValidationError]:
 
 def _laid_out(resource: dict[str, Any]) -> bytes | type[ValidationError]:
     try:
-        return orjson.dumps(drafts.service_request(resource))
+        return orjson.dumps(layout.service_request(resource))
     except ValidationError:
         return ValidationError
 
@@ -146,5 +146,5 @@ def test_an_unusual_draft_goes_through_fhir_resources(monkeypatch: pytest.Monkey
     monkeypatch.setattr(ServiceRequest, "model_validate", counted)
     resource = draft()
     resource["note"] = [{"text": "a note"}]
-    drafts.service_request(resource)
+    layout.service_request(resource)
     assert len(calls) == 1

@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 import orjson
 from bench.requests import NOW, SIZES, patient_view
+from cds.collector import YOUNG_COLLECTION_THRESHOLD, settle_heap
 from cds.engine import RuleEngine, load_knowledge
 from cds.fhir.client import FhirClient
 from cds.fhir.typed import decode_request
-from cds.heap import YOUNG_COLLECTION_THRESHOLD, settle_heap
 from cds.services import services_of
 from cds.services.pipeline import answer
 import pytest

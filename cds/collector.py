@@ -1,4 +1,5 @@
-"""The collector and long-lived processes."""
+"""The garbage collector of a long-lived process (a gunicorn worker, a Dask worker), settled once the process
+has built what it keeps."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds.store import database
 from cds.store.database import SILENT, AuditRecord, CardEntry, IssuedCard, Store
-from cds.store.prepared import sqlite_file
+from cds.store.sqlite_audit import sqlite_file
 
 NOW = datetime(2026, 11, 20, 9, 30, 15, 123456, tzinfo=UTC)
 

@@ -1,12 +1,12 @@
 """Draft ServiceRequests as fhir.resources emits them, without a model validation per draft.
 
-A card's draft ServiceRequest has a fixed shape (cds/cards.py builds it). Passing each through
+A card's draft ServiceRequest has a fixed shape (cds/cards/drafts/resources.py builds it). Passing each through
 `ServiceRequest.model_validate(...).model_dump(mode="json", exclude_none=True)` cost about a tenth of a patient-view
 call, for a result that is known in advance: the same elements, in the order of `ServiceRequest.elements_sequence()`,
 authoredOn written as pydantic writes a date-time, and every other value unchanged. `service_request` lays a draft
 out so when each of its values has a form that passes fhir.resources unchanged (a code without stray whitespace, an
 id of the id pattern, text of allowed characters, a positive count); a draft with any other element or value goes
-through fhir.resources as before. tests/fhir/test_drafts.py holds the two ways to the same bytes.
+through fhir.resources as before. tests/cards/test_drafts.py holds the two ways to the same bytes.
 """
 
 from __future__ import annotations
