@@ -157,38 +157,74 @@ def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
 
 
 def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
+    """Check the rules (and, beside them in a checkout, the examples they own); a line saying they are sound."""
+    from cds.knowledge.examples import missing_examples
+
     knowledge = check_rules(settings)
     if knowledge is None:
         return 1
+    examples = ""
+    if knowledge.examples_dir is None:
+        print(f"{missing_examples(settings.rules_path)}: the rules' examples are not checked", file=out)
+    else:
+        examples = f"{len(knowledge.examples())} examples, "
     print(f"{knowledge.info.name} {knowledge.version}: {len(knowledge.rules)} rules, "
-          f"{len(knowledge.parameters)} parameters, {len(knowledge.scenarios)} scenarios, "
+          f"{len(knowledge.parameters)} parameters, {len(knowledge.scenarios)} scenarios, {examples}"
           f"services {', '.join(sorted(knowledge.services))}: OK", file=out)
     return 0
 
 
 def rules_test(settings: Settings, out: Any = sys.stdout) -> int:
-    """Run every scenario; one line per rule, then the failures, then a closing count."""
+    """Run every scenario and, beside the rules in a checkout, every example; one line per rule, then the
+    failures, then a closing count."""
     from cds.engine import RuleEngine
     from cds.engine.scenarios import run_scenarios
+    from cds.knowledge.examples import missing_examples
+    from cds.services.examples import run_examples
 
     knowledge = check_rules(settings)
     if knowledge is None:
         return 1
-    results = run_scenarios(knowledge, RuleEngine(knowledge, silent_as_live=True))  # a rule in pilot is tested too
+    engine = RuleEngine(knowledge, silent_as_live=True)  # a rule in pilot is tested as if live
+    results = run_scenarios(knowledge, engine)
+    examples = {r.example.name: r for r in run_examples(knowledge.examples(), engine, settings.base_url)}
     width = max(len(c.rule.id) for c in knowledge.rules)
+    lines = []
     for compiled in knowledge.rules:
         mine = [r for r in results if r.scenario.rule == compiled.rule.id]
-        failed = [r for r in mine if not r.ok]
+        owned = [examples[name] for name in compiled.rule.examples if name in examples]
         fires = sum(1 for r in mine if r.scenario.fires)
-        status = "FAIL" if failed else "ok"
+        failed = [f"{r.scenario.name!r} [{r.service}]: {r.problem}" for r in mine if not r.ok]
+        failed += [f"example {r.example.name} [{r.example.intent.service}]: {'; '.join(r.problems)}"
+                   for r in owned if not r.ok]
+        scenarios = f"{len(mine)} scenarios ({fires} fire, {len(mine) - fires} do not)"
+        lines.append(("FAIL" if failed else "ok", compiled, scenarios, _examples_words(owned, bool(examples)),
+                      failed))
+    scenarios_width = max(len(line[2]) for line in lines)
+    examples_width = max(len(line[3]) for line in lines)
+    for status, compiled, scenarios, owned_words, failed in lines:
         mode = "  (silent)" if compiled.rule.mode == "silent" else ""
-        print(f"{status:<4}  {compiled.rule.id:<{width}}  v{compiled.rule.version}  {len(mine)} scenarios "
-              f"({fires} fire, {len(mine) - fires} do not)  {compiled.file}{mode}", file=out)
-        for result in failed:
-            print(f"      - {result.scenario.name!r} [{result.service}]: {result.problem}", file=out)
-    passed = sum(1 for r in results if r.ok)
-    print(f"{passed} passed, {len(results) - passed} failed", file=out)
-    return 0 if passed == len(results) else 1
+        print(f"{status:<4}  {compiled.rule.id:<{width}}  v{compiled.rule.version}  {scenarios:<{scenarios_width}}  "
+              + (f"{owned_words:<{examples_width}}  " if examples else "") + f"{compiled.file}{mode}", file=out)
+        for failure in failed:
+            print(f"      - {failure}", file=out)
+    if knowledge.examples_dir is None:
+        print(f"{missing_examples(settings.rules_path)}: no example run", file=out)
+    checked = [r.ok for r in results] + [r.ok for r in examples.values()]
+    passed = sum(checked)
+    print(f"{passed} passed, {len(checked) - passed} failed", file=out)
+    return 0 if passed == len(checked) else 1
+
+
+def _examples_words(owned: list[Any], running: bool) -> str:
+    """A rule's examples in a few words: how many, and how many failed."""
+    if not running:
+        return ""
+    if not owned:
+        return "no example"
+    failed = sum(1 for r in owned if not r.ok)
+    count = f"{len(owned)} example{'s' if len(owned) > 1 else ''}"
+    return f"{count}, {failed} failed" if failed else f"{count} passed"
 
 
 def evaluate(settings: Settings, path: str, now_text: str | None, service_id: str | None,
@@ -350,8 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "distributed.comm.tls.client.key)")
     rules = commands.add_parser("rules", help="the rule set in PACING_CDS_RULES_DIR")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
-    rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios")
-    rules_commands.add_parser("test", help="run the scenarios; a line per rule")
+    rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios, and the examples "
+                                            "the rules own (fhir_examples/ beside the rules)")
+    rules_commands.add_parser("test", help="run the scenarios and the examples the rules own; a line per rule")
     impact = rules_commands.add_parser("impact", help="what a rule change would change: every patient of a panel "
                                                       "(and every example) evaluated under the baseline and these "
                                                       "rules")

@@ -2,7 +2,9 @@
 call with weeks of realistic FHIR R4 data as of NOW (deterministic: the same script writes the same files), and
 with --answers, response.json and evaluate.txt: the answer the service gives to it now, and what `pacing-cds
 evaluate` prints for it (the rule set version left out of both).
-expected.json, the answer's intent (codes, dose, what it shows), is written by hand.
+expected.json, the answer's intent (codes, dose, what it shows), is written by hand, and the rule that owns
+the example names it in its examples: (rules/<code>/rule.yaml) before --answers, which loads the rules with
+their examples and stops on an example no rule owns.
 
     .venv/bin/python scripts/generate_examples.py             # requests
     .venv/bin/python scripts/generate_examples.py --answers   # and record the answers, after a reviewed change

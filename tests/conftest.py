@@ -73,6 +73,15 @@ def rules_copy(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture
+def rules_with_examples(tmp_path: Path) -> Path:
+    """A copy of rules/ with a copy of fhir_examples/ beside it, as in a checkout: both a test may break."""
+    shutil.copytree(ROOT / "fhir_examples", tmp_path / "fhir_examples")
+    target = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
     """The project's rules/, loaded once."""

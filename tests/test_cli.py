@@ -1,5 +1,5 @@
-"""The `pacing-cds` command: `rules check` and `rules test` as an author runs them, the benchmark still runs,
-and `evaluate REQUEST.json --now DATE` prints cards and trace in a terminal."""
+"""The `pacing-cds` command: `rules check` and `rules test` as an author runs them (the rules and the examples they
+own), the benchmark still runs, and `evaluate REQUEST.json --now DATE` prints cards and trace in a terminal."""
 
 from __future__ import annotations
 
@@ -26,6 +26,32 @@ def test_check_passes_on_the_project_rules(knowledge: Knowledge) -> None:
     result = cli("rules", "check")
     assert result.returncode == 0, result.stderr
     assert f"{len(knowledge.rules)} rules" in result.stdout and ": OK" in result.stdout
+    assert f" {len(knowledge.examples())} examples, " in result.stdout
+
+
+def test_check_fails_on_an_example_no_rule_owns_or_a_name_that_is_no_example(rules_with_examples: Path) -> None:
+    edit(rules_with_examples / "data-gap/rule.yaml", "  examples:\n  - data-gap\n", "  examples:\n  - data-hole\n")
+    result = cli("rules", "check", rules=rules_with_examples)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"pacing-cds: 2 problem(s) in {rules_with_examples}:",
+        "  fhir_examples/data-gap: no rule owns this example: name it in the examples: of the rule whose card it "
+        "shows (rules/<code>/rule.yaml)",
+        "  data-gap/rule.yaml rule data-gap: examples: 'data-hole' is not an example "
+        "(fhir_examples/data-hole/request.json does not exist)"]
+    assert result.stdout == ""
+
+
+def test_without_examples_beside_the_rules_check_and_test_say_so(rules_copy: Path) -> None:
+    note = f"no fhir_examples folder beside {rules_copy} (an installed package has none)"
+    check = cli("rules", "check", rules=rules_copy)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines()[0] == f"{note}: the rules' examples are not checked"
+    assert len(check.stdout.splitlines()) == 2 and check.stdout.rstrip().endswith(": OK")
+    scenarios = cli("rules", "test", rules=rules_copy)
+    assert scenarios.returncode == 0, scenarios.stdout + scenarios.stderr
+    assert scenarios.stdout.splitlines()[-2] == f"{note}: no example run"
+    assert "example" not in "".join(scenarios.stdout.splitlines()[:-2])
 
 
 def test_check_lists_every_problem_and_fails(rules_copy: Path) -> None:
@@ -43,7 +69,24 @@ def test_test_prints_a_line_per_rule_and_the_count(knowledge: Knowledge) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert sum(1 for line in lines if line.startswith("ok ")) == len(knowledge.rules)
-    assert lines[-1].endswith("passed, 0 failed")
+    for compiled, line in zip(knowledge.rules, lines, strict=False):
+        owned = len(compiled.rule.examples)
+        assert f" {compiled.rule.id} " in line
+        assert (f"  {owned} example{'s' if owned > 1 else ''} passed  " if owned else "  no example  ") in line, line
+    assert lines[-1] == f"{len(knowledge.scenarios) + len(knowledge.examples())} passed, 0 failed"
+
+
+def test_test_fails_when_an_example_gives_other_cards(rules_with_examples: Path) -> None:
+    expected = rules_with_examples.parent / "fhir_examples/goal-met/expected.json"
+    edit(expected, '"goal-met"', '"progress"')
+    result = cli("rules", "test", rules=rules_with_examples)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    [failed] = [line for line in lines if line.startswith("FAIL")]
+    assert failed.startswith("FAIL  goal-met ") and "1 example, 1 failed" in failed
+    assert lines[lines.index(failed) + 1] == \
+        "      - example goal-met [pacing-review]: cards [goal-met], expected [progress]"
+    assert lines[-1].endswith(" passed, 1 failed")
 
 
 def test_test_fails_when_a_scenario_no_longer_holds(rules_copy: Path, knowledge: Knowledge) -> None:

@@ -1,5 +1,6 @@
-"""Golden examples: every fhir_examples/<name> gives its intended recommendations and dose and
-exactly its recorded answer, in-process and over HTTP, and the two answers are the same to the byte."""
+"""Golden examples: every fhir_examples/<name>, owned by the rules that name it in their examples:, gives its
+intended recommendations and dose and exactly its recorded answer, in-process and over HTTP, and the two answers are
+the same to the byte."""
 
 from __future__ import annotations
 
@@ -13,18 +14,18 @@ from typing import Any
 import httpx
 import pytest
 
-from cds.charts.series import first_proposed
 from cds.engine import Knowledge
 from cds.hooks.models import Card, CdsResponse
+from cds.services.examples import differences
 from tests.conftest import ROOT, LiveService
 from tests.support.examples import BASE_URL, EXAMPLES, EXAMPLES_DIR, Example, evaluate_output, run_example
 
 NOW = "2026-11-20T09:00:00Z"
 
 
-def dose_of(cards: list[dict[str, Any]]) -> str | None:
-    """The dose proposed by the first card that carries one (a ServiceRequest timing or a Goal target)."""
-    return first_proposed(Card.model_validate(card) for card in cards)
+def owned(example: Example) -> str:
+    """A test id: the rules that own the example, then its name."""
+    return f"{'+'.join(example.owners)}/{example.name}"
 
 
 def in_process(name: str, engine: Any) -> dict[str, Any]:
@@ -35,24 +36,22 @@ def concluded_codes(knowledge: Knowledge) -> set[str]:
     return {c.rule.conclude.code for c in knowledge.rules}
 
 
-def test_every_recommendation_folder_has_an_example_that_makes_it(knowledge: Knowledge) -> None:
-    made = {code for e in EXAMPLES for code in e.expected["codes"]}
+def test_every_recommendation_has_an_example_that_makes_it_and_every_example_a_rule(knowledge: Knowledge) -> None:
+    made = {code for e in EXAMPLES for code in e.intent.codes}
     assert made == concluded_codes(knowledge)
+    assert knowledge.examples_dir == EXAMPLES_DIR
+    assert [e.name for e in EXAMPLES] == sorted(p.parent.name for p in EXAMPLES_DIR.glob("*/request.json"))
     for example in EXAMPLES:
-        assert example.recommendation in concluded_codes(knowledge), example.folder
+        assert example.owners, f"{example.name}: no rule names it in its examples:"
+        for rule_id in example.owners:
+            assert example.intent.service in knowledge.rule(rule_id).services, (example.name, rule_id)
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.recommendation}/{e.name}")
+@pytest.mark.parametrize("example", EXAMPLES, ids=owned)
 def test_example_in_process(example: Example, knowledge: Knowledge, engine: Any) -> None:
-    expected = example.expected
-    answer = in_process(example.name, engine)
-    assert [c["source"]["topic"]["code"] for c in answer["cards"]] == expected["codes"]
-    assert dose_of(answer["cards"]) == expected["dose"]
-    details = "\n".join(card["detail"] for card in answer["cards"])
-    for words in expected.get("says", []):
-        assert words in details, f"no card says {words!r}"
-    for words in expected.get("never_says", []):
-        assert words not in details, f"a card says {words!r}"
+    outcome = run_example(example.name, engine)
+    assert differences(example, outcome.response.cards) == [], example.intent.shows
+    answer = outcome.response.to_json()
     assert answer == example.response(knowledge.version), "the answer differs from the recorded response.json"
     for card in answer["cards"]:
         Card.model_validate(card)
@@ -62,7 +61,7 @@ def test_example_in_process(example: Example, knowledge: Knowledge, engine: Any)
     assert in_process(example.name, engine) == answer, "the same request gives the same response"
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.recommendation}/{e.name}")
+@pytest.mark.parametrize("example", EXAMPLES, ids=owned)
 def test_evaluate_prints_what_was_recorded(example: Example, knowledge: Knowledge) -> None:
     assert evaluate_output(example.name) == example.evaluate_text(knowledge.version)
 

@@ -63,7 +63,8 @@ def test_integration_guide_covers_every_setting() -> None:
 
 
 def test_the_examples_table_is_generated_from_the_examples() -> None:
-    """Every example of rules/, as scripts/update_readme.py writes the table from their expected.json files."""
+    """Every example with the rules that own it, as scripts/update_readme.py writes the table from the rules' examples:
+    and the expected.json files."""
     from scripts.update_readme import examples_table
 
     assert examples_table() in README

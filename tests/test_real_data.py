@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from cds.charts.series import first_proposed
 from cds.engine import Knowledge, RuleEngine
 from cds.fhir.client import FhirClient
 from cds.hooks.models import Card
 from cds.services import services_of
 from cds.services.pipeline import answer
+from cds.services.proposed import first_proposed
 from tests.conftest import ROOT, LiveService
 from tests.support.examples import BASE_URL, Example
 from tests.support.fhir_server import TOKEN, FhirServer

@@ -5,7 +5,7 @@ checked again when a chart is read (cds/charts/model.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from cds.clinical.features import Features
 from cds.clinical.records import PatientRecord
 from cds.engine import Evaluation
 from cds.hooks.models import Card
+from cds.services.proposed import proposed_dose
 
 WEEKS = 12
 SERIES_VERSION = 1
@@ -99,36 +100,6 @@ def _vital_marks(record: PatientRecord, fact: dict[str, Any], now: Any) -> list[
             latest_weight = max(weights, key=lambda w: w.when)
             marks.append([latest_weight.when, "weight-loss", latest_weight.value])
     return marks
-
-
-def proposed_dose(card: Card) -> dict[str, float] | None:
-    """The dose a card proposes, read from its suggested ServiceRequest timing or Goal target."""
-    for suggestion in card.suggestions or []:
-        for action in suggestion.actions or []:
-            resource = action.resource or {}
-            repeat = (resource.get("occurrenceTiming") or {}).get("repeat") or {}
-            if resource.get("resourceType") == "ServiceRequest" and "duration" in repeat and "frequency" in repeat:
-                return {"minutes": repeat["duration"], "per_week": repeat["frequency"]}
-            if resource.get("resourceType") == "Goal":
-                for target in resource.get("target") or []:
-                    value = (target.get("detailQuantity") or {}).get("value")
-                    if isinstance(value, int | float):
-                        return {"quota": value}
-    return None
-
-
-def dose_text(dose: Mapping[str, float] | None) -> str | None:
-    """A proposed dose in the card's words: "22 min x 3/week" or "6,600 steps/day"."""
-    if dose is None:
-        return None
-    if "quota" in dose:
-        return f"{round(dose['quota']):,} steps/day"
-    return f"{dose['minutes']:g} min x {dose['per_week']:g}/week"
-
-
-def first_proposed(cards: Iterable[Card]) -> str | None:
-    """The dose the first card that proposes one proposes, in words."""
-    return next((dose_text(d) for d in map(proposed_dose, cards) if d is not None), None)
 
 
 def has_data(series: Mapping[str, Any]) -> bool:

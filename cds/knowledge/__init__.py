@@ -1,10 +1,10 @@
 """The knowledge format: rules/ as validated data (schema, loader, the condition language)."""
 
+from cds.knowledge.examples import example_dirs
 from cds.knowledge.loader import (
     CompiledRule,
     Knowledge,
     RuleError,
-    example_dirs,
     load_knowledge,
     load_ruleset_info,
 )

@@ -105,7 +105,7 @@ def diff_parameters(before: Mapping[str, Parameter], after: Mapping[str, Paramet
 def diff_rules(before: Iterable[CompiledRule], after: Iterable[CompiledRule]) -> tuple[RuleChange, ...]:
     """The rules that differ, by id: what changed in each (version, mode, kind, precedence, services, conditions
     leaf by leaf, the conclusion's code, indicator and dose, the names of the card texts and of the rule file's
-    words that changed)."""
+    words that changed, and of its title, plain words, evidence and examples when they changed)."""
     old, new = {c.rule.id: c for c in before}, {c.rule.id: c for c in after}
     changes = []
     for rule_id in sorted(set(old) | set(new)):
@@ -164,7 +164,7 @@ def _rule_differences(was: CompiledRule, will: CompiledRule) -> list[str]:
              and getattr(old.conclude, name) != getattr(new.conclude, name)]
     if texts or words:
         what.append("card text: " + ", ".join(texts + [f"words.{name}" for name in words]))
-    about = [name for name in ("title", "plain", "evidence") if getattr(old, name) != getattr(new, name)]
+    about = [name for name in ("title", "plain", "evidence", "examples") if getattr(old, name) != getattr(new, name)]
     if about:
         what.append(", ".join(about))
     return what

@@ -2,8 +2,10 @@
 
 rules/ holds the shared files (ruleset, parameters, facts, codes, services, fixtures) and one folder per
 recommendation: rule.yaml (the rules that conclude it) and scenarios.yaml. The end-to-end examples (complete
-requests with their expected answers) are in fhir_examples/ at the top of the project, beside rules/. Every problem
-found is reported at once, each naming its file and place, so an author fixes them in one pass.
+requests with their expected answers) are in fhir_examples/ at the top of the project, beside rules/, each owned by
+the rules that name it in `examples:`; where that folder is, they are checked with the rules (cds/knowledge/
+examples.py). Every problem found is reported at once, each naming its file and place, so an author fixes them in
+one pass.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cds.knowledge.conditions import (
     compile_pattern,
     resolve_fact,
 )
+from cds.knowledge.examples import Example, check_examples, examples_folder, owners_of, read_examples
 from cds.knowledge.schema import (
     CodeLists,
     FactType,
@@ -130,6 +133,7 @@ class Knowledge:
     value_sets: dict[str, ValueSet] = field(default_factory=dict)
     value_set_index: ValueSetIndex = field(default_factory=lambda: ValueSetIndex({}, ()))
     statuses: StatusTable | None = None
+    examples_dir: Path | None = None  # the fhir_examples/ checked with the rules; None: there was none beside them
 
     def status_of(self, table: str, code: str | None) -> str:
         """What a FHIR status code means (rules/statuses.yaml): current, history, ignored, unconfirmed or unknown."""
@@ -158,6 +162,15 @@ class Knowledge:
     @property
     def services(self) -> set[str]:
         return {s for r in self.rules for s in r.services}
+
+    @cached_property
+    def example_owners(self) -> dict[str, tuple[str, ...]]:
+        """Example name -> the ids of the rules that own it (name it in their `examples:`)."""
+        return owners_of(self.rules)
+
+    def examples(self) -> list[Example]:
+        """The examples of `examples_dir` by name, each with the rules that own it; none without the folder."""
+        return read_examples(self.examples_dir, self.example_owners) if self.examples_dir is not None else []
 
     @cached_property
     def values(self) -> Mapping[str, float | int]:
@@ -254,11 +267,6 @@ def rule_folders(rules_dir: Path) -> list[Path]:
     return sorted(p.parent for p in rules_dir.glob(f"*/{RULE_FILE}"))
 
 
-def example_dirs(examples_dir: Path) -> list[Path]:
-    """Every end-to-end example of fhir_examples/ (a folder with request.json), by name."""
-    return sorted((p.parent for p in examples_dir.glob("*/request.json")), key=lambda p: p.name)
-
-
 def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
                    require_scenarios: bool = True) -> Knowledge:
     """Read and check rules_dir; raise RuleError listing every problem."""
@@ -307,6 +315,9 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
     compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, problems)
     scenarios = _scenarios(scenario_files, compiled, parameters, vocabulary.facts, fixture_file, problems,
                            require_scenarios)
+    examples_dir = examples_folder(rules_dir)
+    if examples_dir is not None:
+        check_examples(compiled, examples_dir, problems)
     if problems.items:
         raise RuleError(problems.items)
     listed = vocabulary.facts["condition"].fields["value_set"].values if "condition" in vocabulary.facts else None
@@ -314,7 +325,8 @@ def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
         raise RuleError([f"{VALUE_SETS_DIR}/: value sets {sorted(value_sets)} differ from {FACTS_FILE} "
                          f"condition.value_set values {sorted(listed)}"])
     return Knowledge(info, dict(parameters), dict(vocabulary.facts), code_lists, tuple(compiled), tuple(scenarios),
-                     _digest(rules_dir), service_file, prefetch, value_sets, ValueSetIndex.of(value_sets), statuses)
+                     _digest(rules_dir), service_file, prefetch, value_sets, ValueSetIndex.of(value_sets), statuses,
+                     examples_dir)
 
 
 def _check_words(rule_files: dict[str, RuleFile | None], forbidden: list[str], problems: Problems) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -230,6 +231,12 @@ class Rule(Strict):
     suppressed_by: list[Id] = Field(default_factory=list)
     # silent: a rule in pilot. It is evaluated and its would-be card audited, never returned (docs/governance.md).
     mode: Literal["live", "silent"] = "live"
+    examples: list[Id] = Field(
+        default_factory=list,
+        description="The end-to-end examples this rule owns: folders of fhir_examples/ (beside rules/) whose request "
+                    "is there to show this rule's card, or its card held back at a boundary. `rules check` checks "
+                    "that each one exists and that every example there has an owner; `rules test` answers each one "
+                    "and holds its cards to its expected.json.")
     conditions: dict[str, Any]
     conclude: Conclusion
 
@@ -238,6 +245,14 @@ class Rule(Strict):
     def _sentence(cls, value: str) -> str:
         if not value.endswith(("?", ".")):
             raise ValueError("a title reads as a clinical sentence ending in '?' or '.'")
+        return value
+
+    @field_validator("examples")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"names the examples {twice} more than once")
         return value
 
     @field_validator("conditions")
@@ -403,6 +418,23 @@ class FixtureFile(Strict):
     """rules/fixtures.yaml: named facts a scenario starts from with `like: <name>`."""
 
     fixtures: dict[Id, dict[str, Any]]
+
+
+# ---------------------------------------------------------------- fhir_examples/<name>/expected.json
+
+
+class ExpectedAnswer(Strict):
+    """fhir_examples/<name>/expected.json: the intent of an example, written by hand. The rules that own the example
+    name it in their `examples:`."""
+
+    service: Id = Field(description="the service the request is sent to (rules/services.yaml)")
+    now: AwareDatetime = Field(description="the moment of evaluation the answer is recorded at")
+    codes: list[Id] = Field(description="the recommendation codes of the cards, in order (none: no card)")
+    dose: Text | None = Field(description='the dose the first card that proposes one proposes ("22 min x 3/week", '
+                                          '"6,600 steps/day"), or null')
+    shows: Text = Field(description="what the example shows, in a line (the README's table of examples)")
+    says: list[Text] = Field(default_factory=list, description="words some card's detail says")
+    never_says: list[Text] = Field(default_factory=list, description="words no card's detail says")
 
 
 # ---------------------------------------------------------------- value-sets/<id>.yaml

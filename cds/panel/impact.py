@@ -28,7 +28,7 @@ from typing import Any
 
 from cds.clock import parse_now
 from cds.knowledge.diff import diff_knowledge
-from cds.knowledge.loader import example_dirs
+from cds.knowledge.examples import example_dirs, examples_folder, missing_examples
 from cds.logs import escape_controls
 from cds.panel.command import (
     REBUILD,
@@ -57,7 +57,6 @@ from cds.settings import Settings
 
 RED_FLAG_LOST = "red-flag-lost"  # the --fail-on choice
 EXIT_RED_FLAG_LOST = 3
-EXAMPLES_DIR = "fhir_examples"  # beside the rules folder, in a checkout of the repository
 
 
 class Stop(Exception):
@@ -89,8 +88,8 @@ def _impact(settings: Settings, args: Any) -> int:
         before = load_rule_set(folder, f"the baseline {args.baseline}")
     impact = Impact(before, after, args.baseline, now, diff_knowledge(before.knowledge, after.knowledge))
     if args.examples:
-        examples_dir = rules_dir.parent / EXAMPLES_DIR
-        if examples_dir.is_dir():
+        examples_dir = examples_folder(rules_dir)
+        if examples_dir is not None:
             impact.examples = compare_examples(examples_dir, before, after, settings)
         elif has_panel:
             impact.notes.append(no_examples(rules_dir))
@@ -150,7 +149,7 @@ def _arguments(settings: Settings, args: Any) -> tuple[datetime, BulkArgs | None
 
 
 def no_examples(rules_dir: Path) -> str:
-    return f"no {EXAMPLES_DIR} folder beside {rules_dir} (an installed package has none): no example compared"
+    return f"{missing_examples(rules_dir)}: no example compared"
 
 
 # ---------------------------------------------------------------- the two rule sets

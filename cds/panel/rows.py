@@ -12,11 +12,11 @@ from typing import Any
 import msgspec
 import orjson
 
-from cds.charts.series import first_proposed
 from cds.engine import Evaluation, RuleEngine
 from cds.fhir import typed
 from cds.panel.source import Problem
 from cds.services.pipeline import Outcome, evaluate_patient
+from cds.services.proposed import first_proposed
 
 SERVICE, HOOK = "pacing-review", "patient-view"
 COLUMNS = ("patient", "recommendations", "dose_now", "dose_proposed", "adherence", "pain_delta", "flare_weeks",

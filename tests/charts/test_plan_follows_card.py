@@ -12,8 +12,9 @@ import pytest
 from cds.charts.model import Series
 from cds.charts.page import dose_words, headline, plan_page
 from cds.charts.plan import PlanText
-from cds.charts.series import call_series, card_series, chart_series, has_data, proposed_dose
+from cds.charts.series import call_series, card_series, chart_series, has_data
 from cds.engine import RuleEngine
+from cds.services.proposed import proposed_dose
 from tests.support.examples import SCENARIOS, run_example
 
 NUMBER = re.compile(r"\d[\d,]*")

@@ -30,12 +30,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds.charts.series import first_proposed
 from cds.engine import RuleEngine
 from cds.fhir.client import FhirClient
 from cds.panel.rows import evaluate_group
 from cds.services import services_of
 from cds.services.pipeline import Outcome, answer
+from cds.services.proposed import first_proposed
 from tests.invariants.variations import (
     ANY,
     CONDITION_OVER,
