@@ -31,11 +31,31 @@ PROCESS_FIXTURES = {"fhir_server", "redis_server", "postgres_server", "live_serv
                     "browser", "dask_cluster", "worklist", "cluster_run", "generated"}
 
 
+# The modules that take longest, longest first (about 20 s to 2 minutes each on 2 cores). `make test` runs the
+# modules in parallel, a module on one worker (so its module-scoped servers, image or wheel are made once); a worker
+# takes the next module in collection order when it is free, so these go first and the short ones fill in after.
+LONGEST_FIRST = ("test_container.py", "store/test_durability.py", "panel/test_incremental.py", "panel/test_impact.py",
+                 "invariants/test_invariants.py", "test_package.py", "api/test_auth.py",
+                 "security/test_logs_and_data_errors.py", "api/test_service_call.py", "panel/test_hostile_export.py",
+                 "panel/test_dask_security.py", "fhir/test_faults.py", "test_end_to_end.py", "panel/test_worklist.py",
+                 "test_golden.py")
+
+
+def _start_rank(item: pytest.Item) -> int:
+    relative = item.path.relative_to(ROOT / "tests").as_posix()
+    return LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark slow every test that starts a process through a fixture (its own module may mark more)."""
+    """Mark slow every test that starts a process through a fixture (its own module may mark more); the longest
+    modules first."""
+    moved = [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()]
+    if moved:
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FIRST names modules that are not there: {moved}")
     for item in items:
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_start_rank)  # stable: the order within a module, and of the other modules, is kept
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,11 @@ class StoppedAtDeadline(FetchFailure):
 
 class DeadlineExceeded(Exception):
     """The request's deadline passed while FHIR queries were still running; names the keys still pending."""
+
+
+def _answered(future: Future[Any]) -> bool:
+    """The query ran to its end (its resource, or a failure other than the deadline's)."""
+    return future.done() and not future.cancelled() and not isinstance(future.exception(), StoppedAtDeadline)
 
 
 @dataclass
@@ -121,7 +126,9 @@ class FhirClient:
                 results[key] = failure
             except FutureTimeout as exc:
                 budget.cancelled = True  # the running reads stop at their next chunk
-                pending = sorted(k for k, f in futures.items() if not f.done())
+                # Every key without an answer: a read that stops at the deadline as this wait times out is done,
+                # but no less late.
+                pending = sorted(k for k, f in futures.items() if k not in results and not _answered(f))
                 for waiting in futures.values():
                     waiting.cancel()
                 raise DeadlineExceeded(", ".join(pending)) from exc

@@ -29,7 +29,15 @@ from cds.knowledge.conditions import (
     compile_pattern,
     resolve_fact,
 )
-from cds.knowledge.examples import Example, check_examples, examples_folder, owners_of, read_examples
+from cds.knowledge.examples import (
+    EXPECTED_FILE,
+    Example,
+    check_examples,
+    example_dirs,
+    examples_folder,
+    owners_of,
+    read_examples,
+)
 from cds.knowledge.schema import (
     CodeLists,
     FactType,
@@ -269,10 +277,44 @@ def rule_folders(rules_dir: Path) -> list[Path]:
 
 def load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None = None,
                    require_scenarios: bool = True) -> Knowledge:
-    """Read and check rules_dir; raise RuleError listing every problem."""
-    problems = Problems()
+    """Read and check rules_dir; raise RuleError listing every problem.
+
+    A rule set read before in this process, from files with the same content, is not read again: parsing and checking
+    take about half a second, which every app, command and worker built in one process paid anew. The content of
+    every file the reading uses is the key, so an edited file is read afresh."""
     if not rules_dir.is_dir():
         raise RuleError([f"{rules_dir}: not a folder of rules"])
+    key = (_sources(rules_dir), None if service_ids is None else tuple(sorted(service_ids)), require_scenarios)
+    knowledge = _LOADED.get(key)
+    if knowledge is None:
+        knowledge = _LOADED[key] = _load_knowledge(rules_dir, service_ids, require_scenarios)
+        while len(_LOADED) > _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+    return knowledge
+
+
+# Rule sets read in this process, by what they were read from (the oldest goes first past the bound).
+_LOADED: dict[tuple[str, tuple[str, ...] | None, bool], Knowledge] = {}
+_LOADED_MAX = 8
+
+
+def _sources(rules_dir: Path) -> str:
+    """A digest of what reading `rules_dir` uses: its folder, the name and content of every file under it, and the
+    example folders beside it with their expected.json."""
+    sha = hashlib.sha256(str(rules_dir.resolve()).encode() + b"\0")
+    for path in sorted(p for p in rules_dir.rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(rules_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    examples_dir = examples_folder(rules_dir)
+    if examples_dir is not None:
+        for folder in example_dirs(examples_dir):
+            expected = folder / EXPECTED_FILE
+            sha.update(folder.name.encode() + b"\0"
+                       + (expected.read_bytes() if expected.is_file() else b"(none)") + b"\0")
+    return sha.hexdigest()
+
+
+def _load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None, require_scenarios: bool) -> Knowledge:
+    problems = Problems()
     info = _read(rules_dir / RULESET_FILE, RuleSetInfo, problems)
     parameters = _read_parameters(rules_dir / PARAMETERS_FILE, problems)
     vocabulary = _read(rules_dir / FACTS_FILE, FactVocabulary, problems)

@@ -178,3 +178,22 @@ def test_a_name_that_points_nowhere_is_refused(rules_copy: Path, file: str, old:
                                                problem: str) -> None:
     edit(rules_copy / file, old, new)
     assert any(problem in p for p in problems(rules_copy))
+
+
+def test_a_rule_set_read_again_unchanged_is_the_one_read_before_and_an_edit_is_read_afresh(rules_copy: Path) -> None:
+    first = load_knowledge(rules_copy)
+    assert load_knowledge(rules_copy) is first
+    set_parameter(rules_copy, "adherence_min", 0.7)
+    edited = load_knowledge(rules_copy)
+    assert edited is not first and edited.values["adherence_min"] == 0.7 and first.values["adherence_min"] == 0.8
+    assert edited.version != first.version
+    set_parameter(rules_copy, "adherence_min", 0.8)
+    assert load_knowledge(rules_copy).values["adherence_min"] == 0.8
+
+
+def test_a_broken_rule_set_is_refused_every_time_it_is_read(rules_copy: Path) -> None:
+    load_knowledge(rules_copy)
+    edit(rules_copy / "progress" / "rule.yaml", "{param: adherence_min}", "{param: adherence_minimum}")
+    for _ in range(2):
+        with pytest.raises(RuleError, match="adherence_minimum"):
+            load_knowledge(rules_copy)
