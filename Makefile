@@ -7,6 +7,9 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	then echo $$p; break; fi; done)
 
 .PHONY: run test check lint venv clean screenshot fuzz
+# Byte code is cached even where the environment asks otherwise: without it every test process (a worker, a server,
+# a command) compiles the package and pytest rewrites every test module again, some seconds each time.
+unexport PYTHONDONTWRITEBYTECODE
 
 venv: $(VENV)/.installed
 

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cds.engine import Knowledge, RuleEngine
 from tests.support.examples import example_path, run_example
 from tests.support.rules import edit, set_parameter
+
+pytestmark = pytest.mark.slow  # every test runs the command
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]

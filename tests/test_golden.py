@@ -81,6 +81,7 @@ def test_examples_over_http_equal_in_process(live_service: Callable[..., LiveSer
     assert seen == concluded_codes(knowledge), "every recommendation code is produced over HTTP"
 
 
+@pytest.mark.slow  # runs a command
 def test_example_requests_are_what_the_generator_writes(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     (copy / "scripts").mkdir(parents=True)

@@ -49,6 +49,7 @@ def test_invalid_values_are_refused_naming_the_variable(monkeypatch: pytest.Monk
         load_settings()
 
 
+@pytest.mark.slow  # runs a command
 def test_serve_with_an_invalid_setting_exits_with_the_reason(tmp_path: Path) -> None:
     result = subprocess.run([CLI, "serve"], env={"PACING_CDS_PORT": "not-a-port", "PATH": "/usr/bin:/bin"},
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -57,6 +58,7 @@ def test_serve_with_an_invalid_setting_exits_with_the_reason(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs a command
 def test_settings_command_lists_every_variable() -> None:
     result = subprocess.run([CLI, "settings"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
@@ -68,6 +70,7 @@ def test_settings_command_lists_every_variable() -> None:
         assert required in result.stdout
 
 
+@pytest.mark.slow  # runs a command
 def test_importing_the_package_does_nothing(tmp_path: Path) -> None:
     """No settings read, no file written, no thread started at import time."""
     code = ("import threading, cds, cds.api, cds.services, cds.store.database, cds.fhir.resolver, cds.cli; "

@@ -219,6 +219,7 @@ def _missing_code(plan: dict[str, Any]) -> None:
     del plan["this_week"]["step-back"]
 
 
+@pytest.mark.slow  # runs a command
 @pytest.mark.parametrize("edit, problem", [(_unknown_placeholder, "miles"), (_missing_code, "no text for step-back")])
 def test_a_broken_plan_text_stops_rules_check(edit: Callable[[dict[str, Any]], None], problem: str,
                                               tmp_path: Path) -> None:

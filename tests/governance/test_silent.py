@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from tests.conftest import ROOT, VENV_BIN, LiveService
@@ -108,6 +109,7 @@ def test_a_service_in_silent_mode_returns_no_card_and_audits_every_one(live_serv
     assert json.loads(topics) == [] and "silent mode" in message
 
 
+@pytest.mark.slow  # runs a command
 def test_a_silent_setting_naming_no_service_stops_the_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
     env.update({"PACING_CDS_SILENT": "pacing-reveiw", "PACING_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
@@ -118,6 +120,7 @@ def test_a_silent_setting_naming_no_service_stops_the_start(tmp_path: Path) -> N
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # runs a command
 def test_evaluate_prints_what_a_rule_in_pilot_would_have_said(rules_copy: Path) -> None:
     silence_rule(rules_copy, "progress", "progress")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}

@@ -403,6 +403,7 @@ def cli(*args: str, url: str, rules: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # runs a command
 def test_the_command_writes_the_page_for_its_owner_only(tmp_path: Path, sqlite_url: str, rules: Path) -> None:
     out = tmp_path / "overrides.html"
     result = cli("--html", str(out), "--now", "2026-11-20", url=sqlite_url, rules=rules)
@@ -419,6 +420,7 @@ def test_the_command_writes_the_page_for_its_owner_only(tmp_path: Path, sqlite_u
     assert list(Page(out.read_text()).flags) == ["re-baseline", "progress"], "the window follows --now"
 
 
+@pytest.mark.slow  # runs a command
 def test_an_unreadable_now_exits_2_with_a_message(tmp_path: Path, sqlite_url: str, rules: Path) -> None:
     out = tmp_path / "report.html"
     result = cli("--html", str(out), "--now", "next tuesday", url=sqlite_url, rules=rules)
@@ -428,6 +430,7 @@ def test_an_unreadable_now_exits_2_with_a_message(tmp_path: Path, sqlite_url: st
     assert not out.exists()
 
 
+@pytest.mark.slow  # runs a command
 def test_a_folder_that_does_not_exist_exits_2_with_a_message(tmp_path: Path, sqlite_url: str, rules: Path) -> None:
     out = tmp_path / "no-such-folder" / "report.html"
     result = cli("--html", str(out), "--now", "2026-11-20", url=sqlite_url, rules=rules)

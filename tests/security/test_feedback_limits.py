@@ -88,6 +88,7 @@ def test_a_client_past_its_rate_is_429_until_the_minute_has_passed(app: Flask) -
     assert client.post(FEEDBACK, json={"feedback": [item("r-later")]}).status_code == 200
 
 
+@pytest.mark.slow  # runs a command
 def test_purge_deletes_what_is_past_retention_and_keeps_the_rest(database_url: str, tmp_path: Path) -> None:
     app = create_app(load_settings(database_url=database_url))
     client = app.test_client()

@@ -256,6 +256,7 @@ def test_over_http_the_command_counts_cards(live_service: Callable[..., LiveServ
     assert any(line.split() == ["total", "2", "1", "1"] for line in result.stdout.splitlines())
 
 
+@pytest.mark.slow  # runs a command
 def test_the_report_refuses_a_rule_set_it_cannot_read(rules_copy: Path, tmp_path: Path) -> None:
     (rules_copy / "ruleset.yaml").write_text("override_reasons: [")
     result = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "feedback", "report"],
