@@ -1,71 +1,30 @@
-"""Findings -> CDS Hooks cards: what a card is built from (`CardContext`), the findings grouped one card each
+"""Findings -> CDS Hooks cards: the findings grouped one card each
 (`card_groups`), and the cards assembled from the rule's templates, the data lines and the suggestions
 (`build_cards`; `build_silent_cards` for rules in silent mode). Pure: no I/O, no clock."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
-from functools import cached_property
-from types import MappingProxyType
 from typing import Any, Literal, cast
 
+from cds.cards.context import CardContext
 from cds.cards.drafts.suggestions import SUGGESTIONS
 from cds.cards.lines import data_lines, note_lines, red_flag_lines
 from cds.cards.uuids import card_uuid
-from cds.cards.words import Number, clip, done_words, fill, reason_text
-from cds.clinical.features import Features, day_words
-from cds.clinical.orders import OrderReview
+from cds.cards.words import clip, done_words, fill, reason_text
+from cds.clinical.features import day_words
 from cds.clinical.recommend import Recommendation, current_words
-from cds.clinical.records import PatientRecord
-from cds.engine import Evaluation, Fired, Knowledge
+from cds.engine import Evaluation, Fired
 from cds.hooks.models import Card, Coding, OverrideReasonCoding, Source
 
 
-@dataclass
-class CardContext:
-    """What the card builder needs besides the findings."""
-
-    hook_instance: str
-    service_id: str
-    hook: str
-    patient_id: str
-    knowledge: Knowledge
-    features: Features
-    record: PatientRecord
-    params: Mapping[str, float]
-    recommendation: Recommendation | None = None
-    reviews: dict[str, OrderReview] = field(default_factory=dict)
-    drafts: dict[str, dict[str, Any]] = field(default_factory=dict)  # Type/id -> draft resource
-    groups: dict[str, list[Fired]] = field(default_factory=dict)  # first finding's rule id -> its card's findings
-    facts: list[dict[str, Any]] = field(default_factory=list)  # the facts the rules were given
-    rules_url: str | None = None  # the rules page; a card's source links to its rule there
-    user_id: str | None = None  # the hook's context.userId ("Practitioner/123"); the panel worklist has none
-
-    def findings_of(self, first: Fired) -> list[Fired]:
-        return self.groups.get(first.rule_id + (first.subject or ""), [first])
-
-    @cached_property
-    def numbers(self) -> Mapping[str, Number]:
-        """The parameters as card text writes them: built once per rule set when they are its values, else once
-        per call."""
-        if self.params is self.knowledge.values:
-            return self.knowledge.derived("card numbers", _numbers)
-        return _numbers_of(self.params)
-
-    @cached_property
-    def data(self) -> str:
-        """The data lines behind the cards, the same for every card of the call: built once."""
-        return data_lines(self)
-
-
-def _numbers_of(params: Mapping[str, float]) -> Mapping[str, Number]:
-    return MappingProxyType({name: Number(value) for name, value in params.items()})
-
-
-def _numbers(knowledge: Knowledge) -> Mapping[str, Number]:
-    return _numbers_of(knowledge.values)
+def _data(ctx: CardContext) -> str:
+    """The data lines behind the cards, made at the first card that shows them."""
+    if ctx.data is None:
+        ctx.data = data_lines(ctx)
+    return ctx.data
 
 
 def card_groups(findings: Iterable[Fired]) -> list[list[Fired]]:
@@ -112,7 +71,7 @@ def _values(findings: list[Fired], ctx: CardContext) -> dict[str, Any]:
         "dose": rec.words(f) if rec else current_words(f),
         "change": (rec.change if rec and rec.change else ""),
         "reason": reason_text(findings, ctx),
-        "data": "\n".join([ctx.data, *note_lines(ctx, findings[0].code)]).strip("\n"),
+        "data": "\n".join([_data(ctx), *note_lines(ctx, findings[0].code)]).strip("\n"),
         "red_flags": red_flag_lines(findings, ctx),
         "review_date": day_words(f.now + timedelta(days=f.review_days(ctx.params))),
         "done": done_words(f),

@@ -10,7 +10,7 @@ from cds.cards.words import days_ago, plural, render, since, week_words
 from cds.engine import Fired
 
 if TYPE_CHECKING:
-    from cds.cards.build import CardContext
+    from cds.cards.context import CardContext
 
 
 def _plan_words(ctx: CardContext) -> str:

@@ -16,14 +16,7 @@ from cds.knowledge.conditions import matches
 from cds.knowledge.schema import template_texts
 
 if TYPE_CHECKING:
-    from cds.cards.build import CardContext
-
-
-class Number(float):
-    """A parameter in card text: plain ("38", "0.8") without a format spec, and formatted with one ("{:.0%}")."""
-
-    def __format__(self, spec: str) -> str:
-        return format(float(self), spec) if spec else f"{float(self):g}"
+    from cds.cards.context import CardContext
 
 
 @lru_cache(maxsize=4096)

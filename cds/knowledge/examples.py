@@ -12,15 +12,25 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from cds.knowledge.conditions import Problems
-from cds.knowledge.schema import ExpectedAnswer
+from cds.knowledge.schema import ExpectedAnswer, Rule
 
-if TYPE_CHECKING:
-    from cds.knowledge.loader import CompiledRule
+
+class OwningRule(Protocol):
+    """What the examples' checks read of a compiled rule (cds/knowledge/loader.py's CompiledRule)."""
+
+    @property
+    def rule(self) -> Rule: ...
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def services(self) -> tuple[str, ...]: ...
 
 EXAMPLES_DIR = "fhir_examples"  # beside the rules folder, in a checkout of the repository
 REQUEST_FILE = "request.json"
@@ -80,7 +90,7 @@ class Example:
         return (self.folder / EVALUATE_FILE).read_text(encoding="utf-8").replace(VERSION_MARK, version)
 
 
-def owners_of(rules: Iterable[CompiledRule]) -> dict[str, tuple[str, ...]]:
+def owners_of(rules: Iterable[OwningRule]) -> dict[str, tuple[str, ...]]:
     """Example name -> the ids of the rules that name it, in the order of the rules."""
     owners: dict[str, list[str]] = {}
     for compiled in rules:
@@ -94,7 +104,7 @@ def read_examples(examples_dir: Path, owners: Mapping[str, Sequence[str]]) -> li
     return [Example(folder, tuple(owners.get(folder.name, ()))) for folder in example_dirs(examples_dir)]
 
 
-def check_examples(rules: Sequence[CompiledRule], examples_dir: Path, problems: Problems) -> None:
+def check_examples(rules: Sequence[OwningRule], examples_dir: Path, problems: Problems) -> None:
     """Each example a rule names is a folder of `examples_dir` whose expected.json is valid and asks a service of
     that rule; every example there is owned by at least one rule, and expects only recommendation codes."""
     found = {folder.name: folder for folder in example_dirs(examples_dir)}

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from cds.cards.build import CardContext, build_cards, build_silent_cards
+from cds.cards.build import build_cards, build_silent_cards
+from cds.cards.context import CardContext
 from cds.clinical.features import Features, compute, condition_facts, vitals_fact
 from cds.clinical.orders import OrderReview, has_activity_data, review
 from cds.clinical.recommend import recommend

@@ -13,7 +13,7 @@ from cds.cards.drafts import layout
 from cds.clinical.records import Dose
 
 if TYPE_CHECKING:
-    from cds.cards.build import CardContext
+    from cds.cards.context import CardContext
 
 PA_SERVICE_REQUEST = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-servicerequest"
 PA_GOAL = "http://hl7.org/fhir/us/physical-activity/StructureDefinition/pa-goal"

@@ -19,7 +19,7 @@ from cds.hooks.models import Action, Suggestion
 from cds.knowledge.schema import Suggestion as SuggestionSpec
 
 if TYPE_CHECKING:
-    from cds.cards.build import CardContext
+    from cds.cards.context import CardContext
 
 SuggestionBuilder = Callable[["CardContext", Fired, SuggestionSpec], list[Suggestion]]
 
