@@ -34,8 +34,8 @@ PROCESS_FIXTURES = {"fhir_server", "redis_server", "postgres_server", "live_serv
 # The modules that take longest, longest first (about 20 s to 2 minutes each on 2 cores). `make test` runs the
 # modules in parallel, a module on one worker (so its module-scoped servers, image or wheel are made once); a worker
 # takes the next module in collection order when it is free, so these go first and the short ones fill in after.
-LONGEST_FIRST = ("test_container.py", "store/test_durability.py", "panel/test_incremental.py", "panel/test_impact.py",
-                 "invariants/test_invariants.py", "test_package.py", "api/test_auth.py",
+LONGEST_FIRST = ("test_container.py", "test_package.py", "store/test_durability.py", "panel/test_incremental.py",
+                 "panel/test_impact.py", "invariants/test_invariants.py", "api/test_auth.py",
                  "security/test_logs_and_data_errors.py", "api/test_service_call.py", "panel/test_hostile_export.py",
                  "panel/test_dask_security.py", "fhir/test_faults.py", "test_end_to_end.py", "panel/test_worklist.py",
                  "test_golden.py")
