@@ -229,7 +229,7 @@ def _typed_observations(bundle: TypedBundle, patient_id: str, fhir_base: str | N
 def read_as_dicts(data: PrefetchData, templates: tuple[PrefetchTemplate, ...], patient_id: str,
                   fhir_base: str | None) -> None:
     """Every key read typed, read again as dicts and checked as `resolve` checks them: for when the one-pass reader
-    leaves one of its Observations to the general readers (readers.NotLean)."""
+    leaves one of its Observations to the general reader (readers.NeedsGeneralReader)."""
     for template in templates:
         value = data.resources.get(template.key)
         if type(value) is TypedBundle:

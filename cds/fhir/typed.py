@@ -3,7 +3,7 @@
 Most of a hook call's body is Observations, and most of each Observation is elements the readers never look at
 (category, display texts, the unit's system). Read into dicts, every one of them is allocated and later freed.
 Here the prefetch keys a service fills from an Observation search are decoded with msgspec into Structs that hold
-only what the one-pass reader (`RecordBuilder.lean_typed`) and the prefetch checks use; msgspec skips the rest
+only what the one-pass reader (`RecordBuilder.one_pass_typed`) and the prefetch checks use; msgspec skips the rest
 while still checking that it is well-formed JSON.
 
 A key is decoded this way only when all of it fits: a Bundle of Observations, each element that is read having the
@@ -63,7 +63,8 @@ class Component(Struct, gc=False):
 
 class Observation(Struct, gc=False):
     """The elements of an Observation that the one-pass reader and the prefetch checks read; `hasMember` and
-    `effectivePeriod` only for their presence (either sends the reading to the general reader)."""
+    `effectivePeriod` only for their presence (a panel, a day's steps over a period: the general reader's). An
+    Observation read as a dict reaches the one-pass reader as one of these too (msgspec.convert)."""
 
     resourceType: Literal["Observation"]
     id: str | UnsetType = UNSET

@@ -31,7 +31,7 @@ from cds.fhir.client import FhirClient
 from cds.fhir.readers import (
     SNOMED,
     DoseLimits,
-    NotLean,
+    NeedsGeneralReader,
     build_record,
     codes_of,
     for_pain,
@@ -154,7 +154,7 @@ def answer(service: CdsService, body: Any, engine: RuleEngine, fhir: FhirClient,
 
     try:
         outcome = evaluated(resources)
-    except NotLean:  # an Observation read typed needs the general readers: every typed key is read as dicts
+    except NeedsGeneralReader:  # an Observation read typed needs the general reader: every typed key is read as dicts
         read_as_dicts(data, service.templates, context.patientId, request.fhirServer)
         outcome = evaluated([r for key in data.resources for r in data.entries(key)])
     if silent:

@@ -10,7 +10,8 @@ import pytest
 
 from cds.clinical.records import DEVICE_NOT_WORN, INCOMPLETE_PANEL, PatientRecord, eligibility
 from cds.engine import Knowledge, RuleEngine
-from cds.fhir.readers import build_record, order_dose
+from cds.fhir.readers.builder import build_record
+from cds.fhir.readers.orders import order_dose
 from cds.services.pipeline import evaluate_patient
 from tests.support import data
 

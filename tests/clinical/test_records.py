@@ -19,7 +19,9 @@ from cds.clinical.records import (
     SetAside,
 )
 from cds.engine import Knowledge, RuleEngine
-from cds.fhir.readers import build_record, order_dose, parse_time
+from cds.fhir.readers.builder import build_record
+from cds.fhir.readers.common import parse_time
+from cds.fhir.readers.orders import order_dose
 from cds.services.pipeline import evaluate_patient
 from tests.support import data
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from cds.clinical import dose as dosing
 from cds.clinical.records import IMPLAUSIBLE, Dose
 from cds.engine import RuleEngine
-from cds.fhir.readers import DoseLimits, read_dose
+from cds.fhir.readers.orders import DoseLimits, read_dose
 from tests.conftest import LiveService
 from tests.fhir.test_faults import audit_of
 from tests.support.examples import example, run_example
