@@ -157,8 +157,17 @@ def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
 
 
 def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
+    """Load the rules as every command does, then make the authoring checks (cds/knowledge/checks.py)."""
+    from cds.knowledge.checks import check_rule_set
+
     knowledge = check_rules(settings)
     if knowledge is None:
+        return 1
+    report = check_rule_set(knowledge, settings.rules_path)
+    for note in report.notes:
+        print(f"pacing-cds: {note}", file=out)
+    if report.problems:
+        print_problems(str(settings.rules_path), report.problems, sys.stderr)
         return 1
     print(f"{knowledge.info.name} {knowledge.version}: {len(knowledge.rules)} rules, "
           f"{len(knowledge.parameters)} parameters, {len(knowledge.scenarios)} scenarios, "
