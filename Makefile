@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3,11) <= sys.version_info[:2] < (3,13)))'; \
 	then echo $$p; break; fi; done)
 
-.PHONY: run test check lint venv clean screenshot fuzz
+.PHONY: run test check lint venv clean screenshot fuzz record
 # Byte code is cached even where the environment asks otherwise: without it every test process (a worker, a server,
 # a command) compiles the package and pytest rewrites every test module again, some seconds each time.
 unexport PYTHONDONTWRITEBYTECODE
@@ -42,6 +42,15 @@ check: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
 	$(VENV)/bin/python -m pytest -q -m "not slow" -n auto $(PYTEST_ARGS)
+
+# Every recorded output, written again after a reviewed change to rules/ (a threshold, a rule, a card text): the rules
+# checked first, then the examples' requests and answers (fhir_examples/*/request.json, response.json and
+# evaluate.txt), then the README blocks made from those answers (the evaluate output and the examples table). The
+# golden and README tests compare against these files; `git diff` shows what the change did to the answers.
+record: venv
+	$(VENV)/bin/python -m cds.cli rules check
+	$(VENV)/bin/python scripts/generate_examples.py --answers
+	$(VENV)/bin/python scripts/update_readme.py
 
 # The invariants of docs/clinical.md on many more generated cases than `make test` runs, at random (the examples
 # hypothesis finds failing are kept in .hypothesis/ and tried first next time). FUZZ_CASES per example and test.

@@ -157,11 +157,19 @@ def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
 
 
 def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
-    """Check the rules (and, beside them in a checkout, the examples they own); a line saying they are sound."""
+    """Load the rules as every command does (and, beside them in a checkout, the examples they own), then make the
+    authoring checks (cds/knowledge/checks.py)."""
+    from cds.knowledge.checks import check_rule_set
     from cds.knowledge.examples import missing_examples
 
     knowledge = check_rules(settings)
     if knowledge is None:
+        return 1
+    report = check_rule_set(knowledge, settings.rules_path)
+    for note in report.notes:
+        print(f"pacing-cds: {note}", file=out)
+    if report.problems:
+        print_problems(str(settings.rules_path), report.problems, sys.stderr)
         return 1
     examples = ""
     if knowledge.examples_dir is None:

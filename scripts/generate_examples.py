@@ -8,6 +8,9 @@ their examples and stops on an example no rule owns.
 
     .venv/bin/python scripts/generate_examples.py             # requests
     .venv/bin/python scripts/generate_examples.py --answers   # and record the answers, after a reviewed change
+
+`make record` runs it with --answers between `pacing-cds rules check` and scripts/update_readme.py: every recorded
+output in one command.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 block, with the current rule set version (after `scripts/generate_examples.py --answers`), and the table of the
 examples from their expected.json files and the rules that own them (never written by hand, so never stale).
 
-    .venv/bin/python scripts/update_readme.py
+    .venv/bin/python scripts/update_readme.py   # or `make record`: the examples' answers first, then this
 """
 
 from __future__ import annotations

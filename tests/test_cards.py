@@ -38,7 +38,7 @@ def test_progress_card_carries_number_data_rule_and_evidence(engine: RuleEngine,
         in detail
     assert re.search(r"\n- Pain \(NRS\) 4\.0 this week against 4\.0 before \(\d+ and \d+ scores\)\n", detail)
     assert f"Rule `progress` v{knowledge.rule('progress').rule.version}" in detail and knowledge.version in detail
-    assert "Lindström 1992" in detail and "(+10 %†" in detail
+    assert "Lindström 1992" in detail and f"({dosing.percent_change(plan.weekly, new.weekly)}†" in detail
     assert detail.endswith("\n† our threshold, not a guideline figure")
     assert card["source"] == {"label": f"Pacing CDS rules {knowledge.version}", "url": f"{BASE_URL}/rules#progress",
                               "topic": {"system": "https://pacing-cds.example.org/CodeSystem/recommendation",
@@ -87,12 +87,13 @@ def test_uuids_derive_from_the_hook_instance(engine: RuleEngine) -> None:
     assert other["suggestions"][0]["uuid"] != first["suggestions"][0]["uuid"]
 
 
-def test_precaution_holds_the_dose_and_says_what_was_found(engine: RuleEngine) -> None:
+def test_precaution_holds_the_dose_and_says_what_was_found(engine: RuleEngine, knowledge: Knowledge) -> None:
     outcome = run("high-blood-pressure-on-progress-week", engine)
     card = card_json(outcome)
     assert card["indicator"] == "warning" and card["source"]["topic"]["code"] == "precaution"
     assert "- Resting blood pressure 186/96 mmHg on 17 Nov" in card["detail"]
-    assert "(limit 180/110†)" in card["detail"] and "hold" in card["summary"].lower()
+    limit = f"{knowledge.values['bp_systolic_max']:g}/{knowledge.values['bp_diastolic_max']:g}"
+    assert f"(limit {limit}†)" in card["detail"] and "hold" in card["summary"].lower()
     assert card["detail"].endswith("† our threshold, not a guideline figure")
     assert {f.rule_id: f.outcome for f in outcome.evaluation.trace}["progress"] == "outranked by precaution"
     assert "suggestions" not in card, "a precaution suggests no referral by default"

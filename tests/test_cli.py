@@ -94,8 +94,9 @@ def test_test_fails_when_an_example_gives_other_cards(rules_with_examples: Path)
 
 
 def test_test_fails_when_a_scenario_no_longer_holds(rules_copy: Path, knowledge: Knowledge) -> None:
-    edit(rules_copy / "parameters.yaml", "  acwr_progression_cap:\n    value: 1.3", "  acwr_progression_cap:\n    value: 1.1")
-    edit(rules_copy / "progress/scenarios.yaml", "acwr: {param: acwr_progression_cap}}", "acwr: 1.3}")
+    cap = knowledge.values["acwr_progression_cap"]
+    set_parameter(rules_copy, "acwr_progression_cap", 1.1)  # the lowest the range allows
+    edit(rules_copy / "progress/scenarios.yaml", "acwr: {param: acwr_progression_cap}}", f"acwr: {cap}}}")
     result = cli("rules", "test", rules=rules_copy)
     assert result.returncode == 1
     assert any(line.startswith("FAIL") and "progress " in line for line in result.stdout.splitlines())

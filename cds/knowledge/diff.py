@@ -105,7 +105,8 @@ def diff_parameters(before: Mapping[str, Parameter], after: Mapping[str, Paramet
 def diff_rules(before: Iterable[CompiledRule], after: Iterable[CompiledRule]) -> tuple[RuleChange, ...]:
     """The rules that differ, by id: what changed in each (version, mode, kind, precedence, services, conditions
     leaf by leaf, the conclusion's code, indicator and dose, the names of the card texts and of the rule file's
-    words that changed, and of its title, plain words, evidence and examples when they changed)."""
+    words that changed, the title and plain text as they read with each side's parameters, the evidence and the
+    examples)."""
     old, new = {c.rule.id: c for c in before}, {c.rule.id: c for c in after}
     changes = []
     for rule_id in sorted(set(old) | set(new)):
@@ -164,10 +165,26 @@ def _rule_differences(was: CompiledRule, will: CompiledRule) -> list[str]:
              and getattr(old.conclude, name) != getattr(new.conclude, name)]
     if texts or words:
         what.append("card text: " + ", ".join(texts + [f"words.{name}" for name in words]))
-    about = [name for name in ("title", "plain", "evidence", "examples") if getattr(old, name) != getattr(new, name)]
-    if about:
-        what.append(", ".join(about))
+    what += [_text_change(name, a, b) for name, a, b in (("title", old.title, new.title),
+                                                         ("plain.when", old.plain.when, new.plain.when),
+                                                         ("plain.then", old.plain.then, new.plain.then)) if a != b]
+    if old.evidence != new.evidence:
+        what.append("evidence")
+    if old.examples != new.examples:
+        what.append("examples")
     return what
+
+
+def _text_change(name: str, old: str, new: str) -> str:
+    """A rule text changed, as it reads (parameters written in), from a little before its first difference."""
+    start = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+    start = old.rfind(" ", 0, max(start - 12, 0)) + 1 if start > 20 else 0
+    return f"{name} {_short_text(old[start:], start)} → {_short_text(new[start:], start)}"
+
+
+def _short_text(text: str, start: int) -> str:
+    text = ("…" if start else "") + text
+    return text if len(text) <= SHORT else text[:SHORT - 1] + "…"
 
 
 def _fields(old: BaseModel, new: BaseModel) -> Iterator[str]:

@@ -54,6 +54,7 @@ from cds.knowledge.schema import (
     ValueSet,
 )
 from cds.knowledge.statuses import StatusTable
+from cds.knowledge.texts import render, render_problems
 
 RULESET_FILE = "ruleset.yaml"
 FACTS_FILE = "facts.yaml"
@@ -83,7 +84,9 @@ class RuleError(Exception):
 
 @dataclass(frozen=True)
 class CompiledRule:
-    """A rule ready for the engine: parameters substituted, with the file and services it belongs to."""
+    """A rule ready for the engine: parameters substituted, with the file and services it belongs to. `rule` reads
+    as it is shown: its title, plain text and evidence note with the parameters' values written in; `written` is the
+    rule as its file has it (those texts naming the parameters), for the checks of `pacing-cds rules check`."""
 
     rule: Rule
     file: str
@@ -92,6 +95,11 @@ class CompiledRule:
     parameters: dict[str, float | int]
     words: dict[str, dict[str, str]] = field(default_factory=dict)
     reasons: tuple[tuple[dict[str, Any], str], ...] = ()  # (compiled `when`, text) of conclude.reasons
+    written: Rule | None = None  # None: as `rule`
+
+    @property
+    def as_written(self) -> Rule:
+        return self.written or self.rule
 
 
 @dataclass(frozen=True)
@@ -350,6 +358,10 @@ def _load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None, require_
             problems.add(RULESET_FILE, f"needs_action {code!r} is not a recommendation code (a folder of "
                                        f"{rules_dir.name}/)")
     for value_set in value_sets.values():
+        for other in value_set.disjoint_from:
+            if other not in value_sets:
+                problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"disjoint_from {other!r} is not a value set "
+                                                                      f"of {VALUE_SETS_DIR}/")
         for code in sorted(set(value_set.note_not_with) - codes):
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_not_with {code!r} is not a recommendation "
                                                                   f"code (a folder of {rules_dir.name}/)")
@@ -456,8 +468,9 @@ def _compile_rules(rule_files: dict[str, RuleFile | None], facts: dict[str, Fact
                 for placeholder in sorted(suggestion.unknown_placeholders(parameters)):
                     problems.add(f"{where} suggest[{index}]", f"uses {{{placeholder}}}, which a {suggestion.kind} "
                                                               "suggestion does not provide")
-            compiled.append(CompiledRule(rule, name, tuple(rule_file.services), conditions, used,
-                                         dict(rule_file.words), reasons))
+            shown = _shown(rule, {n: p.value for n, p in parameters.items()}, problems, where)
+            compiled.append(CompiledRule(shown, name, tuple(rule_file.services), conditions, used,
+                                         dict(rule_file.words), reasons, rule))
     codes = {c.rule.conclude.code for c in compiled}
     for c in compiled:
         for code in c.rule.suppressed_by:
@@ -529,6 +542,36 @@ def _digest(rules_dir: Path) -> str:
             continue
         sha.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()
+
+
+# The texts of a rule that name parameters as {name} and are shown with their values (GET /rules, reports, diffs).
+SHOWN_TEXTS = ("title", "plain.when", "plain.then", "evidence.note")
+
+
+def shown_texts(rule: Rule) -> list[tuple[str, str]]:
+    """(field, text) of each text of SHOWN_TEXTS the rule has."""
+    found = [("title", rule.title), ("plain.when", rule.plain.when), ("plain.then", rule.plain.then)]
+    return found + ([("evidence.note", rule.evidence.note)] if rule.evidence.note is not None else [])
+
+
+def _shown(rule: Rule, values: dict[str, float | int], problems: Problems, where: str) -> Rule:
+    """The rule with its shown texts rendered with the parameters' values; each text that names anything but a
+    parameter, or cannot be rendered, is a problem (and kept as written)."""
+    rendered: dict[str, str] = {}
+    for name, text in shown_texts(rule):
+        found = render_problems(text, values)
+        for problem in found:
+            problems.add(f"{where} {name}", f"{problem}; only parameters may be named in it, as {{name}} or "
+                                             f"{{name:.0%}}")
+        rendered[name] = text if found else render(text, values)
+    if all(rendered[name] == text for name, text in shown_texts(rule)):
+        return rule
+    update: dict[str, Any] = {
+        "title": rendered["title"],
+        "plain": rule.plain.model_copy(update={"when": rendered["plain.when"], "then": rendered["plain.then"]})}
+    if "evidence.note" in rendered:
+        update["evidence"] = rule.evidence.model_copy(update={"note": rendered["evidence.note"]})
+    return rule.model_copy(update=update)
 
 
 def _check_evidence(rule: Rule, used: dict[str, float | int], parameters: dict[str, Parameter],

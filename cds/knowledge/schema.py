@@ -468,6 +468,9 @@ class ValueSet(Strict):
     note_after: Name | None = None  # a parameter (days): the note only when the condition is older than that
     note_not_with: list[Id] = Field(default_factory=list)  # recommendation codes whose cards leave the note out
     note_history: bool = False  # the note also when the condition is over (clinical status history)
+    # Value sets read apart from this one (another clinical status policy, never a red flag): none of their codes
+    # may fall in this set too, or a condition would be read both ways (`pacing-cds rules check`).
+    disjoint_from: list[Id] = Field(default_factory=list)
     # How the clinical status (rules/statuses.yaml) bears on a match: `current`, as the status table says; `any`,
     # whatever the clinical status (metastatic disease: bone at risk stays at risk); `until-abated`, over only
     # when the status says so and an abatement is recorded (a fracture or infection resolved without a date counts).

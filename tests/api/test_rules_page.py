@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 
 import httpx
 
-from cds.engine import Knowledge
+from cds.api.rules_page import render
+from cds.engine import Knowledge, load_knowledge
 from tests.conftest import LiveService
 from tests.support.examples import example
+from tests.support.rules import set_parameter
 
 
 class Anchors(HTMLParser):
@@ -59,3 +62,15 @@ def test_every_card_links_to_its_rule_on_the_page(live_service: Callable[..., Li
             url = card["source"]["url"]
             assert url.startswith(f"{service.url}/rules#"), url
             assert url.split("#", 1)[1] in anchors.ids, url
+
+
+def test_the_page_shows_rule_texts_with_the_values_of_the_rules_in_use(rules_copy: Path, knowledge: Knowledge) -> None:
+    """A site that tunes a threshold reads its own value in every rule text that names it, never a stale number."""
+    adherence = round(knowledge.values["adherence_min"] - 0.05, 2)
+    set_parameter(rules_copy, "adherence_min", adherence)
+    page = render(load_knowledge(rules_copy))
+    assert f"at least {adherence:.0%} of the planned dose" in page
+    assert f"at least {knowledge.values['adherence_min']:.0%} of the planned dose" not in page
+    assert "{adherence_min" not in page
+    fever = knowledge.values["fever_celsius"]
+    assert f"A body temperature of {fever:.1f} Cel or more" in render(knowledge)

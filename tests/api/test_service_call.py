@@ -9,8 +9,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from cds.clinical import dose as dosing
+from cds.clinical.records import Dose
+from cds.engine import Knowledge
 from cds.settings import load_settings
 from tests.support import data
+from tests.support.rules import VALUES
 
 PATIENT_VIEW = "/cds-services/pacing-review"
 
@@ -50,7 +54,7 @@ def test_each_service_answers_its_hook(client: FlaskClient, path: str, hook: str
         # Ten days of steps and pain under a minutes plan, no session this week: the dose is held, and says why
         # (never an empty answer).
         assert [c["source"]["topic"]["code"] for c in cards] == ["hold", "inactivity"]  # 3,000 steps a day
-        assert "nothing of the plan recorded in the last 7 days" in cards[0]["summary"]
+        assert f"nothing of the plan recorded in the last {VALUES['recent_days']:g} days" in cards[0]["summary"]
     else:  # plan 20 min x 3 (60/week); the draft asks 45 min x 3 (135/week)
         assert [c["source"]["topic"]["code"] for c in cards] == ["order-dose-jump"]
         assert cards[0]["suggestions"][0]["actions"][0]["type"] == "update"
@@ -296,7 +300,7 @@ def test_production_requires_an_https_fhir_server(tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize(("change", "why"), [
-    (lambda prefetch: prefetch["patient"].update(birthDate="2015-03-01"), "younger than 18 years"),
+    (lambda prefetch: prefetch["patient"].update(birthDate="2015-03-01"), f"younger than {VALUES['adult_min_age']:g} years"),
     (lambda prefetch: prefetch["conditions"].update(entry=[]), "no active chronic-pain condition"),
 ])
 def test_a_patient_the_rules_are_not_for_gets_no_cards_and_the_audit_says_why(
@@ -310,9 +314,11 @@ def test_a_patient_the_rules_are_not_for_gets_no_cards_and_the_audit_says_why(
     assert event["status"] == 200 and why in (event["message"] or "")
 
 
-def test_a_call_with_no_card_says_why_in_its_audit_record(app: Flask, client: FlaskClient) -> None:
+def test_a_call_with_no_card_says_why_in_its_audit_record(app: Flask, client: FlaskClient,
+                                                          knowledge: Knowledge) -> None:
     """An answer without a card is never silent about why: an order that fits the plan, a child out of scope."""
-    fits = data.order_request("order-sign", "p-fits", minutes=22)  # plan 20 min x 3: +10 % fits
+    paced = dosing.progress(Dose(20, 3), knowledge.values)  # plan 20 min x 3: the next paced step fits
+    fits = data.order_request("order-sign", "p-fits", minutes=paced.minutes)
     response = post(client, fits, "/cds-services/exercise-order-sign")
     assert response.status_code == 200 and response.get_json()["cards"] == []
     child = data.patient_view("p-child", data.full_prefetch("p-child"))
@@ -321,5 +327,5 @@ def test_a_call_with_no_card_says_why_in_its_audit_record(app: Flask, client: Fl
     assert response.status_code == 200 and response.get_json()["cards"] == []
     messages = {event["hook_instance"]: event["message"] for event in audit(app)}
     assert messages[fits["hookInstance"]] == ("no cards: the order fits the pacing plan: ServiceRequest/draft-1 "
-                                              "(22 min x 3/week)")
-    assert "younger than 18 years: out of scope" in messages[child["hookInstance"]]
+                                              f"({paced.minutes} min x 3/week)")
+    assert f"younger than {VALUES['adult_min_age']:g} years: out of scope" in messages[child["hookInstance"]]

@@ -21,8 +21,9 @@ from tests.support.rules import RULES
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 # The patient fact a progress-worthy week gives (the `on-track` fixture of the scenarios).
 ON_TRACK: dict[str, Any] = yaml.safe_load((RULES / "fixtures.yaml").read_text())["fixtures"]["on-track"]
-PROGRESS_PARAMETERS = {"min_days_on_dose": 7, "step_back_hold_days": 7, "adherence_min": 0.8, "hold_pain_delta": 1,
-                       "acwr_progression_cap": 1.3}
+# The parameters the progress rule's conditions name, with the values of rules/parameters.yaml.
+PROGRESS_PARAMETERS = ("min_days_on_dose", "step_back_hold_days", "adherence_min", "hold_pain_delta",
+                       "acwr_progression_cap")
 
 
 def test_progress_finding_carries_its_trace(engine: RuleEngine, knowledge: Knowledge) -> None:
@@ -31,7 +32,7 @@ def test_progress_finding_carries_its_trace(engine: RuleEngine, knowledge: Knowl
     [finding] = evaluation.findings
     assert finding.rule_id == "progress" and finding.rule_version == knowledge.rule("progress").rule.version
     assert finding.facts == {"p": ON_TRACK}
-    assert finding.parameters == PROGRESS_PARAMETERS
+    assert finding.parameters == {name: knowledge.values[name] for name in PROGRESS_PARAMETERS}
     assert evaluation.version == knowledge.version
     assert evaluation.now == NOW
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from cds.knowledge import load_knowledge
 from cds.knowledge.diff import diff_knowledge, diff_parameters, diff_rules, diff_value_sets
 from cds.knowledge.loader import CompiledRule, Knowledge
-from tests.support.rules import RULES
+from tests.support.rules import RULES, set_parameter
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,17 @@ def test_the_words_of_a_rule_file_changed_are_card_text(rules: Knowledge) -> Non
     after = tuple(dataclasses.replace(c, words=words) if c.rule.id == "red-flag-emergency" else c for c in rules.rules)
     [change] = diff_rules(rules.rules, after)
     assert change.what == ("card text: words.order_action",)
+
+
+def test_a_parameter_changed_shows_in_the_rule_texts_that_name_it(rules_copy: Path, rules: Knowledge) -> None:
+    """The rules that name a tuned parameter in their plain text read differently, and the diff says how."""
+    before = rules.values["adherence_min"]
+    after = round(before - 0.05, 2)
+    set_parameter(rules_copy, "adherence_min", after)
+    diff = diff_knowledge(rules, load_knowledge(rules_copy))
+    assert [c.name for c in diff.parameters] == ["adherence_min"]
+    changed = {c.rule_id: c.what for c in diff.rules}
+    assert set(changed) == {"hold", "progress"}
+    [what] = changed["progress"]
+    assert what.startswith("plain.when …") and f"at least {before:.0%} of the planned" in what
+    assert f"at least {after:.0%} of the planned" in what.split(" → ")[1]

@@ -23,8 +23,8 @@ def test_the_project_rules_load(knowledge: Knowledge) -> None:
         "energy-management", "order-dose-jump", "order-no-baseline"}
     assert knowledge.version.startswith(knowledge.info.version + "+")
     progress = knowledge.rule("progress")
-    assert progress.parameters == {"min_days_on_dose": 7, "step_back_hold_days": 7, "adherence_min": 0.8,
-                                   "hold_pain_delta": 1, "acwr_progression_cap": 1.3}
+    assert progress.parameters == {name: knowledge.values[name] for name in (
+        "min_days_on_dose", "step_back_hold_days", "adherence_min", "hold_pain_delta", "acwr_progression_cap")}
 
 
 def test_every_code_of_clinical_sections_5_and_6_is_concluded(knowledge: Knowledge) -> None:
@@ -36,7 +36,8 @@ def test_every_code_of_clinical_sections_5_and_6_is_concluded(knowledge: Knowled
 
 def test_parameters_are_substituted_into_the_engine_conditions(knowledge: Knowledge) -> None:
     conditions = knowledge.rule("precaution-fever").conditions
-    assert conditions == {"all": [{"v": {"$and": [{"t": "vitals"}, {"$gte": {"temperature_max": 38.0}}]}}]}
+    fever = knowledge.values["fever_celsius"]
+    assert conditions == {"all": [{"v": {"$and": [{"t": "vitals"}, {"$gte": {"temperature_max": fever}}]}}]}
 
 
 def test_a_literal_number_in_a_rule_is_refused(rules_copy: Path) -> None:
@@ -197,3 +198,45 @@ def test_a_broken_rule_set_is_refused_every_time_it_is_read(rules_copy: Path) ->
     for _ in range(2):
         with pytest.raises(RuleError, match="adherence_minimum"):
             load_knowledge(rules_copy)
+
+
+def test_a_rule_text_names_parameters_and_reads_with_their_values(rules_copy: Path) -> None:
+    """plain, title and evidence note name parameters ({name}, {name:.0%}); the loaded rule reads with the values of
+    the rules folder it came from, and the rule as written keeps the names."""
+    project = load_knowledge(rules_copy, SERVICE_IDS).values
+    adherence, fever = round(project["adherence_min"] - 0.05, 2), project["fever_celsius"] + 0.2  # within range
+    set_parameter(rules_copy, "adherence_min", adherence)
+    set_parameter(rules_copy, "fever_celsius", fever)
+    tuned = load_knowledge(rules_copy, SERVICE_IDS)
+    progress = tuned.rule("progress")
+    assert "{adherence_min:.0%}" in progress.as_written.plain.when
+    assert f"at least {adherence:.0%} of the planned dose" in progress.rule.plain.when
+    shown = tuned.rule("precaution-fever").rule
+    assert f"{fever:.1f} Cel or more" in shown.plain.when
+    assert shown.evidence.note == f"the {fever:.1f} Cel cut-off is our synthesis"
+
+
+def test_the_project_rule_texts_read_with_the_project_values(knowledge: Knowledge) -> None:
+    values = knowledge.values
+    assert f"at least {values['adherence_min']:.0%} of the planned dose" in knowledge.rule("progress").rule.plain.when
+    pregnancy = knowledge.rule("precaution-pregnancy-blood-pressure").rule
+    assert f"{values['pregnancy_bp_systolic']:g}/{values['pregnancy_bp_diastolic']:g} or more" in pregnancy.title
+    assert all("{" not in text for c in knowledge.rules
+               for text in (c.rule.title, c.rule.plain.when, c.rule.plain.then, c.rule.evidence.note or ""))
+
+
+@pytest.mark.parametrize(("field", "old", "new", "problem"), [
+    ("plain.when", "by more than {order_jump_max:.0%}.", "by more than {order_jump:.0%}.",
+     "names {order_jump}, which is not a parameter of parameters.yaml"),
+    ("plain.then", "then: Offer to replace the draft with the paced dose.",
+     "then: Offer to replace the draft with {dose}.", "names {dose}, which is not a parameter"),
+    ("evidence.note", "note: the {order_jump_max:.0%} limit", "note: the {order_jump_max:.0q} limit",
+     "cannot write a parameter with its format spec"),
+    ("title", "title: Does the draft order raise the weekly dose too fast?",
+     "title: Does the draft order raise the weekly dose {too fast?", "is not a valid text template"),
+], ids=["unknown", "card-placeholder", "format-spec", "brace"])
+def test_a_rule_text_naming_no_parameter_is_refused_with_its_file_and_rule(rules_copy: Path, field: str, old: str,
+                                                                          new: str, problem: str) -> None:
+    edit(rules_copy / "order-dose-jump/rule.yaml", old, new)
+    found = [p for p in problems(rules_copy) if p.startswith(f"order-dose-jump/rule.yaml rule order-dose-jump {field}:")]
+    assert found and problem in found[0], found

@@ -23,7 +23,7 @@ from tests.panel.test_bulk_client import key_file
 from tests.support.dask_cluster import DaskCluster
 from tests.support.examples import EXAMPLES_DIR, SCENARIOS, run_example
 from tests.support.fhir_server import FhirServer, SmartClient
-from tests.support.rules import RULES, edit, set_parameter
+from tests.support.rules import RULES, VALUES, edit, set_parameter
 
 pytestmark = pytest.mark.slow  # runs pacing-cds rules impact and worklist
 
@@ -139,8 +139,8 @@ def test_the_page_says_what_differs_and_what_it_does(folder_run: Impact) -> None
     page = folder_run.page
     assert "<script" not in page and "<link" not in page and " src=" not in page, "self-contained, no script"
     assert "Rules in silent mode are evaluated as if live" in page
-    assert "<td>goal_weekly_minutes</td><td><span class=changed>changed</span></td><td class=n>150</td>" \
-           "<td class=n>250</td><td>min/wk</td>" in page
+    assert f"<td>{GOAL[0]}</td><td><span class=changed>changed</span></td><td class=n>{VALUES[GOAL[0]]:g}</td>" \
+           f"<td class=n>{GOAL[1]}</td><td>min/wk</td>" in page
     assert "Dose recommendation, before and after" in page and "class='n moved'" in page
     assert "Examples (" in page and "<td>goal-met</td>" in page
     assert {"impact.csv", "impact.html", "examples.csv", "problems.csv"} <= {p.name for p in folder_run.out.iterdir()}

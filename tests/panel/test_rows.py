@@ -15,7 +15,8 @@ from cds.panel import rows
 from cds.panel.rows import evaluate_group
 from cds.services.pipeline import evaluate_patient
 from tests.support.data import NOW
-from tests.support.examples import example
+from tests.support.examples import BY_NAME, example
+from tests.support.rules import VALUES
 
 
 def lines(resources: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
@@ -41,7 +42,7 @@ def test_a_row_without_a_card_says_why(engine: RuleEngine) -> None:
             resource["birthDate"] = "2014-06-01"
     row, problems = evaluate_group(engine, pid, lines(resources), NOW)
     assert row is not None and not problems
-    assert row["recommendations"] == "" and "younger than 18 years: out of scope" in row["note"]
+    assert row["recommendations"] == "" and f"younger than {VALUES['adult_min_age']:g} years: out of scope" in row["note"]
 
 
 def test_an_export_without_goals_is_none_recorded_not_unread(engine: RuleEngine) -> None:
@@ -49,7 +50,7 @@ def test_an_export_without_goals_is_none_recorded_not_unread(engine: RuleEngine)
     baseline, not a hold for goals that "could not be read"."""
     pid, resources = export_of("start-steps", without=("step-goals",))
     row, _ = evaluate_group(engine, pid, lines(resources), NOW)
-    assert row is not None and row["recommendations"] == "start" and row["dose_proposed"] == "4,800 steps/day"
+    assert row is not None and row["recommendations"] == "start" and row["dose_proposed"] == BY_NAME["start-steps"].expected["dose"]
     assert row["note"] is None and row["dose_now"] is None, "no plan in force: the starting quota is a proposal"
     unread, _ = evaluate_group(engine, pid, lines(resources), NOW, unread=("Goal",))
     assert unread is not None and unread["recommendations"] == "hold"
@@ -123,4 +124,4 @@ def test_a_child_is_out_of_scope_whether_or_not_its_conditions_were_read(engine:
             resource["birthDate"] = "2014-06-01"
     row, _ = evaluate_group(engine, pid, lines([r for r in resources if r["resourceType"] != "Condition"]), NOW,
                             unread=("Condition",))
-    assert row is not None and row["recommendations"] == "" and "younger than 18 years" in row["note"]
+    assert row is not None and row["recommendations"] == "" and f"younger than {VALUES['adult_min_age']:g} years" in row["note"]
