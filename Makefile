@@ -29,12 +29,14 @@ lint: venv
 	$(VENV)/bin/lint-imports --no-cache
 
 # The tests run in parallel, a module per worker at a time (--dist loadscope: a module's servers, image or wheel are
-# made once). Most of a slow test is waiting for a server, a build or a timeout, so there are more workers than cores.
+# made once), in collection order (tests/conftest.py puts the longest modules first; xdist would otherwise start the
+# modules with the most tests first). Most of a slow test is waiting for a server, a build or a timeout, so there are
+# more workers than cores.
 TEST_WORKERS ?= 4
 test: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The inner loop: lint, the layer contracts, the rules, and every test that starts no process (no server, cluster,
 # browser or command: those are marked slow and left to make test).
