@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, final
 
-from cds.clinical.records import STATUS_UNKNOWN, PatientRecord, SetAside
+from cds.clinical.records import CURRENT, HISTORY, IGNORED, STATUS_UNKNOWN, PatientRecord, SetAside
 from cds.knowledge import Knowledge
 
 LOINC = "http://loinc.org"
@@ -130,3 +130,13 @@ class Reader:
             self.skip(source, f"{table} status {str(code)[:40]!r} is not one rules/statuses.yaml knows",
                       STATUS_UNKNOWN)
         return meaning
+
+    def in_force_or_past(self, table: str, code: Any, source: str) -> str | None:
+        """CURRENT or HISTORY for a status that counts; None for any other, which is set aside and reported (an
+        unknown one by `status`, the rest as never recorded)."""
+        meaning = self.status(table, code, source)
+        if meaning in (CURRENT, HISTORY):
+            return meaning
+        if meaning != "unknown":
+            self.skip(source, f"status {code!r}: as if never recorded", IGNORED)
+        return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds.clinical.records import CURRENT, HISTORY, IGNORED, IMPLAUSIBLE, Dose, OrderRecord
+from cds.clinical.records import CURRENT, HISTORY, IMPLAUSIBLE, Dose, OrderRecord
 from cds.fhir.readers.common import ICD10, MINUTES, SNOMED, Reader, codes_of, instruction_patterns, parse_time
 from cds.knowledge import Knowledge
 
@@ -134,11 +134,8 @@ class OrderReader(Reader, OrderTables):
         reference = f"ServiceRequest/{resource.get('id', '?')}"
         if not set(codes_of(resource.get("code"), SNOMED)) & self.exercise:
             return
-        status = resource.get("status")
-        meaning = self.status("service-request", status, reference)
-        if meaning not in (CURRENT, HISTORY):
-            if meaning != "unknown":
-                self.skip(reference, f"status {status!r}: as if never recorded", IGNORED)
+        meaning = self.in_force_or_past("service-request", resource.get("status"), reference)
+        if meaning is None:
             return
         authored = parse_time(resource.get("authoredOn"))
         self.record.orders.append(OrderRecord(reference, meaning, authored, self._dose(resource, reference),
@@ -157,11 +154,8 @@ class OrderReader(Reader, OrderTables):
         """A CarePlan's exercise activities, read as exercise orders (a dose from scheduledTiming, else from the
         description): current while the plan and the activity are, the past when either is over."""
         reference = f"CarePlan/{resource.get('id', '?')}"
-        status = resource.get("status")
-        plan = self.status("care-plan", status, reference)
-        if plan not in (CURRENT, HISTORY):
-            if plan != "unknown":
-                self.skip(reference, f"status {status!r}: as if never recorded", IGNORED)
+        plan = self.in_force_or_past("care-plan", resource.get("status"), reference)
+        if plan is None:
             return
         period = resource.get("period")
         period = period if isinstance(period, dict) else {}
