@@ -58,7 +58,6 @@ def build_authenticator(settings: Settings, store: Store) -> Authenticator | Non
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application: settings, rule engine, database, FHIR client, services and HTTP edge."""
     from cds import api, metrics
-    from cds.charts.plan import load_plan_text
     from cds.engine import RuleEngine, load_knowledge
     from cds.fhir.allowlist import AllowList, ServerPolicy
     from cds.fhir.client import FhirClient
@@ -75,7 +74,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     unknown = unknown_silent(settings, engine.knowledge)
     if unknown:
         raise SettingsError(unknown)
-    plan_text = load_plan_text(settings.rules_path, {r.rule.conclude.code for r in engine.knowledge.rules})
     app = Flask("cds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     store = Store(settings.database_url)
@@ -88,7 +86,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                         max_entries=settings.fhir_max_entries),
         engine=engine,
         services=services,
-        plan_text=plan_text,
         auth=authenticator,
         fhir_servers=ServerPolicy(AllowList.parse(settings.allowed_fhir_servers),
                                   authenticator.fhir_server_lists() if authenticator else {}),

@@ -156,9 +156,9 @@ def purge(settings: Settings, days: int | None, out: Any = sys.stdout) -> int:
     return 0
 
 
-def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
+def rules_check(settings: Settings, out: Any = sys.stdout, reading: bool = False) -> int:
     """Load the rules as every command does (and, beside them in a checkout, the examples they own), then make the
-    authoring checks (cds/knowledge/checks.py)."""
+    authoring checks (cds/knowledge/checks.py); `reading`: print the reading level of every patient text first."""
     from cds.knowledge.checks import check_rule_set
     from cds.knowledge.examples import missing_examples
 
@@ -166,6 +166,8 @@ def rules_check(settings: Settings, out: Any = sys.stdout) -> int:
     if knowledge is None:
         return 1
     report = check_rule_set(knowledge, settings.rules_path)
+    if reading:
+        print(report.reading, file=out)
     for note in report.notes:
         print(f"pacing-cds: {note}", file=out)
     if report.problems:
@@ -394,8 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "distributed.comm.tls.client.key)")
     rules = commands.add_parser("rules", help="the rule set in PACING_CDS_RULES_DIR")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
-    rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios, and the examples "
-                                            "the rules own (fhir_examples/ beside the rules)")
+    check = rules_commands.add_parser("check", help="validate rule files, parameters, facts and scenarios, the "
+                                                    "patient texts and their reading level, and the examples the "
+                                                    "rules own (fhir_examples/ beside the rules)")
+    check.add_argument("--reading", action="store_true", help="print the reading level of every patient text, per "
+                                                              "language, as a table")
     rules_commands.add_parser("test", help="run the scenarios and the examples the rules own; a line per rule")
     impact = rules_commands.add_parser("impact", help="what a rule change would change: every patient of a panel "
                                                       "(and every example) evaluated under the baseline and these "
@@ -445,7 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cds.panel.impact import impact_command
 
             return impact_command(settings, args)
-        return rules_check(settings) if args.rules_command == "check" else rules_test(settings)
+        if args.rules_command == "check":
+            return rules_check(settings, reading=args.reading)
+        return rules_test(settings)
     if args.command == "report":
         from cds.reports.firing import firing_command
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from flask import current_app
 
 from cds.auth.tokens import Authenticator
-from cds.charts.plan import PlanText
 from cds.engine import RuleEngine
 from cds.fhir.allowlist import ServerPolicy
 from cds.fhir.client import FhirClient
@@ -25,7 +24,6 @@ class Runtime:
     fhir: FhirClient
     engine: RuleEngine
     services: dict[str, CdsService]
-    plan_text: PlanText
     auth: Authenticator | None = None
     fhir_servers: ServerPolicy = ServerPolicy()
 

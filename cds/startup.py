@@ -25,18 +25,13 @@ def unknown_silent(settings: Settings, knowledge: Knowledge) -> str | None:
 
 
 def checked_rules(folder: Path, label: str, out: Any = sys.stderr) -> Knowledge | None:
-    """The rules of `folder` with the plan text they need; None after printing every problem under `label`."""
-    from cds.charts.plan import PlanTextError, load_plan_text
+    """The rules of `folder` with the patient texts they need; None after printing every problem under `label`."""
     from cds.engine import RuleError, load_knowledge
 
     try:
-        knowledge = load_knowledge(folder)
-        load_plan_text(folder, {r.rule.conclude.code for r in knowledge.rules})
-        return knowledge
+        return load_knowledge(folder)
     except RuleError as exc:
         print_problems(label, exc.problems, out)
-    except PlanTextError as exc:
-        print_problems(label, [str(exc)], out)
     return None
 
 

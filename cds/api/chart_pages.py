@@ -90,7 +90,7 @@ def chart(token: str) -> Response:
 def plan(token: str) -> Response:
     series, _ = _series(token)
     accepted = series.lead_card is not None and runtime().store.card_accepted(series.lead_card)
-    return _html(plan_page(series, runtime().plan_text, accepted))
+    return _html(plan_page(series, runtime().engine.knowledge.patient, accepted))
 
 
 @bp.after_request

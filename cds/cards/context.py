@@ -14,6 +14,7 @@ from cds.clinical.orders import OrderReview
 from cds.clinical.recommend import Recommendation
 from cds.clinical.records import PatientRecord
 from cds.engine import Fired, Knowledge
+from cds.knowledge.patient_text import Catalogue
 
 
 class Number(float):
@@ -43,6 +44,12 @@ class CardContext:
     rules_url: str | None = None  # the rules page; a card's source links to its rule there
     user_id: str | None = None  # the hook's context.userId ("Practitioner/123"); the panel worklist has none
     data: str | None = None  # the data lines behind the cards, the same for every card of the call: made once
+
+    @cached_property
+    def patient_words(self) -> Catalogue:
+        """What the patient reads (the draft order's instruction, the Goal's text) is written from: the record's
+        language where we have it, else English."""
+        return self.knowledge.patient.choose(self.record.language).catalogue
 
     def findings_of(self, first: Fired) -> list[Fired]:
         return self.groups.get(first.rule_id + (first.subject or ""), [first])

@@ -75,6 +75,9 @@ class Series(Frozen):
     lead_rule: RuleId | None = None
     lead_proposed: Dose | None = None
     lead_card: CardId | None = None
+    # The patient's language (BCP-47, from Patient.communication), which the take-home plan is written in; None: the
+    # record names none (English).
+    language: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,35}$")] | None = None
 
     @field_validator("sessions", "steps", "pain", "orders", "red_flags")
     @classmethod

@@ -9,8 +9,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from cds.charts.model import Dose, Series
-from cds.charts.plan import PlanText
+from cds.charts.plan import plan_sentences
 from cds.charts.weeks import Week, weeks
+from cds.knowledge.patient_text import PatientTexts
 
 
 @lru_cache(maxsize=1)
@@ -74,10 +75,16 @@ def chart_page(series: Series, expires: datetime, token: str) -> str:
         expires=f"{expires:%Y-%m-%d %H:%M} UTC", token=token)
 
 
-def plan_page(series: Series, plan: PlanText, accepted: bool = False) -> str:
-    """The take-home plan of the call the card belongs to: it follows the call's leading card (`accepted`: the
-    clinician accepted that card, so its proposed dose is the plan)."""
+def plan_page(series: Series, texts: PatientTexts, accepted: bool = False) -> str:
+    """The take-home plan of the call the card belongs to, in the patient's language (English, saying so, where we
+    do not have it): it follows the call's leading card (`accepted`: the clinician accepted that card, so its
+    proposed dose is the plan)."""
+    choice = texts.choose(series.language)
+    words = choice.catalogue
     codes = series.codes or [series.code]
     proposed = series.lead_proposed if series.codes else series.proposed
-    this_week, sections = plan.page(codes, series.lead_rule, series.measure, series.plan, proposed, accepted)
-    return _templates().get_template("plan.html").render(plan=plan, this_week=this_week, sections=sections)
+    this_week, sections = plan_sentences(words, codes, series.lead_rule, series.measure, series.plan, proposed,
+                                         accepted)
+    return _templates().get_template("plan.html").render(
+        plan=words.plan, lang=words.language, fallback=choice.fallback, this_week=this_week, sections=sections,
+        made_on=words.made_on.format(date=words.day(series.now.date())))

@@ -48,6 +48,7 @@ def chart_series(features: Features, record: PatientRecord, evaluation: Evaluati
         "plan": _dose(features) if features.has_prescription else None,  # the plan in force, never a proposal
         "red_flags": red_flag_marks(record, evaluation, now)[-MAX_FLAGS:],
         "params": {name: params[name] for name in CHART_PARAMS if name in params},
+        "language": record.language,
     }
     return series
 

@@ -5,11 +5,11 @@ still run with. Each check returns its problems, each naming its file and place 
 - a SNOMED CT code whose check digit is wrong (a typo: the code matches nothing), in value-sets/ and codes.yaml;
 - a code listed twice in a value set, an ICD-10-CM prefix inside another, a code shared with a value set read apart
   (disjoint_from), a published value set without a reference;
-- a forbidden phrase (ruleset.yaml forbidden_words) in the patient's plan (patient-plan.yaml);
+- a patient text (rules/patient-text/) harder to read than its language's bound (cds/knowledge/reading.py);
 - a parameter or recommendation code that docs/clinical.md does not name: only where docs/ lies beside rules/ (a
   checkout; an installed rule set has no docs, and the check says it was not made).
 
-Pure but for reading patient-plan.yaml and docs/clinical.md.
+Pure but for reading docs/clinical.md.
 """
 
 from __future__ import annotations
@@ -18,19 +18,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from cds.knowledge.loader import (
     CODES_FILE,
-    PATIENT_PLAN_FILE,
     VALUE_SETS_DIR,
     CompiledRule,
     Knowledge,
-    read_yaml,
     shown_texts,
 )
+from cds.knowledge.reading import reading_levels, reading_problems, table
 from cds.knowledge.schema import Rule, template_texts
 from cds.knowledge.texts import Literal, literals, names, placeholder_hint
 
@@ -45,6 +41,7 @@ class Report:
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    reading: str = ""  # the reading level of every patient text, as a table
 
 
 def check_rule_set(knowledge: Knowledge, rules_dir: Path) -> Report:
@@ -53,7 +50,9 @@ def check_rule_set(knowledge: Knowledge, rules_dir: Path) -> Report:
     report.problems += literal_numbers(knowledge)
     report.problems += snomed_check_digits(knowledge)
     report.problems += value_set_codes(knowledge)
-    report.problems += patient_plan_words(rules_dir, knowledge.info.forbidden_words)
+    levels = reading_levels(knowledge.patient)
+    report.problems += reading_problems(knowledge.patient, levels)
+    report.reading = table(levels)
     docs = rules_dir.parent / DOCS_DIR
     if (docs / CLINICAL_DOC).is_file():
         report.problems += docs_coverage(knowledge, docs)
@@ -206,37 +205,6 @@ def value_set_codes(knowledge: Knowledge) -> list[str]:
             problems.append(f"{where} source: a published value set names its reference (OID or URL); else its "
                             f"source.name is {BUILT_HERE!r}")
     return problems
-
-
-# ---------------------------------------------------------------- the patient's words
-
-
-def patient_plan_words(rules_dir: Path, forbidden: list[str]) -> list[str]:
-    """No sentence of patient-plan.yaml matches a forbidden phrase of ruleset.yaml (the rule texts are checked
-    when the rules load)."""
-    path = rules_dir / PATIENT_PLAN_FILE
-    try:
-        plan = read_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return []  # unreadable: the plan text check of every command says so
-    problems = []
-    for where, text in _strings(plan, ""):
-        for pattern in forbidden:
-            if re.search(pattern, text, re.IGNORECASE):
-                problems.append(f"{PATIENT_PLAN_FILE} {where}: matches the forbidden words {pattern!r} "
-                                f"(ruleset.yaml forbidden_words); reword it")
-    return problems
-
-
-def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield where or "(top)", value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{where}[{index}]")
 
 
 # ---------------------------------------------------------------- documentation

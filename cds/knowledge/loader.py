@@ -38,6 +38,7 @@ from cds.knowledge.examples import (
     owners_of,
     read_examples,
 )
+from cds.knowledge.patient_text import PatientTextError, PatientTexts, load_patient_texts
 from cds.knowledge.schema import (
     CodeLists,
     FactType,
@@ -51,6 +52,7 @@ from cds.knowledge.schema import (
     Scenario,
     ScenarioFile,
     ServiceFile,
+    Suggestion,
     ValueSet,
 )
 from cds.knowledge.statuses import StatusTable
@@ -65,7 +67,6 @@ RULE_FILE = "rule.yaml"
 SCENARIO_FILE = "scenarios.yaml"
 VALUE_SETS_DIR = "value-sets"
 STATUSES_FILE = "statuses.yaml"
-PATIENT_PLAN_FILE = "patient-plan.yaml"  # the patient's take-home plan texts (cds/charts/plan.py), not rules
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}(?!\})")
 STATUS_LIST = re.compile(r"(?<!\{)\{status:([a-z-]+)\}(?!\})")
@@ -150,6 +151,7 @@ class Knowledge:
     value_set_index: ValueSetIndex = field(default_factory=lambda: ValueSetIndex({}, ()))
     statuses: StatusTable | None = None
     examples_dir: Path | None = None  # the fhir_examples/ checked with the rules; None: there was none beside them
+    patient: PatientTexts = field(default_factory=PatientTexts)  # what the patient reads, by language
 
     def status_of(self, table: str, code: str | None) -> str:
         """What a FHIR status code means (rules/statuses.yaml): current, history, ignored, unconfirmed or unknown."""
@@ -366,7 +368,8 @@ def _load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None, require_
             problems.add(f"{VALUE_SETS_DIR}/{value_set.id}.yaml", f"note_not_with {code!r} is not a recommendation "
                                                                   f"code (a folder of {rules_dir.name}/)")
     _check_words(rule_files, info.forbidden_words, problems)
-    compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, problems)
+    patient = _patient_texts(rules_dir, codes, rule_files, info.forbidden_words, problems)
+    compiled = _compile_rules(rule_files, vocabulary.facts, parameters, known, patient, problems)
     scenarios = _scenarios(scenario_files, compiled, parameters, vocabulary.facts, fixture_file, problems,
                            require_scenarios)
     examples_dir = examples_folder(rules_dir)
@@ -380,7 +383,20 @@ def _load_knowledge(rules_dir: Path, service_ids: Iterable[str] | None, require_
                          f"condition.value_set values {sorted(listed)}"])
     return Knowledge(info, dict(parameters), dict(vocabulary.facts), code_lists, tuple(compiled), tuple(scenarios),
                      _digest(rules_dir), service_file, prefetch, value_sets, ValueSetIndex.of(value_sets), statuses,
-                     examples_dir)
+                     examples_dir, patient or PatientTexts())
+
+
+def _patient_texts(rules_dir: Path, codes: set[str], rule_files: dict[str, RuleFile | None], forbidden: list[str],
+                   problems: Problems) -> PatientTexts | None:
+    """rules/patient-text/, checked against the recommendation codes and the texts the rules name."""
+    suggestions = [s for f in rule_files.values() if f for r in f.rules for s in r.conclude.suggest]
+    try:
+        return load_patient_texts(rules_dir, codes, forbidden,
+                                  {s.instruction for s in suggestions if s.instruction},
+                                  {s.goal_text for s in suggestions if s.goal_text})
+    except PatientTextError as exc:
+        problems.items.extend(exc.problems)
+        return None
 
 
 def _check_words(rule_files: dict[str, RuleFile | None], forbidden: list[str], problems: Problems) -> None:
@@ -435,8 +451,8 @@ def _expand_prefetch(service_file: ServiceFile, codes: CodeLists, statuses: Stat
 
 
 def _compile_rules(rule_files: dict[str, RuleFile | None], facts: dict[str, FactType],
-                   parameters: dict[str, Parameter], known_services: set[str], problems: Problems
-                   ) -> list[CompiledRule]:
+                   parameters: dict[str, Parameter], known_services: set[str], patient: PatientTexts | None,
+                   problems: Problems) -> list[CompiledRule]:
     compiled: list[CompiledRule] = []
     seen: dict[str, str] = {}
     for name, rule_file in rule_files.items():
@@ -465,7 +481,8 @@ def _compile_rules(rule_files: dict[str, RuleFile | None], facts: dict[str, Fact
                 problems.add(where, f"card text uses {{{placeholder}}}, which is neither a placeholder of "
                                     f"{name} nor a parameter")
             for index, suggestion in enumerate(rule.conclude.suggest):
-                for placeholder in sorted(suggestion.unknown_placeholders(parameters)):
+                for placeholder in sorted(suggestion.unknown_placeholders(parameters,
+                                                                           _patient_words(suggestion, patient))):
                     problems.add(f"{where} suggest[{index}]", f"uses {{{placeholder}}}, which a {suggestion.kind} "
                                                               "suggestion does not provide")
             shown = _shown(rule, {n: p.value for n, p in parameters.items()}, problems, where)
@@ -484,6 +501,15 @@ def _compile_rules(rule_files: dict[str, RuleFile | None], facts: dict[str, Fact
         if "rules" not in used_by and name in used_by_rules:
             problems.add(f"{PARAMETERS_FILE} {name}", "is used by a rule; add rules to used_by")
     return compiled
+
+
+def _patient_words(suggestion: Suggestion, patient: PatientTexts | None) -> list[str]:
+    """The English texts a suggestion names (every language fills in the same placeholders)."""
+    if patient is None:
+        return []
+    english = patient.default
+    return [*([english.instruction(suggestion.instruction)] if suggestion.instruction in english.instructions else []),
+            *([english.goal(suggestion.goal_text)] if suggestion.goal_text in english.goals else [])]
 
 
 def _scenarios(scenario_files: dict[str, ScenarioFile | None], compiled: list[CompiledRule],
@@ -533,12 +559,12 @@ def _like(fact: dict[str, Any], fixtures: FixtureFile, problems: Problems, where
 
 
 def _digest(rules_dir: Path) -> str:
-    """What the service answers with: every rules file but scenarios, fixtures and the patient's plan text."""
+    """What the service answers with: every rules file but scenarios and fixtures."""
     sha = hashlib.sha256()
     for path in sorted(rules_dir.rglob("*.yaml")):
         relative = path.relative_to(rules_dir)
-        # Scenarios, fixtures and the patient's plan text do not change what the service answers.
-        if relative.name in (SCENARIO_FILE, FIXTURES_FILE, PATIENT_PLAN_FILE):
+        # Scenarios and fixtures do not change what the service answers.
+        if relative.name in (SCENARIO_FILE, FIXTURES_FILE):
             continue
         sha.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()

@@ -147,10 +147,12 @@ class Suggestion(Strict):
     priority: Literal["routine", "urgent", "asap", "stat"] | None = None  # of an order (ServiceRequest.priority)
     label: Template | None = None
     description: Template | None = None
-    instruction: Template | None = None
+    # What the patient reads (the order's patientInstruction, the Goal's text): the key of a text of
+    # rules/patient-text/, written in the patient's language.
+    instruction: Id | None = None
     goal_label: Template | None = None
     goal_description: Template | None = None
-    goal_text: Template | None = None
+    goal_text: Id | None = None
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Suggestion:
@@ -164,12 +166,17 @@ class Suggestion(Strict):
         return self
 
     def texts(self) -> list[str]:
-        return [t for name in ("label", "description", "instruction", "goal_label", "goal_description", "goal_text")
-                for t in template_texts(getattr(self, name))]
+        """The clinician's texts (the patient's are in rules/patient-text/)."""
+        return [t for name in CLINICIAN_TEXTS for t in template_texts(getattr(self, name))]
 
-    def unknown_placeholders(self, parameters: Iterable[str]) -> set[str]:
-        """Placeholders its texts use that neither its kind provides nor a parameter names."""
-        return _template_names(self.texts()) - SUGGESTION_WORDS[self.kind] - set(parameters)
+    def unknown_placeholders(self, parameters: Iterable[str], patient_texts: Iterable[str] = ()) -> set[str]:
+        """Placeholders its texts, and the patient texts it names, use that neither its kind provides nor a
+        parameter names."""
+        return _template_names([*self.texts(), *patient_texts]) - SUGGESTION_WORDS[self.kind] - set(parameters)
+
+
+# The texts of a suggestion the clinician reads, in English.
+CLINICIAN_TEXTS = ("label", "description", "goal_label", "goal_description")
 
 
 # The values each kind of suggestion provides to its texts, besides the parameters.

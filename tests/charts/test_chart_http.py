@@ -160,14 +160,15 @@ def test_unknown_malformed_and_expired_tokens(live_service: Start, http: httpx.C
 
 def test_plan_sentences_all_come_from_the_rules_folder(chart_service: LiveService, http: httpx.Client) -> None:
     service = chart_service
-    source = yaml.safe_load((ROOT / "rules/patient-plan.yaml").read_text())
-    templates = [source["title"], source["this_week_heading"], *source["intro"]]
+    source = yaml.safe_load((ROOT / "rules/patient-text/en.yaml").read_text())["plan"]
+    templates = [source["title"], source["this_week_heading"], *source["intro"], "Made on {date}."]
     templates += [s for section in source["sections"] for s in (section["heading"], *section["sentences"])]
     templates += [s for entry in source["this_week"].values() for kind in entry.values() for s in kind]
     templates += [source["no_plan_in_force"], *source["proposed"].values(), *source["agreed"].values()]
     templates += [s for entry in source["by_rule"].values() for s in entry["this_week"]]
     patterns = [re.compile(re.escape(t).replace(r"\{minutes\}", r"\d+").replace(r"\{per_week\}", r"\d+")
-                           .replace(r"\{steps\}", r"[\d,]+") + "$") for t in templates]
+                           .replace(r"\{steps\}", r"[\d,]+").replace(r"\{date\}", r"[A-Z][a-z]+ \d+, \d{4}") + "$")
+                for t in templates]
     for name, dose in (("progress-walking", "22 minutes, 3 times"), ("progress-steps", "5,500 steps")):
         [plan_url, *_] = [link["url"] for card in cards_for(service, http, name) for link in card["links"][1:]]
         page = http.get(local(plan_url, service))
@@ -178,7 +179,7 @@ def test_plan_sentences_all_come_from_the_rules_folder(chart_service: LiveServic
         blocks = [" ".join(b.split()) for b in parser.blocks if b.strip()]
         assert blocks
         for block in blocks:
-            assert any(p.match(block) for p in patterns), f"{block!r} is not from patient-plan.yaml"
+            assert any(p.match(block) for p in patterns), f"{block!r} is not from rules/patient-text/en.yaml"
         assert dose in page.text
 
 
@@ -211,12 +212,12 @@ def test_another_instance_on_the_same_postgresql_serves_the_chart(live_service: 
     assert "Step back: from 25 min x 4/week to 20 min x 4/week" in page.text
 
 
-def _unknown_placeholder(plan: dict[str, Any]) -> None:
-    plan["this_week"]["progress"]["minutes"] = ["Walk {miles} miles"]
+def _unknown_placeholder(texts: dict[str, Any]) -> None:
+    texts["plan"]["this_week"]["progress"]["minutes"] = ["Walk {miles} miles"]
 
 
-def _missing_code(plan: dict[str, Any]) -> None:
-    del plan["this_week"]["step-back"]
+def _missing_code(texts: dict[str, Any]) -> None:
+    del texts["plan"]["this_week"]["step-back"]
 
 
 @pytest.mark.slow  # runs a command
@@ -229,13 +230,14 @@ def test_a_broken_plan_text_stops_rules_check(edit: Callable[[dict[str, Any]], N
 
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    plan = yaml.safe_load((rules / "patient-plan.yaml").read_text())
-    edit(plan)
-    (rules / "patient-plan.yaml").write_text(yaml.safe_dump(plan))
+    english = rules / "patient-text" / "en.yaml"
+    texts = yaml.safe_load(english.read_text())
+    edit(texts)
+    english.write_text(yaml.safe_dump(texts, allow_unicode=True))
     result = subprocess.run([str(Path(sys.executable).parent / "pacing-cds"), "rules", "check"], capture_output=True,
                             text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PACING_CDS_RULES_DIR": str(rules)})
     assert result.returncode == 1
-    assert "patient-plan.yaml" in result.stderr and problem in result.stderr
+    assert "patient-text/en.yaml" in result.stderr and problem in result.stderr
 
 
 def test_the_plan_shows_a_proposal_until_the_card_is_accepted(chart_service: LiveService, http: httpx.Client) -> None:

@@ -11,17 +11,18 @@ import pytest
 
 from cds.charts.model import Series
 from cds.charts.page import dose_words, headline, plan_page
-from cds.charts.plan import PlanText
+from cds.charts.plan import fill_line, week
 from cds.charts.series import call_series, card_series, chart_series, has_data
 from cds.engine import RuleEngine
+from cds.knowledge.patient_text import PatientTexts
 from cds.services.proposed import proposed_dose
 from tests.support.examples import SCENARIOS, run_example
 
 NUMBER = re.compile(r"\d[\d,]*")
 
 
-def plan_text(app: Any) -> PlanText:
-    return app.extensions["pacing_cds"].plan_text
+def texts(app: Any) -> PatientTexts:
+    return app.extensions["pacing_cds"].engine.knowledge.patient
 
 
 def call(name: str, engine: RuleEngine) -> tuple[Any, list[Series]]:
@@ -46,7 +47,8 @@ def numbers(text: str) -> set[str]:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_card_chart_and_plan_say_the_same(name: str, engine: RuleEngine, app: Any) -> None:
-    plan = plan_text(app)
+    words = texts(app).default
+    plan = words.plan
     outcome, series = call(name, engine)
     f = outcome.features
     if not series:  # no activity or pain to draw: the cards carry no chart link (tests/charts/test_chart_http.py)
@@ -62,40 +64,40 @@ def test_card_chart_and_plan_say_the_same(name: str, engine: RuleEngine, app: An
         elif stored.plan is not None:
             assert dose_words(stored, stored.plan) in (card.detail or ""), "the card's plan is the chart's plan"
     lead, lead_card = series[0], outcome.response.cards[0]
-    page = plan_page(lead, plan)
-    week = paragraphs(page)
+    page = plan_page(lead, texts(app))
+    this_week = paragraphs(page)
     lead_dose = dose_words(lead, lead.lead_proposed)
     if lead.lead_rule in plan.by_rule:  # an emergency: stop, get help today, and nothing about doses
-        assert week == plan.by_rule[lead.lead_rule].this_week
-        assert not any(numbers(s) for s in week)
+        assert this_week == plan.by_rule[lead.lead_rule].this_week
+        assert not any(numbers(s) for s in this_week)
         kept = plan.by_rule[lead.lead_rule].sections
         assert all(heading in page for heading in kept)
         assert not any(s.heading in page for s in plan.sections if s.heading not in kept)
         return
     code = lead_card.source.topic.code
-    expected = plan.week(code, lead.measure, lead.plan)
-    assert all(sentence in week for sentence in expected), "the plan carries the card's recommendation"
+    expected = week(words, code, lead.measure, lead.plan)
+    assert all(sentence in this_week for sentence in expected), "the plan carries the card's recommendation"
     if lead.plan is None:
-        assert week[0] == plan.no_plan_in_force, "no plan in force is said as such"
-    proposal = plan.proposed.fill(lead.measure, lead.lead_proposed) if lead.lead_proposed else None
+        assert this_week[0] == plan.no_plan_in_force, "no plan in force is said as such"
+    proposal = fill_line(plan.proposed, lead.measure, lead.lead_proposed, words) if lead.lead_proposed else None
     if proposal is None:
-        assert not any(s.startswith("Your care team suggests") for s in week)
+        assert not any(s.startswith("Your care team suggests") for s in this_week)
         return
-    assert proposal in week, f"the proposed {lead_dose} is written as a proposal"
-    in_force = numbers(" ".join(plan.week(code, lead.measure, lead.plan)))
-    for sentence in week:
+    assert proposal in this_week, f"the proposed {lead_dose} is written as a proposal"
+    in_force = numbers(" ".join(week(words, code, lead.measure, lead.plan)))
+    for sentence in this_week:
         if sentence != proposal and numbers(sentence) - in_force:
             raise AssertionError(f"{sentence!r} names a dose that is not the plan in force")
-    agreed_page = paragraphs(plan_page(lead, plan, accepted=True))
-    assert plan.agreed.fill(lead.measure, lead.lead_proposed) in agreed_page, "accepted: the proposal is the plan"
+    agreed_page = paragraphs(plan_page(lead, texts(app), accepted=True))
+    assert fill_line(plan.agreed, lead.measure, lead.lead_proposed, words) in agreed_page, \
+        "accepted: the proposal is the plan"
     assert proposal not in agreed_page
-    assert all(s in agreed_page for s in plan.week(code, lead.measure, lead.lead_proposed))
+    assert all(s in agreed_page for s in week(words, code, lead.measure, lead.lead_proposed))
 
 
 def test_the_emergency_plan_has_no_pacing_advice(engine: RuleEngine, app: Any) -> None:
-    plan = plan_text(app)
     _, [series] = call("cauda-equina-undated", engine)
-    page = plan_page(series, plan)
+    page = plan_page(series, texts(app))
     assert "Stop your exercise plan for now." in page and "Get help today." in page
     for advice in ("Stop at the time, not at the pain", "If you have a flare", "Do not add to your exercise"):
         assert advice not in page
@@ -105,7 +107,7 @@ def test_the_emergency_plan_has_no_pacing_advice(engine: RuleEngine, app: Any) -
 def test_a_steps_patient_whose_goal_could_not_be_read_has_no_quota_on_the_plan(engine: RuleEngine,
                                                                                  app: Any) -> None:
     outcome, [series] = call("goal-unreadable", engine)
-    page = plan_page(series, plan_text(app))
+    page = plan_page(series, texts(app))
     assert series.plan is None and "steps each day" not in page
-    assert plan_text(app).no_plan_in_force in page
+    assert texts(app).default.plan.no_plan_in_force in page
     assert "could not be read" in (outcome.response.cards[0].detail or "")

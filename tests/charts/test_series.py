@@ -9,7 +9,7 @@ import pytest
 
 from cds.charts.model import Dose, Series
 from cds.charts.page import headline
-from cds.charts.plan import PlanText
+from cds.charts.plan import week
 from cds.charts.series import card_series, chart_series, has_data
 from cds.charts.weeks import weeks
 from cds.engine import RuleEngine
@@ -71,8 +71,9 @@ def test_headline_names_the_recommendation_and_both_doses(engine: RuleEngine) ->
         "Precaution: no new dose proposed; the plan in force is 20 min x 3/week."
 
 
-def test_plan_text_fills_the_dose_in_words(app: Any) -> None:
-    plan: PlanText = app.extensions["pacing_cds"].plan_text
-    assert any("22 minutes, 3 times" in s for s in plan.week("progress", "minutes", Dose(minutes=22, per_week=3)))
-    assert any("6,600 steps" in s for s in plan.week("progress", "steps", Dose(quota=6600)))
-    assert plan.week("hold", "minutes", None) == list(plan.this_week["hold"].no_plan)
+def test_plan_text_fills_the_dose_in_words_as_the_language_writes_numbers(engine: RuleEngine) -> None:
+    english, spanish = engine.knowledge.patient.languages["en"], engine.knowledge.patient.languages["es"]
+    assert any("22 minutes, 3 times" in s for s in week(english, "progress", "minutes", Dose(minutes=22, per_week=3)))
+    assert any("6,600 steps" in s for s in week(english, "progress", "steps", Dose(quota=6600)))
+    assert any("6.600 pasos" in s for s in week(spanish, "progress", "steps", Dose(quota=6600)))
+    assert week(english, "hold", "minutes", None) == list(english.plan.this_week["hold"].no_plan)

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cds.engine import Knowledge, load_knowledge
+from cds.engine import Knowledge, RuleError, load_knowledge
 from cds.knowledge.checks import (
     check_rule_set,
     docs_coverage,
     literal_numbers,
-    patient_plan_words,
     snomed_check_digits,
     value_set_codes,
     verhoeff_valid,
@@ -111,12 +110,13 @@ def test_a_code_in_a_value_set_read_apart_is_a_problem(rules_copy: Path) -> None
     assert found[0].endswith("of myeloma, which disjoint_from reads apart; narrow the prefix")
 
 
-def test_a_forbidden_phrase_in_the_patient_plan_is_a_problem(rules_copy: Path, knowledge: Knowledge) -> None:
-    edit(rules_copy / "patient-plan.yaml", "Rest for a short time, then move again.",
+def test_a_forbidden_phrase_in_the_patient_plan_is_a_problem(rules_copy: Path) -> None:
+    edit(rules_copy / "patient-text/en.yaml", "Rest for a short time, then move again.",
          "Push through the pain, then rest.")
-    [found] = patient_plan_words(rules_copy, knowledge.info.forbidden_words)
-    assert found.startswith("patient-plan.yaml sections[0].sentences[3]: matches the forbidden words")
-    assert patient_plan_words(RULES, knowledge.info.forbidden_words) == []
+    with pytest.raises(RuleError) as refused:
+        load(rules_copy)
+    [found] = refused.value.problems
+    assert found.startswith("patient-text/en.yaml plan.sections[0]: matches the forbidden words")
 
 
 def test_docs_must_name_every_parameter_and_recommendation_code(tmp_path: Path, knowledge: Knowledge) -> None:

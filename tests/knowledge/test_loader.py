@@ -154,9 +154,21 @@ def test_a_scenario_fixture_must_exist(rules_copy: Path) -> None:
     assert any("like 'on-trak' is not a fixture" in p for p in problems(rules_copy))
 
 
-def test_a_forbidden_phrase_in_patient_words_is_refused(rules_copy: Path) -> None:
-    edit(rules_copy / "progress/rule.yaml", "Stop at the time, not at the pain.", "Keep going whatever the pain.")
-    assert any("progress/rule.yaml rule progress" in p and "forbidden words" in p and "whatever" in p
+def test_a_forbidden_phrase_in_patient_words_is_refused_in_every_language(rules_copy: Path) -> None:
+    edit(rules_copy / "patient-text/en.yaml", "Stop when the time is up, not when it hurts.",
+         "Keep going whatever the pain.")
+    edit(rules_copy / "patient-text/es.yaml", "Pare cuando se acabe el tiempo, no cuando le duela.",
+         "Siga aunque le duela mucho.")
+    found = problems(rules_copy)
+    assert any(p.startswith("patient-text/en.yaml instructions.exercise-dose: matches the forbidden words")
+               and "whatever" in p for p in found), "ruleset.yaml's phrases"
+    assert any(p.startswith("patient-text/es.yaml instructions.exercise-dose: matches the forbidden words")
+               and "duela" in p for p in found), "the language's own phrases"
+
+
+def test_a_card_text_with_a_forbidden_phrase_is_refused(rules_copy: Path) -> None:
+    edit(rules_copy / "progress/rule.yaml", "Plan done with stable pain:", "Plan done; push through the pain:")
+    assert any("progress/rule.yaml rule progress" in p and "forbidden words" in p and "push" in p
                for p in problems(rules_copy))
 
 

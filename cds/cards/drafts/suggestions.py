@@ -37,7 +37,9 @@ def _dose_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> 
     sid = card_uuid(ctx.hook_instance, finding.rule_id, "suggestion")
     if rec.quota is not None:
         values = {"dose": rec.words(ctx.features), "dose_quota": f"{rec.quota:,}"}
-        goal = draft_goal(ctx, rid, rec.quota, render(spec.goal_text, values))
+        words = ctx.patient_words
+        goal = draft_goal(ctx, rid, rec.quota,
+                          render(words.goal(spec.goal_text or ""), {**values, "dose_quota": words.number(rec.quota)}))
         return [Suggestion(label=render(spec.goal_label, values), uuid=sid, isRecommended=True,
                            actions=[Action(type="create", description=render(spec.goal_description, values),
                                            resource=goal)])]
@@ -49,12 +51,17 @@ def _dose_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> 
         values["current_order"] = current.reference
     codes = ctx.knowledge.codes
     resource = draft_service_request(ctx, codes.coding(codes.orderables["exercise-therapy"]), rid,
-                                     render(spec.instruction, values), rec.dose,
+                                     _instruction(ctx, spec, values), rec.dose,
                                      current.reference if current and current.reference.startswith("ServiceRequest/")
                                      else None)
     return [Suggestion(label=render(spec.label, values), uuid=sid, isRecommended=True,
                        actions=[Action(type="create", description=render(spec.description, values),
                                        resource=resource)])]
+
+
+def _instruction(ctx: CardContext, spec: SuggestionSpec, values: dict[str, Any]) -> str:
+    """The patient's instruction the suggestion names, in the patient's language."""
+    return render(ctx.patient_words.instruction(spec.instruction or ""), values)
 
 
 def _order_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> list[Suggestion]:
@@ -68,7 +75,7 @@ def _order_suggestion(ctx: CardContext, finding: Fired, spec: SuggestionSpec) ->
     sources = list(dict.fromkeys(str(f["source"]) for g in ctx.findings_of(finding) for f in g.facts.values()
                                  if "source" in f))
     resource = draft_service_request(ctx, codes.coding(codes.orderables[spec.orderable or ""]), rid,
-                                     render(spec.instruction, values), reasons=sources, priority=spec.priority)
+                                     _instruction(ctx, spec, values), reasons=sources, priority=spec.priority)
     return [Suggestion(label=label, uuid=card_uuid(ctx.hook_instance, finding.rule_id, subject, "suggestion"),
                        isRecommended=True, actions=[Action(type="create", description=label, resource=resource)])]
 
@@ -86,7 +93,7 @@ def _update_draft(ctx: CardContext, finding: Fired, spec: SuggestionSpec) -> lis
     timing["repeat"] = {**(timing.get("repeat") or {}), "frequency": paced.per_week, "period": 1,
                         "periodUnit": "wk", "duration": paced.minutes, "durationUnit": "min"}
     updated["occurrenceTiming"] = timing
-    updated["patientInstruction"] = render(spec.instruction, values)
+    updated["patientInstruction"] = _instruction(ctx, spec, values)
     resource = ServiceRequest.model_validate(updated).model_dump(mode="json", exclude_none=True)
     label = render(spec.label, values)
     return [Suggestion(label=label, uuid=card_uuid(ctx.hook_instance, finding.rule_id, review.order.reference,

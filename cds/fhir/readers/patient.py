@@ -1,11 +1,32 @@
-"""The Patient -> the record's birth date (the rules' age)."""
+"""The Patient -> the record's birth date (the rules' age) and language (what the patient reads is written in it)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
 from cds.fhir.readers.common import Reader, parse_time
+
+# A BCP-47 language tag as Patient.communication.language codes it (urn:ietf:bcp:47): es, es-MX, en-US, zh-Hant.
+LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}$")
+
+
+def language(communication: Any) -> str | None:
+    """The language of Patient.communication the patient prefers, else the first with a language tag; None when
+    none names one (a language given only as text is not guessed at)."""
+    if not isinstance(communication, list):
+        return None
+    items = [c for c in communication if isinstance(c, dict)]
+    ordered = [c for c in items if c.get("preferred") is True] + [c for c in items if c.get("preferred") is not True]
+    for item in ordered:
+        concept = item.get("language")
+        codings = concept.get("coding") if isinstance(concept, dict) else None
+        for coding in codings if isinstance(codings, list) else []:
+            code = coding.get("code") if isinstance(coding, dict) else None
+            if isinstance(code, str) and LANGUAGE_TAG.match(code):
+                return code
+    return None
 
 
 def birth_date(value: Any) -> date | None:
@@ -19,3 +40,4 @@ class PatientReader(Reader):
 
     def patient(self, resource: dict[str, Any]) -> None:
         self.record.birth_date = birth_date(resource.get("birthDate"))
+        self.record.language = language(resource.get("communication"))
