@@ -60,9 +60,10 @@ FUZZ_CASES ?= 1500
 fuzz: venv
 	PACING_CDS_FUZZ=1 PACING_CDS_FUZZ_CASES=$(FUZZ_CASES) $(VENV)/bin/python -m pytest tests/invariants $(PYTEST_ARGS)
 
-# The README's chart screenshot (docs/chart.png), taken by headless Chromium from a real card link.
+# The README's screenshots, taken by headless Chromium from real card links: the chart (docs/chart.png) and the
+# take-home plan in English and in Spanish side by side (docs/plans.png).
 screenshot: venv
-	$(VENV)/bin/python -m tests.support.screenshot docs/chart.png
+	$(VENV)/bin/python -m tests.support.screenshot docs/chart.png docs/plans.png
 
 clean:
 	rm -rf $(VENV) .venv-fhir var .pytest_cache .hypothesis
