@@ -127,7 +127,8 @@ def test_what_is_stored_is_dates_numbers_and_codes(chart_service: LiveService, h
     assert words - codes <= {"v", "measure", "now", "sessions", "steps", "pain", "pain_baseline", "orders", "plan",
                              "red_flags", "params", "code", "proposed", "minutes", "per_week", "quota",
                              "flare_delta", "boom_day_ratio", "bust_day_ratio", "boom_bust_window_hours",
-                             "codes", "lead_rule", "lead_proposed", "lead_card"}
+                             "codes", "lead_rule", "lead_proposed", "lead_card", "language"}
+    assert stored["language"] is None, "a record that names no language stores none"
     text = json.dumps(stored)
     for secret in {body["context"]["patientId"], *re.findall(r'"id": "([^"]+)"', json.dumps(body["prefetch"]))}:
         assert secret not in text
