@@ -68,7 +68,8 @@ def _sample(words: Catalogue) -> dict[str, str]:
 
 
 def table(levels: list[Level]) -> str:
-    """The levels as a Markdown table: language, text, score, whether it passes."""
-    rows = ["| language | text | score | within the bound |", "|---|---|---|---|"]
-    rows += [f"| {lv.language} | {lv.where} | {lv.score:.1f} | {'yes' if lv.passes else 'NO'} |" for lv in levels]
+    """The levels as a Markdown table: language, text, score, its hardest sentence's score, whether it passes."""
+    rows = ["| language | text | score | hardest sentence | within the bound |", "|---|---|---|---|---|"]
+    rows += [f"| {lv.language} | {lv.where} | {lv.score:.1f} | {lv.hardest_score:.1f} | "
+             f"{'yes' if lv.passes else 'NO'} |" for lv in levels]
     return "\n".join(rows)
