@@ -102,6 +102,8 @@ def test_a_language_we_lack_falls_back_to_english_and_says_so(client: FlaskClien
     english = knowledge.patient.languages["en"]
     [card] = answer(client, "progress-walking", ("fr-CA", True))["cards"]
     assert created(card)["patientInstruction"].startswith("Exercise for ")
+    assert "Patient's language French (français): not available, so the plan and the patient instruction are in " \
+           "English" in card["detail"], "the clinician knows the patient may need help to read it"
     page = plan_of(client, card)
     assert '<html lang="en">' in page
     words = text_of(page)
