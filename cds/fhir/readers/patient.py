@@ -10,6 +10,7 @@ from cds.fhir.readers.common import Reader, parse_time
 
 # A BCP-47 language tag as Patient.communication.language codes it (urn:ietf:bcp:47): es, es-MX, en-US, zh-Hant.
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}$")
+MAX_TAG = 35  # as the chart's stored series holds it (cds/charts/model.py)
 
 
 def language(communication: Any) -> str | None:
@@ -24,7 +25,7 @@ def language(communication: Any) -> str | None:
         codings = concept.get("coding") if isinstance(concept, dict) else None
         for coding in codings if isinstance(codings, list) else []:
             code = coding.get("code") if isinstance(coding, dict) else None
-            if isinstance(code, str) and LANGUAGE_TAG.match(code):
+            if isinstance(code, str) and len(code) <= MAX_TAG and LANGUAGE_TAG.match(code):
                 return code
     return None
 
