@@ -33,11 +33,22 @@ class Run:
 
 def worklist(export: Path, out: Path, *args: str, timeout_s: float = 600, env: dict[str, str] | None = None) -> Run:
     """`pacing-cds worklist EXPORT --out OUT --now NOW ARGS...` as a user runs it, with `env` added to an
-    environment cleared of PACING_CDS_* and DASK_* variables."""
+    environment cleared of PACING_CDS_* and DASK_* variables. The local cluster has one worker unless ARGS say
+    otherwise (one_worker)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PACING_CDS_", "DASK_"))} | (env or {})
-    done = subprocess.run([str(PACING_CDS), "worklist", str(export), "--out", str(out), "--now", NOW, *args],
+    done = subprocess.run([str(PACING_CDS), "worklist", str(export), "--out", str(out), "--now", NOW,
+                           *one_worker(args)],
                           env=env, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
     return Run(done.returncode, done.stdout, done.stderr, out)
+
+
+def one_worker(args: tuple[str, ...]) -> tuple[str, ...]:
+    """The arguments with --workers 1 where they name neither the workers nor a scheduler: each worker process of
+    the local cluster takes seconds of CPU to start (it imports pandas, pyarrow, dask and the rules), which the tests
+    that do not ask for more spend for nothing. Those about several workers name them (test_worklist: 2)."""
+    if any(a == "--workers" or a == "--scheduler" or a.startswith(("--workers=", "--scheduler=")) for a in args):
+        return args
+    return (*args, "--workers", "1")
 
 
 def good_export(folder: Path, count: int = 3) -> set[str]:

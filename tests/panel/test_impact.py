@@ -18,7 +18,7 @@ import pytest
 from bench.export import patient
 from cds.engine import RuleEngine
 from cds.knowledge import load_knowledge
-from tests.panel.conftest import NOW, NOW_AT, PACING_CDS, Run, worklist
+from tests.panel.conftest import NOW, NOW_AT, PACING_CDS, Run, one_worker, worklist
 from tests.panel.test_bulk_client import key_file
 from tests.support.dask_cluster import DaskCluster
 from tests.support.examples import EXAMPLES_DIR, SCENARIOS, run_example
@@ -49,7 +49,8 @@ def impact(out: Path, *args: str, env: dict[str, str] | None = None, timeout_s: 
     """`pacing-cds rules impact --out OUT --now NOW ARGS...` as a user runs it, with `env` added to an environment
     cleared of PACING_CDS_* and DASK_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PACING_CDS_", "DASK_"))} | (env or {})
-    done = subprocess.run([str(PACING_CDS), "rules", "impact", "--out", str(out), "--now", NOW, *args], env=env,
+    done = subprocess.run([str(PACING_CDS), "rules", "impact", "--out", str(out), "--now", NOW, *one_worker(args)],
+                          env=env,
                           capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
     return Impact(done.returncode, done.stdout, done.stderr, out)
 
