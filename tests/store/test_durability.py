@@ -1,8 +1,11 @@
 """Nothing lost: feedback acknowledged is feedback stored, under concurrency and across kill -9, on SQLite and
-PostgreSQL; the schema comes from migrations that match the models."""
+PostgreSQL; the schema comes from migrations that match the models.
+PACING_CDS_DURABILITY_POSTS sets the posts per client of the load test (8 clients): 500 gives the full-size run of
+4,000 posts."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,7 +28,8 @@ from tests.support.backing import PostgresServer
 
 pytestmark = pytest.mark.slow  # kills a serving process mid-load
 
-CLIENTS, POSTS = 8, 500
+CLIENTS, POSTS = 8, int(os.environ.get("PACING_CDS_DURABILITY_POSTS", "100"))
+KILL_POSTS = 500  # per client while the server is killed: the load is still under way when it dies
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,9 +77,9 @@ def test_concurrent_migrations_from_several_processes(database_url: str) -> None
         store.close()
 
 
-def post_all(url: str, prefix: str, stop: threading.Event | None = None,
+def post_all(url: str, prefix: str, posts: int, stop: threading.Event | None = None,
              acknowledged: list[str] | None = None) -> tuple[list[str], int]:
-    """CLIENTS threads x POSTS posts of one distinct item each; the cards acknowledged (also appended to
+    """CLIENTS threads x `posts` posts of one distinct item each; the cards acknowledged (also appended to
     `acknowledged` as they come, when given), and errors seen."""
     acknowledged = [] if acknowledged is None else acknowledged
     failures = 0
@@ -84,7 +88,7 @@ def post_all(url: str, prefix: str, stop: threading.Event | None = None,
     def client(index: int) -> None:
         nonlocal failures
         with httpx.Client(timeout=10.0) as http:
-            for n in range(POSTS):
+            for n in range(posts):
                 if stop is not None and stop.is_set():
                     return
                 card = f"{prefix}-{index}-{n}"
@@ -118,12 +122,12 @@ def stored_cards(database_url: str) -> list[str]:
         store.close()
 
 
-def test_8_clients_x_500_posts_all_stored_exactly_once(live_service: Callable[..., LiveService],
-                                                      database_url: str) -> None:
-    # One address sends all 4,000 items: a load test, not a client to rate-limit.
+def test_8_concurrent_clients_every_post_stored_exactly_once(live_service: Callable[..., LiveService],
+                                                            database_url: str) -> None:
+    # One address sends all CLIENTS x POSTS items: a load test, not a client to rate-limit.
     service = live_service(database_url=database_url, workers="2", threads="8", feedback_rate_per_minute="100000")
     url = f"{service.url}/cds-services/pacing-review/feedback"
-    acknowledged, failures = post_all(url, "load")
+    acknowledged, failures = post_all(url, "load", POSTS)
     assert failures == 0
     assert len(acknowledged) == CLIENTS * POSTS
     stored = stored_cards(database_url)
@@ -141,7 +145,7 @@ def test_kill_9_in_the_middle_loses_nothing_acknowledged(live_service: Callable[
     result: dict[str, Any] = {}
     live: list[str] = []
     loader = threading.Thread(target=lambda: result.update(zip(("ack", "fail"),
-                                                               post_all(url, "kill", stop, live))))
+                                                               post_all(url, "kill", KILL_POSTS, stop, live))))
     loader.start()
     waited = time.monotonic() + 60
     while len(live) <= 50 and time.monotonic() < waited and loader.is_alive():  # load under way, however slow
