@@ -14,7 +14,7 @@ from cds.clinical.orders import OrderReview
 from cds.clinical.recommend import Recommendation
 from cds.clinical.records import PatientRecord
 from cds.engine import Fired, Knowledge
-from cds.knowledge.patient_text import Catalogue
+from cds.knowledge.patient_text import Catalogue, Choice
 
 
 class Number(float):
@@ -46,10 +46,14 @@ class CardContext:
     data: str | None = None  # the data lines behind the cards, the same for every card of the call: made once
 
     @cached_property
+    def patient_language(self) -> Choice:
+        """The words the patient reads (the draft order's instruction, the Goal's text) are written from: the
+        record's language where we have it, else English, and why."""
+        return self.knowledge.patient.choose(self.record.language)
+
+    @property
     def patient_words(self) -> Catalogue:
-        """What the patient reads (the draft order's instruction, the Goal's text) is written from: the record's
-        language where we have it, else English."""
-        return self.knowledge.patient.choose(self.record.language).catalogue
+        return self.patient_language.catalogue
 
     def findings_of(self, first: Fired) -> list[Fired]:
         return self.groups.get(first.rule_id + (first.subject or ""), [first])

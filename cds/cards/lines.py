@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from cds.cards.words import days_ago, plural, render, since, week_words
 from cds.engine import Fired
-from cds.knowledge.patient_text import language_name
 
 if TYPE_CHECKING:
     from cds.cards.context import CardContext
@@ -92,10 +91,9 @@ def data_lines(ctx: CardContext) -> str:
     info = ctx.knowledge.info
     if f.age_assumed:
         lines.append(f"- {info.data_lines['age_not_recorded']}")
-    choice = ctx.knowledge.patient.choose(ctx.record.language)
-    if choice.fallback is not None:
-        named = language_name(choice.wanted or "", "en")
-        lines.append("- " + info.data_lines["language_not_available"].format(language=named))
+    if ctx.patient_language.wanted_name is not None:
+        lines.append("- " + info.data_lines["language_not_available"].format(
+            language=ctx.patient_language.wanted_name))
     if f.unread_needed:  # only what the dose could rest on: data the recommendation does not need is not named
         what = ", ".join(info.unread_words.get(t, t) for t in f.unread_needed)  # type: ignore[call-overload]
         lines.append("- " + info.data_lines["could_not_be_read"].format(what=what))

@@ -38,6 +38,7 @@ from cds.knowledge.examples import (
     owners_of,
     read_examples,
 )
+from cds.knowledge.files import read_yaml
 from cds.knowledge.patient_text import PatientTextError, PatientTexts, load_patient_texts
 from cds.knowledge.schema import (
     CodeLists,
@@ -67,7 +68,6 @@ RULE_FILE = "rule.yaml"
 SCENARIO_FILE = "scenarios.yaml"
 VALUE_SETS_DIR = "value-sets"
 STATUSES_FILE = "statuses.yaml"
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CODE_LIST = re.compile(r"(?<!\{)\{(loinc|snomed|pa):([a-z0-9_,]+)\}(?!\})")
 STATUS_LIST = re.compile(r"(?<!\{)\{status:([a-z-]+)\}(?!\})")
 
@@ -210,12 +210,6 @@ class Knowledge:
     @cached_property
     def _values(self) -> dict[str, float | int]:
         return {name: p.value for name, p in self.parameters.items()}
-
-
-def read_yaml(text: str) -> Any:
-    """YAML read safely (standard tags only), through libyaml where PyYAML was built with it: the value sets
-    alone took three seconds in the pure-Python parser, at every start of a service or worklist worker."""
-    return yaml.load(text, Loader=_SAFE_LOADER)
 
 
 def _name(path: Path) -> str:

@@ -16,6 +16,7 @@ import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -24,6 +25,8 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_decimal
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+
+from cds.knowledge.files import read_yaml
 
 PATIENT_TEXT_DIR = "patient-text"
 FALLBACK = "en"  # the language every other file follows, and the one a patient gets when we lack theirs
@@ -182,7 +185,7 @@ class Catalogue(Strict):
     def _with_safety(self, text: str) -> str:
         return _FIELD.sub(lambda m: self.safety.get(m.group(1), m.group(0)), text)
 
-    @property
+    @cached_property
     def locale(self) -> Locale:
         return Locale.parse(self.language, sep="-")
 
@@ -227,6 +230,7 @@ class Choice:
     catalogue: Catalogue
     wanted: str | None = None
     fallback: str | None = None
+    wanted_name: str | None = None  # the wanted language's name in English (and in itself), when we lack it
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,8 @@ class PatientTexts:
             if candidate in self.languages:
                 return Choice(self.languages[candidate], wanted)
         default = self.default
-        return Choice(default, wanted, default.fallback.format(language=language_name(wanted, default.language)))
+        name = language_name(wanted, default.language)
+        return Choice(default, wanted, default.fallback.format(language=name), name)
 
 
 def language_name(tag: str, in_language: str) -> str:
@@ -280,7 +285,7 @@ def load_patient_texts(rules_dir: Path, codes: Iterable[str], forbidden: Iterabl
     for path in sorted(folder.glob("*.yaml")):
         where = f"{PATIENT_TEXT_DIR}/{path.name}"
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            data = read_yaml(path.read_text(encoding="utf-8"))
             catalogue = Catalogue.model_validate(data)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             problems.append(f"{where}: {exc}")

@@ -140,13 +140,11 @@ item = st.fixed_dictionaries({}, optional={
 
 @given(st.one_of(st.lists(st.one_of(item, st.integers(), st.none()), max_size=4), st.dictionaries(st.text(), st.text()),
                  st.none()))
-def test_any_communication_reads_as_a_tag_or_none_and_any_tag_gets_words(communication: Any) -> None:
-    from cds.engine import load_knowledge
-    from tests.conftest import ROOT
-
+def test_any_communication_reads_as_a_tag_or_none_and_any_tag_gets_words(knowledge: Knowledge,
+                                                                          communication: Any) -> None:
     tag = language(communication)
     assert tag is None or (re.fullmatch(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}", tag) and len(tag) <= 35)
-    texts = load_knowledge(ROOT / "rules").patient
+    texts = knowledge.patient
     choice = texts.choose(tag)
     if tag is None or tag.lower().split("-")[0] in texts.languages:
         assert choice.fallback is None

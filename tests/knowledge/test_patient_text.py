@@ -77,7 +77,7 @@ def test_a_text_over_the_reading_level_is_named_with_its_hardest_sentence(rules_
     assert "fernandez_huerta" in spanish and "at least 70" in spanish and "fisioterapéutica" in spanish
 
 
-def test_the_project_texts_are_within_their_reading_level(knowledge: object, tmp_path: Path) -> None:
+def test_the_project_texts_are_within_their_reading_level(tmp_path: Path) -> None:
     from tests.conftest import ROOT
 
     rules = tmp_path / "rules"
