@@ -126,9 +126,11 @@ class FhirClient:
                 results[key] = failure
             except FutureTimeout as exc:
                 budget.cancelled = True  # the running reads stop at their next chunk
-                # Every key without an answer: a read that stops at the deadline as this wait times out is done,
-                # but no less late.
-                pending = sorted(k for k, f in futures.items() if k not in results and not _answered(f))
+                # Every key without an answer: a read that stopped at the deadline before or as this wait timed
+                # out is done, but no less late.
+                pending = sorted(k for k, f in futures.items()
+                                 if isinstance(results.get(k), StoppedAtDeadline)
+                                 or (k not in results and not _answered(f)))
                 for waiting in futures.values():
                     waiting.cancel()
                 raise DeadlineExceeded(", ".join(pending)) from exc

@@ -75,3 +75,28 @@ def test_the_client_gives_up_at_the_deadline_naming_what_is_pending(fault_server
     finally:
         client.close()
     assert time.monotonic() - started < 1.2 + 0.5
+
+
+def test_a_read_that_stopped_at_the_deadline_before_the_wait_is_still_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race a loaded machine produces: one read stops at the deadline just before the call's wait on it times
+    out, so it is done, but it is no less late than the read still running. Timing cannot be forced with a real
+    server, so the two reads are stand-ins."""
+    from cds.fhir.client import DeadlineExceeded, FhirClient, StoppedAtDeadline
+
+    client = FhirClient(timeout_s=3.0, max_pages=5)
+
+    def fetch(server: str, token: str | None, url: str, *rest: object) -> object:
+        if "activity" in url:
+            raise StoppedAtDeadline("stopped at the request deadline")
+        time.sleep(1.0)
+        raise StoppedAtDeadline("stopped at the request deadline")
+
+    monkeypatch.setattr(client, "_fetch", fetch)
+    try:
+        with pytest.raises(DeadlineExceeded) as raised:
+            client.fetch_all("http://127.0.0.1:9", None, {"activity": ("Observation?activity", None),
+                                                          "pain": ("Observation?pain", None)},
+                             deadline=time.monotonic() + 0.3)
+    finally:
+        client.close()
+    assert str(raised.value) == "activity, pain"
