@@ -31,7 +31,8 @@ def _parameters(names: list[str], knowledge: Knowledge) -> str:
         rows.append(f"<tr><td id=\"param-{_e(name)}\"><code>{_e(name)}</code></td><td>{_e(p.value)} {_e(p.unit)}</td>"
                     f"<td>{_e(p.range[0])} to {_e(p.range[1])}</td><td>{_e(p.description)}</td>"
                     f"<td>{_e(p.source)}</td><td>{derived}</td></tr>")
-    head = "<tr><th>Parameter</th><th>Value</th><th>Range</th><th>Meaning</th><th>Source</th><th></th></tr>"
+    head = ("<tr><th>Parameter</th><th>Value</th><th>Range</th><th>Meaning</th><th>Source</th>"
+            "<th>Derived or cited</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>" if rows else ""
 
 
@@ -102,7 +103,8 @@ def render(knowledge: Knowledge) -> str:
         for vs in knowledge.value_sets.values())
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(info.name)} "
             f"{_e(knowledge.version)}</title><meta name=\"viewport\" content=\"width=device-width\">"
-            f"<style>{STYLE}</style></head><body><h1>{_e(info.name)} <small>{_e(knowledge.version)}</small></h1>"
+            f"<style>{STYLE}</style></head><body><main>"
+            f"<h1>{_e(info.name)} <small>{_e(knowledge.version)}</small></h1>"
             f"<p>Every recommendation the service makes, the rules that make it, and the thresholds they use. A "
             f"threshold marked <span class=\"derived\">derived</span> is our synthesis of the cited sources, not a "
             f"guideline figure.</p><p>{toc}</p>{sections}"
@@ -111,7 +113,7 @@ def render(knowledge: Knowledge) -> str:
             f"<th>Value set</th><th>What a match means</th><th>Source</th><th>Codes</th></tr>{sets}</table>"
             f"{_statuses(knowledge)}"
             f"<h2 id=\"codes\">Observation codes (LOINC)</h2><table><tr><th>List</th><th>Codes</th></tr>{lists}"
-            f"</table></body></html>")
+            f"</table></main></body></html>")
 
 
 @bp.get("/rules")

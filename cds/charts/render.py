@@ -10,6 +10,7 @@ import io
 import math
 import threading
 from datetime import UTC, date, datetime, timedelta
+from html import escape
 from typing import Any
 
 import matplotlib
@@ -17,6 +18,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.text import Annotation
 
 from cds.charts.model import Series
 from cds.charts.series import WEEKS
@@ -24,6 +26,13 @@ from cds.charts.weeks import Week, boom_bust_days, daily_activity, plan_steps
 
 BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+# Text in those hues, darker: at least 4.5:1 against white and against a flare week's yellow tint (WCAG 1.4.3);
+# vermillion and reddish purple themselves are 3.9:1 and 3.1:1 against white.
+VERMILLION_TEXT, PURPLE_TEXT = "#AD4C00", "#A0457A"
+# Lines (the plan) and the red-flag mark, darker for the same reason: a graphic the reader needs is at least 3:1 against
+# white and the flare tint (WCAG 1.4.11); orange itself is 2.3:1 and reddish purple 3.1:1 (2.8:1 on the tint).
+ORANGE_LINE = "#A86E00"
+FLARE_TINT = 0.35  # the flare week's yellow, this opaque over white
 DAY = timedelta(days=1)
 # Text stays text in the SVG (searchable, selectable, small); fixed ids make the same series the same SVG.
 RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "pacing-cds", "font.size": 10,
@@ -50,7 +59,7 @@ class _Canvas:
         self.axes = self.figure.add_subplot()
         self.pain = self.axes.twinx()
         self.axes.set_xlabel("Date")
-        self.pain.set_ylabel("Pain score (0-10)", color=VERMILLION)
+        self.pain.set_ylabel("Pain score (0-10)", color=VERMILLION_TEXT)
         # Fixed places for the axis labels and the title: placing them by the tick labels' extents (matplotlib's
         # default) lays out every tick label twice more per drawing.
         self.axes.xaxis.set_label_coords(0.5, -0.12)
@@ -109,15 +118,25 @@ def render_svg(series: Series, rows: list[Week]) -> str:
             axes.set_xticks([_x(d) for d in ticks[::2]], minor=True)
             axes.set_ylim(0, top)
             axes.set_yticks(_nice_ticks(top))
-            handles = [h for ax in (axes, canvas.pain) for h in ax.get_legend_handles_labels()[0]]
+            legend = [ax.get_legend_handles_labels() for ax in (axes, canvas.pain)]
+            handles = [h for drawn, _ in legend for h in drawn]
             canvas.keep(canvas.figure.legend(handles=handles, loc="lower center", ncols=4, frameon=False,
                                              fontsize=9))
             text = canvas.svg()
+            name = alternative(title, [label for _, labels in legend for label in labels],
+                               [a.get_text() for a in canvas.drawn if isinstance(a, Annotation)])
         finally:
             canvas.clear()
-    # Named for screen readers; the table under the chart carries the same numbers as text.
     svg = text[text.index("<svg"):]
-    return svg.replace("<svg ", f'<svg role="img" aria-label="{title}" ', 1)
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{escape(name, quote=True)}" ', 1)
+
+
+def alternative(title: str, legend: list[str], notes: list[str]) -> str:
+    """The chart's text alternative for screen readers: its title, what it draws (the legend), the orders and red
+    flags marked on it, and where its numbers are as text."""
+    marked = f" Marked: {'; '.join(notes)}." if notes else ""
+    return (f"{title}. Drawn: {'; '.join(legend)}.{marked} The table under the chart gives the same numbers week "
+            f"by week.")
 
 
 def _nice_ticks(top: float) -> list[float]:
@@ -151,10 +170,10 @@ def _draw(canvas: _Canvas, series: Series, rows: list[Week]) -> float:
     shown = sorted(d for d in days if d >= first)
     for row in rows:
         if row.flare:
-            canvas.keep(axes.axvspan(_x(row.start) - 0.5, _x(row.end) + 0.5, facecolor=YELLOW, alpha=0.35,
+            canvas.keep(axes.axvspan(_x(row.start) - 0.5, _x(row.end) + 0.5, facecolor=YELLOW, alpha=FLARE_TINT,
                                      hatch="//", edgecolor=ORANGE, linewidth=0, label="_flare"))
     if any(row.flare for row in rows):
-        canvas.keep(axes.fill_between([], [], facecolor=YELLOW, alpha=0.35, hatch="//", edgecolor=ORANGE,
+        canvas.keep(axes.fill_between([], [], facecolor=YELLOW, alpha=FLARE_TINT, hatch="//", edgecolor=ORANGE,
                                       label="Flare week"))
     unit = "steps" if series.measure == "steps" else "minutes"
     # One collection of thick lines rather than a patch per bar: the same picture, a fraction of the drawing.
@@ -173,7 +192,8 @@ def _draw(canvas: _Canvas, series: Series, rows: list[Week]) -> float:
         xs = [_x(d) for d, _ in corners] + [_x(series.now.date()) + 0.5]
         ys = [v for _, v in corners] + [corners[-1][1]]
         label = "Planned quota (steps a day)" if series.measure == "steps" else "Planned session (minutes)"
-        canvas.keep(axes.step(xs, ys, where="post", color=ORANGE, linewidth=2.2, label=label, gid="plan"))
+        canvas.keep(axes.step(xs, ys, where="post", color=ORANGE_LINE, linewidth=2.2, label=label,
+                              gid="plan"))
         heights += ys
     proposed = series.proposed.daily if series.proposed else None
     if proposed is not None:
@@ -208,7 +228,7 @@ def _orders_and_flags(canvas: _Canvas, series: Series) -> None:
         words = FLAG_WORDS.get(kind, kind.replace("-", " "))
         text = f"red flag: {words}" + (f" {value:g}" if value is not None else "")
         canvas.keep(canvas.pain.annotate(text, (_x(when), 9.8), xytext=(-4, 0), textcoords="offset points",
-                                         ha="right", fontsize=8, color=PURPLE))
+                                         ha="right", fontsize=8, color=PURPLE_TEXT))
     if flags:
         canvas.keep(canvas.pain.scatter([_x(w) for w, _, _ in flags], [9.8] * len(flags), marker="X", s=70,
-                                        color=PURPLE, zorder=5, label="Red flag"))
+                                        color=PURPLE_TEXT, zorder=5, label="Red flag", gid="red-flags"))

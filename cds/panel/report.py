@@ -101,6 +101,7 @@ th{background:#f4f6f9;font-weight:600} td.n{text-align:right;font-variant-numeri
 .red-flag{background:#f9d4d4;color:#8a1111;font-weight:600} .step-back{background:#fde3c8;color:#7a3d00}
 .re-baseline{background:#fbefc0;color:#5e4b00} .data-gap{background:#e3e3e3;color:#333}
 .progress,.start{background:#d6efd9;color:#145c20} .problems td{font-family:ui-monospace,monospace;font-size:12px}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 """
 
 
@@ -156,16 +157,17 @@ def page(rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, An
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>Pacing worklist {html.escape(meta['now'][:10])}</title><style>{STYLE}</style></head><body>"
+        f"<title>Pacing worklist {html.escape(meta['now'][:10])}</title><style>{STYLE}</style></head><body><main>"
         f"<h1>Pacing worklist</h1><p class=meta>{len(rows)} patients as of {html.escape(meta['now'])} · "
         f"rule set {html.escape(meta['version'])} · export {html.escape(meta['export'])} · "
         f"generated {html.escape(meta['generated'])}</p>"
         + (f"<ul class=meta>{notes}</ul>" if notes else "")
-        + f"<h2>Recommendations</h2><table><tr><th>code</th><th>patients</th><th></th></tr>{count_rows}</table>"
+        + "<h2>Recommendations</h2><table><tr><th>code</th><th>patients</th>"
+        + f"<th><span class=vh>patients as a bar</span></th></tr>{count_rows}</table>"
         + f"<h2>Needs action first ({len(action)})</h2><p class=meta>"
         + html.escape(", then ".join(code.replace("-", " ") for code in order)) + ".</p>" + _table(action)
         + f"<h2>Everyone else ({len(rest)})</h2>" + _table(rest)
-        + problem_part + "</body></html>\n")
+        + problem_part + "</main></body></html>\n")
 
 
 def summary(console: Any, rows: list[dict[str, Any]], problems: list[Problem], meta: dict[str, Any],

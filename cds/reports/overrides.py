@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sqlalchemy import and_, case, func, null, select
 
-from cds.charts.render import BLUE, GREEN, ORANGE, RC, VERMILLION
+from cds.charts.render import BLUE, GREEN, ORANGE_LINE, RC, VERMILLION
 from cds.clock import parse_now
 from cds.feedback_report import reason_names
 from cds.knowledge import Knowledge, RuleError, load_knowledge
@@ -393,7 +393,7 @@ LINES = {  # name: (colour, line style, marker): Okabe-Ito colours, and each lin
     "shown": (BLUE, "solid", "o"),
     "accepted": (GREEN, "dashed", "s"),
     "overridden": (VERMILLION, "dotted", "^"),
-    "silent (would-be)": (ORANGE, "dashdot", "D"),
+    "silent (would-be)": (ORANGE_LINE, "dashdot", "D"),
 }
 LINE_WORDS = {"solid": "solid line", "dashed": "dashed line", "dotted": "dotted line", "dashdot": "dash-dot line",
               "o": "circles", "s": "squares", "^": "triangles", "D": "diamonds"}
