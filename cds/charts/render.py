@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 from typing import Any
@@ -133,8 +134,10 @@ def render_svg(series: Series, rows: list[Week]) -> str:
 
 def alternative(title: str, legend: list[str], notes: list[str]) -> str:
     """The chart's text alternative for screen readers: its title, what it draws (the legend), the orders and red
-    flags marked on it, and where its numbers are as text."""
-    marked = f" Marked: {'; '.join(notes)}." if notes else ""
+    flags marked on it (each different note once, with how often it is marked), and where its numbers are as text."""
+    counted = Counter(notes)  # in the order first marked
+    said = [note if n == 1 else f"{note} ({n} times)" for note, n in counted.items()]
+    marked = f" Marked: {'; '.join(said)}." if said else ""
     return (f"{title}. Drawn: {'; '.join(legend)}.{marked} The table under the chart gives the same numbers week "
             f"by week.")
 

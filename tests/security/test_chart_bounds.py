@@ -96,7 +96,8 @@ def test_a_chart_stores_and_draws_only_the_newest_orders(client: FlaskClient) ->
     page, token = chart_of(client, body)
     stored = store_of(client).chart(token)
     assert stored is not None and len(stored[0]["orders"]) == MAX_ORDERS
-    assert len(re.findall(r"order: \d+ min x \d+/wk", page)) == MAX_ORDERS
+    assert len(re.findall(r">order: \d+ min x \d+/wk<", page)) == MAX_ORDERS  # drawn: the SVG's text elements
+    assert f"order: 20 min x 3/wk ({MAX_ORDERS} times)" in page, "the text alternative says each order once, counted"
     newest = max(datetime.fromisoformat(str(when)) for when, _, _ in stored[0]["orders"])
     assert newest == NOW - timedelta(minutes=60)
 
