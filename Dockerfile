@@ -12,16 +12,25 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY cds ./cds
-COPY rules ./rules
-# The wheel, then the wheel installed with its dependencies in a virtual environment that the runtime stage
-# copies whole (no compiler there). --use-pep517: durable-rules has no pyproject.toml; it is built in an isolated
-# environment with its own setuptools and wheel, whatever the base image's pip has.
-RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /dist . \
+# The dependencies first, in a layer of their own, into the virtual environment that the runtime stage copies whole
+# (no compiler there): the layer depends on pyproject.toml alone, so a change to the code or the rules rebuilds in
+# seconds, not minutes. --use-pep517: durable-rules has no pyproject.toml; it is built in an isolated environment with
+# its own setuptools and wheel, whatever the base image's pip has.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
     && python -m venv /opt/pacing-cds \
     && /opt/pacing-cds/bin/python -m pip install --no-cache-dir --disable-pip-version-check --use-pep517 \
-        /dist/pacing_cds-*.whl
+        -r /tmp/requirements.txt
+# Then the wheel (rules and migrations inside), installed without its dependencies (they are there), and checked:
+# pip check fails the build if any requirement of the wheel is missing or at a version it does not accept.
+COPY README.md ./
+COPY cds ./cds
+COPY rules ./rules
+RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /dist . \
+    && /opt/pacing-cds/bin/python -m pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        /dist/pacing_cds-*.whl \
+    && /opt/pacing-cds/bin/python -m pip check
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 cds \

@@ -45,6 +45,9 @@ OUTPUT_PARTITION_BYTES = 48 * 1024 * 1024  # raw NDJSON per evaluation task: wha
 # Every HTTP route of the local cluster's scheduler and workers (health, metrics, JSON state, info pages, the
 # proxy): none is needed to run the job, and each would answer any local process.
 NO_HTTP_ROUTES: dict[str, list[str]] = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+# The local cluster's configuration: no HTTP, and no statistical profiler in the workers (it samples every thread
+# every 10 ms for a dashboard the local cluster does not serve).
+LOCAL_CLUSTER: dict[str, object] = {**NO_HTTP_ROUTES, "distributed.worker.profile.enabled": False}
 
 
 @dataclass
@@ -113,7 +116,7 @@ def _local_cluster(workers: int) -> Iterator[Any]:
     from distributed.security import Security
 
     credentials = Security.temporary()
-    with dask.config.set(NO_HTTP_ROUTES), \
+    with dask.config.set(LOCAL_CLUSTER), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                          security=credentials, dashboard_address=None, worker_dashboard_address=None,
                          scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
