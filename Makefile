@@ -39,11 +39,13 @@ test: lint
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The inner loop: lint, the layer contracts, the rules, and every test that starts no process (no server, cluster,
-# browser or command: those are marked slow and left to make test).
+# browser or command: those are marked slow and left to make test). The clinical invariants run 10 derandomized
+# cases per example instead of the 30 of make test (CHECK_CASES).
+CHECK_CASES ?= 10
 check: lint
 	$(VENV)/bin/pacing-cds rules check
 	$(VENV)/bin/pacing-cds rules test
-	$(VENV)/bin/python -m pytest -q -m "not slow" -n auto $(PYTEST_ARGS)
+	PACING_CDS_INVARIANT_CASES=$(CHECK_CASES) $(VENV)/bin/python -m pytest -q -m "not slow" -n auto $(PYTEST_ARGS)
 
 # Every recorded output, written again after a reviewed change to rules/ (a threshold, a rule, a card text): the rules
 # checked first, then the examples' requests and answers (fhir_examples/*/request.json, response.json and

@@ -11,8 +11,9 @@ hook, and the worklist's row for the same data, must keep them.
 - A legal request is always answered; a patient the rules are for gets exactly one dose recommendation at
   patient-view; an answer without a card says why; the worklist's row names the hook's cards and dose.
 
-`make test` runs a fixed, bounded number of cases per example (derandomized, no example database); `make fuzz`
-(PACING_CDS_FUZZ=1) runs many more, randomly. A counterexample found becomes an example of rules/ with its
+`make test` runs a fixed, bounded number of cases per example (30, derandomized, no example database); `make check`,
+the inner loop, 10 (PACING_CDS_INVARIANT_CASES); `make fuzz` (PACING_CDS_FUZZ=1) runs many more,
+randomly. A counterexample found becomes an example of rules/ with its
 expected answer.
 """
 
@@ -51,7 +52,8 @@ from tests.invariants.variations import (
 from tests.support.examples import EXAMPLES, Example
 
 FUZZ = os.environ.get("PACING_CDS_FUZZ") == "1"
-CASES = int(os.environ.get("PACING_CDS_FUZZ_CASES", "1500")) if FUZZ else 30
+CASES = (int(os.environ.get("PACING_CDS_FUZZ_CASES", "1500")) if FUZZ
+         else int(os.environ.get("PACING_CDS_INVARIANT_CASES", "30")))
 PROFILE = settings(max_examples=CASES, derandomize=not FUZZ, database=None if not FUZZ else settings().database,
                    deadline=None, print_blob=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
