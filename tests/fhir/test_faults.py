@@ -55,7 +55,8 @@ def test_a_server_too_slow_for_the_deadline_gets_an_unavailable_card_in_time(liv
     [card] = response.json()["cards"]
     assert card["indicator"] == "warning" and "red flags not checked" in card["summary"]
     assert card["source"]["topic"]["code"] == "data-unavailable"
-    assert elapsed < 1.5 + 1.0, "answered at the deadline, not after the slow server"
+    # The slow server needs 5 s (10 pages, 0.5 s each): the margin is for a loaded machine, not for the server.
+    assert elapsed < 1.5 + 2.5, "answered at the deadline, not after the slow server"
     event = audit_of(service, body["hookInstance"])
     assert event["status"] == 200 and "deadline of 1.5 s passed" in str(event["message"])
     assert event["card_topics"] == ["data-unavailable"]
@@ -74,7 +75,7 @@ def test_the_client_gives_up_at_the_deadline_naming_what_is_pending(fault_server
                                          "pain": ("Observation?patient=y", None)}, deadline=started + 1.2)
     finally:
         client.close()
-    assert time.monotonic() - started < 1.2 + 0.5
+    assert time.monotonic() - started < 1.2 + 2.5  # the pages alone would take 5 s
 
 
 def test_a_read_that_stopped_at_the_deadline_before_the_wait_is_still_named(monkeypatch: pytest.MonkeyPatch) -> None:

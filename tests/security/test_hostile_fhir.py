@@ -49,7 +49,7 @@ def test_a_drip_ends_at_the_deadline_with_a_card(live_service: Start, fault_serv
     started = time.monotonic()
     response = http.post(service.url + PV, json=body)
     assert response.status_code == 200 and unavailable(response), response.text[:300]
-    assert time.monotonic() - started < DEADLINE_S + 2.0
+    assert time.monotonic() - started < DEADLINE_S + 8.0  # the drip lasts 28 s; the margin is for a loaded machine
     assert "deadline of 2 s passed" in str(audit_of(service, body["hookInstance"])["message"])
 
 
