@@ -244,17 +244,26 @@ class PatientTexts:
         return self.languages[FALLBACK]
 
     def choose(self, wanted: str | None) -> Choice:
-        """The catalogue for a BCP-47 tag: the tag itself, else its language (es-MX: es), else English with a
-        sentence naming the language in English and, where Babel knows it, in that language."""
+        """The catalogue for a BCP-47 tag: the tag itself, else its language (es-MX: es), else that language as
+        CLDR names it (ISO 639's three-letter codes as records also send them: spa and es, eng and en), else English
+        with a sentence naming the language in English and, where Babel knows it, in that language."""
         if not wanted:
             return Choice(self.default)
         tag = wanted.strip().lower().replace("_", "-")
-        for candidate in (tag, tag.split("-", 1)[0]):
+        for candidate in (tag, tag.split("-", 1)[0], _cldr_language(tag)):
             if candidate in self.languages:
                 return Choice(self.languages[candidate], wanted)
         default = self.default
         name = language_name(wanted, default.language)
         return Choice(default, wanted, default.fallback.format(language=name), name)
+
+
+def _cldr_language(tag: str) -> str | None:
+    """The language subtag CLDR gives a tag (spa: es, ger and deu: de, zh-Hant-TW: zh); None where it knows none."""
+    try:
+        return str(Locale.parse(tag, sep="-").language)
+    except (ValueError, TypeError, UnknownLocaleError):
+        return None
 
 
 def language_name(tag: str, in_language: str) -> str:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cds.engine import Knowledge
-from cds.fhir.readers.patient import language
+from cds.fhir.readers.patient import NOT_A_LANGUAGE, language
 from cds.knowledge.patient_text import language_name
 from tests.support.examples import example
 
@@ -117,6 +117,24 @@ def test_a_language_is_named_in_english_and_in_itself_where_known(tag: str, name
     assert language_name(tag, "en") == name
 
 
+@pytest.mark.parametrize(("code", "written_in"), [("eng", "en"), ("spa", "es"), ("es-419", "es"), ("en-GB", "en"),
+                                                  ("SPA", "es")])
+def test_three_letter_codes_and_regions_find_the_language_we_have(knowledge: Knowledge, code: str,
+                                                                  written_in: str) -> None:
+    """Records send ISO 639's three-letter codes too: a patient coded eng is not told the plan is not in English."""
+    choice = knowledge.patient.choose(code)
+    assert choice.catalogue.language == written_in and choice.fallback is None
+
+
+@pytest.mark.parametrize("code", ["und", "mul", "zxx", "mis"])
+def test_a_code_that_names_no_language_is_read_as_none_and_the_next_one_counts(code: str) -> None:
+    def entry(tag: str, preferred: bool) -> dict[str, Any]:
+        return {"language": {"coding": [{"system": BCP47, "code": tag}]}, "preferred": preferred}
+
+    assert language([entry(code, True)]) is None
+    assert language([entry(code, True), entry("es", False)]) == "es"
+
+
 def test_the_plan_without_a_language_is_english_without_a_fallback_line(client: FlaskClient) -> None:
     body, service = speaking("progress-walking")
     del body["prefetch"]["patient"]["communication"]
@@ -127,7 +145,8 @@ def test_the_plan_without_a_language_is_english_without_a_fallback_line(client: 
 
 # Patient.communication as a record may hold it, well or badly formed.
 coding = st.fixed_dictionaries({"code": st.one_of(st.text(max_size=12), st.sampled_from(["es", "es-MX", "en-US", "fr",
-                                                                                         "zh-Hant-TW",
+                                                                                         "zh-Hant-TW", "eng", "spa",
+                                                                                         "deu", "es-419", "und", "mul",
                                                                                          "abcdefgh-" * 4 + "x"]),
                                                   st.integers(), st.none())},
                                optional={"system": st.just(BCP47)})
@@ -144,12 +163,16 @@ def test_any_communication_reads_as_a_tag_or_none_and_any_tag_gets_words(knowled
                                                                           communication: Any) -> None:
     tag = language(communication)
     assert tag is None or (re.fullmatch(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}", tag) and len(tag) <= 35)
+    assert tag is None or tag.split("-")[0].lower() not in NOT_A_LANGUAGE, "und and its kind name no language"
     texts = knowledge.patient
     choice = texts.choose(tag)
     if tag is None or tag.lower().split("-")[0] in texts.languages:
         assert choice.fallback is None
-    else:
-        assert choice.catalogue.language == "en" and choice.fallback and "English" in choice.fallback
+    if choice.fallback is not None:
+        assert choice.catalogue.language == "en" and "English" in choice.fallback
+        ours = [language_name(have, "en").split(" (")[0] for have in texts.languages]
+        assert not any(str(choice.wanted_name).startswith(name) for name in ours), \
+            f"{tag!r} is told we lack {choice.wanted_name}, which we have"
     if isinstance(communication, list):
         preferred = [c for c in communication if isinstance(c, dict) and c.get("preferred") is True
                      and language([{**c, "preferred": None}]) is not None]

@@ -11,11 +11,14 @@ from cds.fhir.readers.common import Reader, parse_time
 # A BCP-47 language tag as Patient.communication.language codes it (urn:ietf:bcp:47): es, es-MX, en-US, zh-Hant.
 LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}$")
 MAX_TAG = 35  # as the chart's stored series holds it (cds/charts/model.py)
+# Codes that name no language (ISO 639's special codes, which BCP-47 keeps): undetermined, multiple languages,
+# uncoded, no linguistic content. They are read as no language given, and the next entry is looked at.
+NOT_A_LANGUAGE = frozenset({"und", "mul", "mis", "zxx"})
 
 
 def language(communication: Any) -> str | None:
     """The language of Patient.communication the patient prefers, else the first with a language tag; None when
-    none names one (a language given only as text is not guessed at)."""
+    none names one (a language given only as text is not guessed at, and `und` and its kind name none)."""
     if not isinstance(communication, list):
         return None
     items = [c for c in communication if isinstance(c, dict)]
@@ -25,7 +28,8 @@ def language(communication: Any) -> str | None:
         codings = concept.get("coding") if isinstance(concept, dict) else None
         for coding in codings if isinstance(codings, list) else []:
             code = coding.get("code") if isinstance(coding, dict) else None
-            if isinstance(code, str) and len(code) <= MAX_TAG and LANGUAGE_TAG.match(code):
+            if (isinstance(code, str) and len(code) <= MAX_TAG and LANGUAGE_TAG.match(code)
+                    and code.split("-", 1)[0].lower() not in NOT_A_LANGUAGE):
                 return code
     return None
 
