@@ -94,6 +94,8 @@ def data_lines(ctx: CardContext) -> str:
     if ctx.patient_language.wanted_name is not None:
         lines.append("- " + info.data_lines["language_not_available"].format(
             language=ctx.patient_language.wanted_name))
+    elif ctx.record.language_text is not None:
+        lines.append("- " + info.data_lines["language_text_only"].format(text=ctx.record.language_text))
     if f.unread_needed:  # only what the dose could rest on: data the recommendation does not need is not named
         what = ", ".join(info.unread_words.get(t, t) for t in f.unread_needed)  # type: ignore[call-overload]
         lines.append("- " + info.data_lines["could_not_be_read"].format(what=what))

@@ -147,6 +147,7 @@ class PatientRecord:
     minute_goal: MinuteGoal | None = None
     birth_date: date | None = None
     language: str | None = None  # BCP-47, Patient.communication: the preferred one, else the first
+    language_text: str | None = None  # a language given only as text that names none we read (cut, no markup)
     pain_orders: list[str] = field(default_factory=list)  # exercise orders whose reason is chronic pain
     weight_goals: list[str] = field(default_factory=list)  # active weight-management Goals (Goal/id)
     set_aside: list[SetAside] = field(default_factory=list)

@@ -301,12 +301,14 @@ class RuleSetInfo(Strict):
     activity_words: dict[Literal["minutes", "steps"], Text]
     # Data lines about the data itself (age not recorded, data that could not be read) and the words for what
     # could not be read, by resource type.
-    data_lines: dict[Literal["age_not_recorded", "could_not_be_read", "language_not_available"], Text]
+    data_lines: dict[Literal["age_not_recorded", "could_not_be_read", "language_not_available", "language_text_only"],
+                     Text]
     unread_words: dict[Literal["Goal", "CarePlan", "Observation", "Condition", "ServiceRequest", "Patient"], Text]
 
     @model_validator(mode="after")
     def _every_line(self) -> RuleSetInfo:
-        missing = {"age_not_recorded", "could_not_be_read", "language_not_available"} - set(self.data_lines)
+        missing = {"age_not_recorded", "could_not_be_read", "language_not_available",
+                   "language_text_only"} - set(self.data_lines)
         if missing:
             raise ValueError(f"data_lines lacks {', '.join(sorted(missing))}")
         return self

@@ -135,6 +135,36 @@ def test_a_code_that_names_no_language_is_read_as_none_and_the_next_one_counts(c
     assert language([entry(code, True), entry("es", False)]) == "es"
 
 
+def as_text(client: FlaskClient, name: str, text: str) -> dict[str, Any]:
+    """An example's answer when Patient.communication gives the language only as text, with no code."""
+    body, service = speaking(name)
+    body["prefetch"]["patient"]["communication"] = [{"language": {"text": text}, "preferred": True}]
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 200, response.text
+    return response.get_json()
+
+
+@pytest.mark.parametrize("text", ["Spanish", "spanish ", "Latin American Spanish"])
+def test_a_language_given_as_its_english_name_is_read(client: FlaskClient, text: str) -> None:
+    [card] = as_text(client, "progress-walking", text)["cards"]
+    assert created(card)["patientInstruction"].startswith("Haga ejercicio"), created(card)["patientInstruction"]
+    assert '<html lang="es' in plan_of(client, card)
+    assert "given only as text" not in card["detail"]
+
+
+@pytest.mark.parametrize(("text", "said"), [("Español", "Español"), ("needs an interpreter", "needs an interpreter"),
+                                            ("[see](javascript:x) **now**", "see (javascript x) now")])
+def test_a_language_given_as_other_text_is_not_read_and_the_card_says_so(client: FlaskClient, text: str,
+                                                                         said: str) -> None:
+    """Not guessed at: English, and the clinician is told, in the words given without their markup, so that help to
+    read the plan can be arranged."""
+    [card] = as_text(client, "progress-walking", text)["cards"]
+    assert created(card)["patientInstruction"].startswith("Exercise for ")
+    assert f'Patient\'s language given only as text ("{said}"), not as a code: not read, so the plan and the ' \
+           "patient instruction are in English" in card["detail"]
+    assert "javascript:" not in card["detail"] and "](" not in card["detail"]
+
+
 def test_the_plan_without_a_language_is_english_without_a_fallback_line(client: FlaskClient) -> None:
     body, service = speaking("progress-walking")
     del body["prefetch"]["patient"]["communication"]

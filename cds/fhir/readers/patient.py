@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import cache
 from typing import Any
+
+from babel import Locale
 
 from cds.fhir.readers.common import Reader, parse_time
 
@@ -19,11 +22,7 @@ NOT_A_LANGUAGE = frozenset({"und", "mul", "mis", "zxx"})
 def language(communication: Any) -> str | None:
     """The language of Patient.communication the patient prefers, else the first with a language tag; None when
     none names one (a language given only as text is not guessed at, and `und` and its kind name none)."""
-    if not isinstance(communication, list):
-        return None
-    items = [c for c in communication if isinstance(c, dict)]
-    ordered = [c for c in items if c.get("preferred") is True] + [c for c in items if c.get("preferred") is not True]
-    for item in ordered:
+    for item in _ordered(communication):
         concept = item.get("language")
         codings = concept.get("coding") if isinstance(concept, dict) else None
         for coding in codings if isinstance(codings, list) else []:
@@ -32,6 +31,44 @@ def language(communication: Any) -> str | None:
                     and code.split("-", 1)[0].lower() not in NOT_A_LANGUAGE):
                 return code
     return None
+
+
+TEXT_SHOWN = 40  # characters of a language given only as text that a card repeats
+
+
+@cache
+def _english_names() -> dict[str, str]:
+    """CLDR's English name of every language and variant Babel knows, casefolded, to its tag: spanish -> es,
+    brazilian portuguese -> pt-BR."""
+    return {name.casefold(): code.replace("_", "-") for code, name in Locale("en").languages.items()}
+
+
+def _ordered(communication: Any) -> list[dict[str, Any]]:
+    if not isinstance(communication, list):
+        return []
+    items = [c for c in communication if isinstance(c, dict)]
+    return [c for c in items if c.get("preferred") is True] + [c for c in items if c.get("preferred") is not True]
+
+
+def language_and_text(communication: Any) -> tuple[str | None, str | None]:
+    """(the patient's language as a tag, the words of a language given only as text that names none we can read).
+    A code comes first (`language`); else the text of the preferred entry, else of the first, is read when it is a
+    language's English name exactly, as CLDR writes it ("Spanish": es), which is reading, not guessing; any other
+    text is given back, without markup and cut short, so that the card can say it was not read."""
+    tag = language(communication)
+    if tag is not None:
+        return tag, None
+    for item in _ordered(communication):
+        concept = item.get("language")
+        text = concept.get("text") if isinstance(concept, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            continue
+        named = _english_names().get(" ".join(text.split()).casefold())
+        if named is not None and named.split("-", 1)[0] not in NOT_A_LANGUAGE:
+            return named, None
+        shown = " ".join(re.sub(r"[^\w\s()'-]", " ", text).split())[:TEXT_SHOWN]
+        return None, shown or None
+    return None, None
 
 
 def birth_date(value: Any) -> date | None:
@@ -45,4 +82,4 @@ class PatientReader(Reader):
 
     def patient(self, resource: dict[str, Any]) -> None:
         self.record.birth_date = birth_date(resource.get("birthDate"))
-        self.record.language = language(resource.get("communication"))
+        self.record.language, self.record.language_text = language_and_text(resource.get("communication"))
