@@ -24,7 +24,7 @@ import yaml
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_decimal
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from cds.knowledge.files import read_yaml
 
@@ -142,11 +142,14 @@ class PlanText(Strict):
 
 
 class ReadingLevel(Strict):
-    """The reading level every text of a language is held to: a textstat measure and its bound."""
+    """The reading level every text of a language is held to: a textstat measure and its bound, which each text meets
+    as a whole and each of its sentences of `sentence_words` words or more meets alone (a shorter one, a heading
+    or "Siga moviéndose cada día.", scores by its one longest word: the formulas are made for passages)."""
 
     measure: Literal["flesch_kincaid_grade", "fernandez_huerta"]
     max: float | None = None  # a grade: at most this
     min: float | None = None  # a reading ease: at least this
+    sentence_words: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _one_bound(self) -> ReadingLevel:

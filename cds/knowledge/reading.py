@@ -2,7 +2,9 @@
 bound its file names (`reading`): the Flesch-Kincaid grade for English, Fernández Huerta's reading ease for
 Spanish, computed by textstat. A text is measured as it is read (an instruction with its safety sentences, a plan
 section with its heading, a recommendation's sentences for one kind of plan), its placeholders filled with
-ordinary values; a text over the bound is named with its hardest sentence, which is where to start rewording."""
+ordinary values, and so is each of its sentences long enough for the formula to mean something (`sentence_words`);
+a text over the bound is named with its hardest sentence, which is where to start rewording, and a sentence over it
+is named itself."""
 
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ class Level:
     language: str
     where: str
     score: float
-    passes: bool
+    passes: bool  # the text and every sentence measured alone are within the bound
     hardest: str  # the sentence that reads hardest
     hardest_score: float
+    over: tuple[tuple[float, str], ...] = ()  # the sentences measured alone that are over the bound
 
 
 def reading_levels(texts: PatientTexts) -> list[Level]:
@@ -44,7 +47,11 @@ def reading_levels(texts: PatientTexts) -> list[Level]:
             sentences = [s for s in SENTENCE_END.split(filled) if s.strip()]
             scored = [(float(measure(s)), s) for s in sentences] or [(score, filled)]
             worst = max(scored) if words.reading.max is not None else min(scored)
-            levels.append(Level(language, where, score, words.reading.passes(score), worst[1], worst[0]))
+            over = tuple((value, sentence) for value, sentence in scored
+                         if len(sentence.split()) >= words.reading.sentence_words
+                         and not words.reading.passes(value))
+            levels.append(Level(language, where, score, words.reading.passes(score) and not over, worst[1],
+                                worst[0], over))
     return levels
 
 
@@ -52,12 +59,14 @@ def reading_problems(texts: PatientTexts, levels: list[Level]) -> list[str]:
     """A problem for each text over its language's bound, naming its hardest sentence."""
     problems = []
     for level in levels:
-        if level.passes:
-            continue
         reading = texts.languages[level.language].reading
-        problems.append(f"patient-text/{level.language}.yaml {level.where}: reads at {reading.measure} "
-                        f"{level.score:.1f}, where {reading.bound()} is the bound; its hardest sentence "
-                        f"({level.hardest_score:.1f}): {level.hardest!r}. Use shorter sentences and shorter words")
+        if not reading.passes(level.score):
+            problems.append(f"patient-text/{level.language}.yaml {level.where}: reads at {reading.measure} "
+                            f"{level.score:.1f}, where {reading.bound()} is the bound; its hardest sentence "
+                            f"({level.hardest_score:.1f}): {level.hardest!r}. Use shorter sentences and shorter words")
+        problems += [f"patient-text/{level.language}.yaml {level.where}: the sentence {sentence!r} reads at "
+                     f"{reading.measure} {value:.1f} alone, where {reading.bound()} is the bound. Split it, or use "
+                     f"shorter words" for value, sentence in level.over]
     return problems
 
 
