@@ -49,13 +49,14 @@ def main() -> None:
 
     class Proxy(BaseHTTPRequestHandler):
         def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            # Logged before the answer goes out: a client that has its answer finds the request in the log.
+            log(port, self.command, self.path, "Authorization" in self.headers, status)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            log(port, self.command, self.path, "Authorization" in self.headers, status)
 
         def _busy(self) -> bool:
             """busy: 429, then 503, the first two times an export's status URL or file is asked for; down: 503 for
@@ -114,12 +115,12 @@ def main() -> None:
             job, name = self.path.split("?")[0].rsplit("/", 2)[-2:]
             path = data_dir / "bulk" / job / name
             body = path.read_bytes() if path.is_file() else b""
+            log(files_port, "GET", self.path, "Authorization" in self.headers, 200 if body else 404)
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "application/fhir+ndjson")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            log(files_port, "GET", self.path, "Authorization" in self.headers, 200 if body else 404)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
