@@ -20,7 +20,7 @@ from cds.settings import Settings, load_settings
 from tests.support import data
 from tests.support.backing import PostgresServer, RedisServer
 from tests.support.fhir_server import FhirServer
-from tests.support.processes import ServerProcess, free_port
+from tests.support.processes import ServerProcess, on_a_free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -164,15 +164,19 @@ def live_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
     """Factory: start the service with extra PACING_CDS_* settings; every one started is stopped after the test."""
     started: list[LiveService] = []
 
-    def start(**settings: str) -> LiveService:
-        port = int(settings.pop("port", free_port()))
+    def on(port: int, settings: dict[str, str]) -> LiveService:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PACING_CDS_")}
         env.update({"PACING_CDS_PORT": str(port), "PACING_CDS_HOST": "127.0.0.1", "PACING_CDS_WORKERS": "2",
                     "PACING_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}", "PYTHONUNBUFFERED": "1"})
         if "now" not in settings and settings.get("env") != "production":
             env["PACING_CDS_NOW"] = data.NOW.isoformat()  # the day the test data are written for
         env.update({f"PACING_CDS_{k.upper()}": v for k, v in settings.items()})
-        service = LiveService(tmp_path, env, port).start()
+        return LiveService(tmp_path, env, port).start()
+
+    def start(**settings: str) -> LiveService:
+        """The service on the port named, else on a free one (another, should that one be taken first)."""
+        service = (on(int(settings.pop("port")), settings) if "port" in settings
+                   else on_a_free_port(lambda port: on(port, settings)))
         started.append(service)
         return service
 
@@ -186,12 +190,15 @@ def fault_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Factory: a misbehaving FHIR server process (tests/support/fault_server.py) in a MODE; returns its base."""
     started: list[ServerProcess] = []
 
-    def start(mode: str) -> str:
-        port = free_port()
+    def on(port: int, mode: str) -> tuple[ServerProcess, int]:
         server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), mode],
                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                                log_path=tmp_path / f"fault-{mode}-{port}.log")
         server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata")
+        return server, port
+
+    def start(mode: str) -> str:
+        server, port = on_a_free_port(lambda port: on(port, mode))
         started.append(server)
         return f"http://127.0.0.1:{port}/fhir"
 

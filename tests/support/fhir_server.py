@@ -17,7 +17,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.support.processes import ServerProcess, free_port
+from tests.support.processes import ServerProcess, on_a_free_port
 
 SEKMET = "sekmet-fhir==0.1.1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,35 +117,34 @@ class FhirServer:
                  static_token: bool = True, bulk_delay_s: float | None = None) -> None:
         if not static_token and not (smart_client or smart_clients):
             raise ValueError("static_token=False needs a SMART client to load data with")
-        sekmet = ensure_venv()
-        self.port = free_port()
-        self.root_url = f"http://127.0.0.1:{self.port}"
-        self.base_url = f"{self.root_url}/fhir"
-        self.token_url = f"{self.root_url}/auth/token"
+        self.sekmet = ensure_venv()
         self.smart_clients = [*([smart_client] if smart_client else []), *smart_clients]
         self.static_token = static_token
         self.data_dir = workdir / "data"  # sekmet writes $export files to data_dir/bulk/<job id>/<Type>.ndjson
         workdir.mkdir(parents=True, exist_ok=True)
-        config = workdir / "settings.yaml"
         simulator = "simulator:\n  enabled: false\n"
         if bulk_delay_s is not None:
             simulator += f"  delay_seconds: {bulk_delay_s}\n"
         auth = f"server_auth:\n  types: [bearer]\n  tokens: [{TOKEN}]\n"
         if self.smart_clients or not static_token or token_lifetime_s is not None:
             auth = _smart_auth(self.smart_clients, static_token, token_lifetime_s)
-        config.write_text(
-            f"base_url: {self.base_url}\n"
-            f"host: 127.0.0.1\nport: {self.port}\n"
-            f"data_dir: {workdir / 'data'}\n"
-            f"{simulator}"
-            f"{auth}"
-            "log_inbound: false\n"
-        )
-        self.process = ServerProcess([str(sekmet), "serve", "--config", str(config)], env=_env(),
-                                     cwd=workdir, log_path=workdir / "sekmet.log")
-        self.process.wait_ready(f"{self.base_url}/metadata")
+        self.process = on_a_free_port(lambda port: self._start(port, workdir, simulator + auth))
         headers = {"Authorization": f"Bearer {TOKEN}"} if static_token else {}
         self.http = httpx.Client(base_url=self.base_url + "/", headers=headers, timeout=30.0)
+
+    def _start(self, port: int, workdir: Path, settings: str) -> ServerProcess:
+        """sekmet on this port, with these settings (PortTaken when another process took the port first)."""
+        self.port = port
+        self.root_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{self.root_url}/fhir"
+        self.token_url = f"{self.root_url}/auth/token"
+        config = workdir / "settings.yaml"
+        config.write_text(f"base_url: {self.base_url}\nhost: 127.0.0.1\nport: {self.port}\n"
+                          f"data_dir: {self.data_dir}\n{settings}log_inbound: false\n")
+        process = ServerProcess([str(self.sekmet), "serve", "--config", str(config)], env=_env(),
+                                cwd=workdir, log_path=workdir / "sekmet.log")
+        process.wait_ready(f"{self.base_url}/metadata")
+        return process
 
     def load(self, resources: list[dict[str, Any]]) -> None:
         """PUT every resource in one transaction Bundle."""

@@ -8,11 +8,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -26,6 +29,26 @@ def die_with_parent() -> None:
     os.setpgrp()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class PortTaken(RuntimeError):
+    """The server could not bind its port: another process took it between free_port() and the server's bind (the
+    ports of parallel test workers come from the same pool). Starting again on another port is the remedy."""
+
+
+ATTEMPTS = 3  # starts on a fresh port before a taken port fails the test
+TAKEN = ("address already in use", "connection in use")  # how servers (uvicorn, gunicorn, http.server) say it
+
+
+def on_a_free_port(start: Callable[[int], T]) -> T:
+    """start(port) on a free port, and again on another when the port was taken before the server bound it."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return start(free_port())
+        except PortTaken:
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 class ServerProcess:
@@ -45,7 +68,10 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                log = self.log()
+                self._log.close()
+                kind = PortTaken if any(taken in log.lower() for taken in TAKEN) else RuntimeError
+                raise kind(f"server exited with {self.proc.returncode}:\n{log}")
             try:
                 if httpx.get(url, timeout=2.0).status_code < 500:
                     return
