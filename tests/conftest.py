@@ -19,6 +19,7 @@ from cds.engine import Knowledge, RuleEngine, load_knowledge
 from cds.settings import Settings, load_settings
 from tests.support import data
 from tests.support.backing import PostgresServer, RedisServer
+from tests.support.fault_server import start as fault_server_process
 from tests.support.fhir_server import FhirServer
 from tests.support.processes import ServerProcess, on_a_free_port
 
@@ -191,11 +192,7 @@ def fault_server(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     started: list[ServerProcess] = []
 
     def on(port: int, mode: str) -> tuple[ServerProcess, int]:
-        server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), mode],
-                               env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                               log_path=tmp_path / f"fault-{mode}-{port}.log")
-        server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata")
-        return server, port
+        return fault_server_process(port, mode, tmp_path / f"fault-{mode}-{port}.log"), port
 
     def start(mode: str) -> str:
         server, port = on_a_free_port(lambda port: on(port, mode))

@@ -9,17 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.fault_server import start as fault_server
 from tests.support.processes import PortTaken, ServerProcess, on_a_free_port
 
 pytestmark = pytest.mark.slow  # starts server processes
-
-
-def fault_server(port: int, log: Path) -> ServerProcess:
-    server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), "500"],
-                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT, log_path=log)
-    server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata", timeout_s=30)
-    return server
 
 
 def test_a_port_taken_before_the_bind_is_port_taken_and_another_port_is_tried(tmp_path: Path) -> None:
@@ -28,12 +21,12 @@ def test_a_port_taken_before_the_bind_is_port_taken_and_another_port_is_tried(tm
         holder.listen()
         taken = holder.getsockname()[1]
         with pytest.raises(PortTaken):
-            fault_server(taken, tmp_path / "taken.log")
+            fault_server(taken, "500", tmp_path / "taken.log")
         tried: list[int] = []
 
         def start(port: int) -> ServerProcess:
             tried.append(port)
-            return fault_server(taken if len(tried) == 1 else port, tmp_path / f"{len(tried)}.log")
+            return fault_server(taken if len(tried) == 1 else port, "500", tmp_path / f"{len(tried)}.log")
 
         server = on_a_free_port(start)
         try:

@@ -25,8 +25,7 @@ from cds.charts.model import Series
 from cds.charts.series import WEEKS
 from cds.charts.weeks import Week, boom_bust_days, daily_activity, plan_steps
 
-BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW = (
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+BLUE, ORANGE, GREEN, VERMILLION, YELLOW = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#F0E442"
 # Text in those hues, darker: at least 4.5:1 against white and against a flare week's yellow tint (WCAG 1.4.3);
 # vermillion and reddish purple themselves are 3.9:1 and 3.1:1 against white.
 VERMILLION_TEXT, PURPLE_TEXT = "#AD4C00", "#A0457A"

@@ -56,7 +56,8 @@ def reading_levels(texts: PatientTexts) -> list[Level]:
 
 
 def reading_problems(texts: PatientTexts, levels: list[Level]) -> list[str]:
-    """A problem for each text over its language's bound, naming its hardest sentence."""
+    """A problem for each text over its language's bound, naming its hardest sentence, and for each sentence over
+    it alone."""
     problems = []
     for level in levels:
         reading = texts.languages[level.language].reading

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -287,6 +287,10 @@ class OverrideReasonEntry(Strict):
     display: Text
 
 
+# The data lines of ruleset.yaml, each required: about the data itself rather than a rule (docs/clinical.md).
+DataLine = Literal["age_not_recorded", "could_not_be_read", "language_not_available", "language_text_only"]
+
+
 class RuleSetInfo(Strict):
     name: Text
     version: Version
@@ -301,14 +305,12 @@ class RuleSetInfo(Strict):
     activity_words: dict[Literal["minutes", "steps"], Text]
     # Data lines about the data itself (age not recorded, data that could not be read) and the words for what
     # could not be read, by resource type.
-    data_lines: dict[Literal["age_not_recorded", "could_not_be_read", "language_not_available", "language_text_only"],
-                     Text]
+    data_lines: dict[DataLine, Text]
     unread_words: dict[Literal["Goal", "CarePlan", "Observation", "Condition", "ServiceRequest", "Patient"], Text]
 
     @model_validator(mode="after")
     def _every_line(self) -> RuleSetInfo:
-        missing = {"age_not_recorded", "could_not_be_read", "language_not_available",
-                   "language_text_only"} - set(self.data_lines)
+        missing = set(get_args(DataLine)) - set(self.data_lines)
         if missing:
             raise ValueError(f"data_lines lacks {', '.join(sorted(missing))}")
         return self

@@ -16,7 +16,20 @@ import re
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.processes import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(port: int, mode: str, log_path: Path) -> ServerProcess:
+    """This server as a process on `port` in MODE, once it answers (PortTaken when another process took the port)."""
+    server = ServerProcess([sys.executable, "-m", "tests.support.fault_server", str(port), mode],
+                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, cwd=ROOT, log_path=log_path)
+    server.wait_ready(f"http://127.0.0.1:{port}/fhir/metadata")
+    return server
 
 
 def main() -> None:

@@ -27,10 +27,14 @@ def language(communication: Any) -> str | None:
         codings = concept.get("coding") if isinstance(concept, dict) else None
         for coding in codings if isinstance(codings, list) else []:
             code = coding.get("code") if isinstance(coding, dict) else None
-            if (isinstance(code, str) and len(code) <= MAX_TAG and LANGUAGE_TAG.match(code)
-                    and code.split("-", 1)[0].lower() not in NOT_A_LANGUAGE):
+            if isinstance(code, str) and len(code) <= MAX_TAG and LANGUAGE_TAG.match(code) and _names_one(code):
                 return code
     return None
+
+
+def _names_one(tag: str) -> bool:
+    """Whether a tag names a language (und, mul, mis and zxx do not)."""
+    return tag.split("-", 1)[0].lower() not in NOT_A_LANGUAGE
 
 
 TEXT_SHOWN = 40  # characters of a language given only as text that a card repeats
@@ -64,7 +68,7 @@ def language_and_text(communication: Any) -> tuple[str | None, str | None]:
         if not isinstance(text, str) or not text.strip():
             continue
         named = _english_names().get(" ".join(text.split()).casefold())
-        if named is not None and named.split("-", 1)[0] not in NOT_A_LANGUAGE:
+        if named is not None and _names_one(named):
             return named, None
         shown = " ".join(re.sub(r"[^\w\s()'-]", " ", text).split())[:TEXT_SHOWN]
         return None, shown or None
